@@ -1,0 +1,41 @@
+"""`metricgold` command line: one subcommand per module, each with add_parser(sub) + run(args)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> module that defines add_parser(subparsers) and run(args) -> exit status
+SUBCOMMANDS = {
+    'infer': 'metricgold_core.commands.infer',
+    'bench': 'metricgold_core.commands.bench',
+    'make-test-checkpoint': 'metricgold_core.commands.make_checkpoint',
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='metricgold', description='Metric depth from RGB images with a MetricGold model.')
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

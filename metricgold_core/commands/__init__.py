@@ -1,0 +1,1 @@
+"""Subcommands of the `metricgold` CLI."""

@@ -1,0 +1,90 @@
+"""Pinhole camera geometry: intrinsics, scaling, rays and back-projection.
+
+Conventions: K is a 3x3 float64 matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels with the
+pixel centre of (u, v) at integer coordinates (the ROS / OpenCV convention). Depth is z-depth in
+metres along the optical axis.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def make_K(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """3x3 intrinsics matrix from focal lengths and principal point (pixels)."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def intrinsics_from_hfov(width: int, height: int, hfov_deg: float) -> np.ndarray:
+    """K for a centred pinhole camera with square pixels and the given horizontal FOV."""
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f'`hfov_deg` must be in (0, 180), got {hfov_deg}.')
+    fx = 0.5 * width / math.tan(math.radians(hfov_deg) * 0.5)
+    return make_K(fx, fx, (width - 1) * 0.5, (height - 1) * 0.5)
+
+
+def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """K of an image of size src_hw resized to dst_hw (pixel-centre convention)."""
+    sy = dst_hw[0] / src_hw[0]
+    sx = dst_hw[1] / src_hw[1]
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[0, 0] *= sx
+    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 1] *= sy
+    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return K
+
+
+def crop_intrinsics(K: np.ndarray, top: int, left: int) -> np.ndarray:
+    """K of a crop whose top-left corner is at (top, left) in the source image."""
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[0, 2] -= left
+    K[1, 2] -= top
+    return K
+
+
+def flip_intrinsics_horizontal(K: np.ndarray, width: int) -> np.ndarray:
+    """K of the horizontally mirrored image of the given width."""
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[0, 2] = (width - 1) - K[0, 2]
+    return K
+
+
+def pixel_rays(K: np.ndarray, height: int, width: int, dtype=np.float32) -> tuple:
+    """Per-pixel ray factors (x/z, y/z), each (H, W), so that X = d * rx, Y = d * ry, Z = d."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if fx == 0 or fy == 0:
+        raise ValueError(f'focal lengths must be non-zero, got fx={fx}, fy={fy}.')
+    u = (np.arange(width, dtype=np.float64) - cx) / fx
+    v = (np.arange(height, dtype=np.float64) - cy) / fy
+    rx = np.broadcast_to(u[None, :], (height, width)).astype(dtype)
+    ry = np.broadcast_to(v[:, None], (height, width)).astype(dtype)
+    return rx, ry
+
+
+def backproject(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Z-depth (H, W) metres -> points (H, W, 3) in the camera frame; NaN depth gives NaN."""
+    rx, ry = pixel_rays(K, depth_m.shape[0], depth_m.shape[1], dtype=np.float64)
+    d = depth_m.astype(np.float64)
+    return np.stack([d * rx, d * ry, d], axis=-1)
+
+
+def distance_to_z_depth(distance_m: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Distance to the camera centre (e.g. Hypersim) -> z-depth, per pixel ray of K."""
+    rx, ry = pixel_rays(K, distance_m.shape[0], distance_m.shape[1], dtype=np.float64)
+    return (distance_m / np.sqrt(1.0 + rx * rx + ry * ry)).astype(np.float32)
+
+
+def focal_rescale_factor(fx_px: float, canonical_focal_px: float | None) -> float:
+    """Factor that maps depth predicted at a canonical focal length to a camera with focal fx.
+
+    A model trained on labels d * f_canonical / f predicts canonical depth; the camera's metric
+    depth is that prediction * f / f_canonical. Returns 1.0 when no canonical focal is set.
+    """
+    if canonical_focal_px is None:
+        return 1.0
+    if not (fx_px > 0 and canonical_focal_px > 0):
+        raise ValueError(f'focal lengths must be > 0 px, got fx={fx_px}, '
+                         f'canonical={canonical_focal_px}.')
+    return float(fx_px) / float(canonical_focal_px)

@@ -1,0 +1,73 @@
+"""File helpers: atomic writes (temp file in the same directory, then rename) and image reading."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npy(path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+
+
+def save_png(path, array: np.ndarray) -> None:
+    """uint8 (H, W) / (H, W, 3) or uint16 (H, W) array -> PNG, atomically."""
+    from PIL import Image
+    if array.dtype == np.uint16:
+        image = Image.fromarray(array)
+    elif array.dtype == np.uint8:
+        image = Image.fromarray(array)
+    else:
+        raise ValueError(f'PNG arrays must be uint8 or uint16, got {array.dtype}.')
+    with atomic_path(path) as tmp:
+        image.save(tmp, format='PNG')
+
+
+def save_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding='utf-8')
+
+
+def read_rgb(path) -> np.ndarray:
+    """Any image file Pillow reads -> uint8 RGB (H, W, 3). Raises ValueError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ('I;16', 'I;16B', 'I', 'F'):
+                arr = np.asarray(image, dtype=np.float64)
+                top = arr.max() if arr.size and arr.max() > 0 else 1.0
+                arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            return np.asarray(image.convert('RGB'), dtype=np.uint8).copy()
+    except FileNotFoundError as exc:
+        raise ValueError(f'{path}: no such file.') from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f'{path}: not a readable image ({exc}).') from exc
+
+
+def depth_to_mm_png(depth_m: np.ndarray) -> np.ndarray:
+    """Metres -> uint16 millimetres (0 = invalid, saturates at 65.535 m)."""
+    mm = np.where(np.isfinite(depth_m) & (depth_m > 0), np.round(depth_m * 1000.0), 0)
+    return np.clip(mm, 0, 65535).astype(np.uint16)

@@ -1,0 +1,196 @@
+"""DepthEstimator: RGB image -> metric depth in metres with 1 or 2 DDIM steps.
+
+    est = DepthEstimator(MetricGoldModel.load(path), device='auto', dtype='auto')
+    pred = est(rgb_uint8_hwc, steps=1, processing_resolution=None, seed=0)
+    pred.depth       # float32 (H, W) metres at input resolution, NaN where invalid
+    pred.normalized  # float32 (H, W) in [0, 1]: what diffusers' MarigoldDepthPipeline returns
+    pred.timings     # ms per stage: preprocess, encode, denoise, decode, postprocess, total
+
+The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
+input and seed give the same normalised prediction; the VAE runs through `FastVAE` (exact
+rewrites with less compute) unless `exact_vae=False` is asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import time
+
+import numpy as np
+import torch
+
+from .fast_vae import FastVAE
+from .image_processing import check_rgb, from_model_output, processing_size, to_model_input
+from .model import MetricGoldModel
+
+STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
+
+
+@dataclass
+class DepthPrediction:
+    """Depth for one image (or a batch: leading B axis)."""
+
+    depth: np.ndarray                 # float32 metres, NaN where invalid; (H, W) or (B, H, W)
+    normalized: np.ndarray            # float32 in [0, 1]; same shape
+    uncertainty: np.ndarray | None    # float32 metres (spread of 1- vs 2-step), or None
+    timings: dict = field(default_factory=dict)   # ms per stage
+    steps: int = 1
+    processing_hw: tuple = (0, 0)     # (h, w) the network saw, before padding
+
+
+def resolve_device(device: str | torch.device = 'auto') -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device not in ('cpu', 'cuda') and not str(device).startswith('cuda:'):
+        raise ValueError(f'`device` must be auto, cpu, cuda or cuda:N, got {device!r}.')
+    if str(device).startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'`device` is {device!r} but CUDA is not available on this machine.')
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {'float32': torch.float32, 'fp32': torch.float32, 'float16': torch.float16,
+             'fp16': torch.float16, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16}
+    if dtype == 'auto':
+        return torch.float16 if device.type == 'cuda' else torch.float32
+    if dtype not in names:
+        raise ValueError(f'`dtype` must be auto or one of {sorted(names)}, got {dtype!r}.')
+    return names[dtype]
+
+
+class DepthEstimator:
+    """Owns a MetricGoldModel on a device and turns RGB images into metric depth."""
+
+    def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
+                 channels_last: bool = True, exact_vae: bool = True):
+        self.model = model.eval()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for module in (model.unet, model.vae):
+            module.requires_grad_(False)
+            if next(module.parameters()).dtype != self.dtype:
+                module.to(dtype=self.dtype)
+            module.to(device=self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.fast_vae = FastVAE(model.vae).to(self.device, self.dtype) if exact_vae else None
+        self.vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
+        self.embedding = model.empty_text_embedding.to(self.device, self.dtype)
+        self.scheduler = model.scheduler
+        self.codec = model.codec
+
+    def processing_hw(self, height: int, width: int,
+                      processing_resolution: int | None = None) -> tuple[int, int]:
+        """(h, w) an input of size (height, width) is processed at (before padding)."""
+        res = self.model.processing_resolution if processing_resolution is None \
+            else processing_resolution
+        return processing_size(height, width, res)
+
+    @torch.inference_mode()
+    def __call__(self, image, steps: int = 1, processing_resolution: int | None = None,
+                 seed: int | None = None, generator: torch.Generator | None = None,
+                 output_uncertainty: bool = False, match_input_resolution: bool = True
+                 ) -> DepthPrediction:
+        """Predict depth for uint8 RGB (H, W, 3) or (B, H, W, 3)."""
+        if steps not in (1, 2):
+            raise ValueError(f'`steps` must be 1 or 2, got {steps}.')
+        if processing_resolution is None:
+            processing_resolution = self.model.processing_resolution
+        if not isinstance(processing_resolution, (int, np.integer)) or processing_resolution < 0:
+            raise ValueError('`processing_resolution` must be an int >= 0 (0 = native), '
+                             f'got {processing_resolution!r}.')
+        if seed is not None and generator is not None:
+            raise ValueError('pass `seed` or `generator`, not both.')
+        single = isinstance(image, np.ndarray) and image.ndim == 3
+        image = check_rgb(image)
+        if seed is not None:
+            generator = torch.Generator('cpu').manual_seed(int(seed))
+
+        timings = {}
+        sync = self._sync
+        t0 = time.perf_counter()
+        size_hw = image.shape[1:3]
+        x, padding = to_model_input(image, int(processing_resolution), self.vae_factor,
+                                    self.device, self.dtype)  # [B, 3, PPH, PPW]
+        x = x.contiguous(memory_format=self.memory_format)
+        sync()
+        t1 = time.perf_counter()
+        latent_rgb = self._encode(x)  # [B, 4, h, w]
+        sync()
+        t2 = time.perf_counter()
+        noise = self._noise(latent_rgb, generator)  # [B, 4, h, w]
+        latents = self._denoise(latent_rgb, noise, steps, keep_first=output_uncertainty)
+        sync()
+        t3 = time.perf_counter()
+        preds = [self._decode(z) for z in latents]  # each [B, 1, PPH, PPW] in [0, 1]
+        sync()
+        t4 = time.perf_counter()
+        target = tuple(size_hw) if match_input_resolution else None
+        outs = [from_model_output(p.float(), padding, target)[:, 0].cpu().numpy() for p in preds]
+        normalized = outs[-1]
+        depth = self.codec.normalized_to_depth(normalized).astype(np.float32)
+        depth[~np.isfinite(normalized)] = np.nan
+        uncertainty = None
+        if output_uncertainty:
+            first = self.codec.normalized_to_depth(outs[0]).astype(np.float32)
+            uncertainty = np.abs(depth - first)
+        t5 = time.perf_counter()
+        for name, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
+            timings[name] = (b - a) * 1e3
+        timings['total'] = (t5 - t0) * 1e3
+        hw = processing_size(size_hw[0], size_hw[1], int(processing_resolution))
+        if single:
+            depth, normalized = depth[0], normalized[0]
+            uncertainty = None if uncertainty is None else uncertainty[0]
+        return DepthPrediction(depth=depth, normalized=normalized.astype(np.float32),
+                               uncertainty=uncertainty, timings=timings, steps=steps,
+                               processing_hw=hw)
+
+    # ------------------------------------------------------------------ stages
+
+    def _sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_vae is not None:
+            return self.fast_vae.encode_mean(x)
+        vae = self.model.vae
+        return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+
+    def _noise(self, like: torch.Tensor, generator) -> torch.Tensor:
+        # Same draw as diffusers' randn_tensor: on the generator's device, then moved.
+        gen_device = generator.device if generator is not None else self.device
+        noise = torch.randn(like.shape, generator=generator, device=gen_device,
+                            dtype=like.dtype)
+        return noise.to(like.device)
+
+    def _denoise(self, latent_rgb, latent, steps: int, keep_first: bool) -> list:
+        """DDIM (trailing spacing) from `latent`; returns [x0 after step 1,] final latent."""
+        scheduler = self.scheduler
+        scheduler.set_timesteps(steps, device=self.device)
+        batch = latent_rgb.shape[0]
+        text = self.embedding.expand(batch, -1, -1)  # [B, tokens, dim]
+        kept = []
+        for i, t in enumerate(scheduler.timesteps):
+            unet_in = torch.cat([latent_rgb, latent], dim=1)  # [B, 8, h, w]
+            unet_in = unet_in.contiguous(memory_format=self.memory_format)
+            v = self.model.unet(unet_in, t, encoder_hidden_states=text, return_dict=False)[0]
+            out = scheduler.step(v, t, latent)
+            if keep_first and i == 0 and steps > 1:
+                kept.append(out.pred_original_sample)
+            latent = out.prev_sample
+        return kept + [latent]
+
+    def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        latent = latent.contiguous(memory_format=self.memory_format)
+        if self.fast_vae is not None:
+            mean = self.fast_vae.decode_mean(latent)  # [B, 1, H, W]
+        else:
+            vae = self.model.vae
+            mean = vae.decode(latent / vae.config.scaling_factor,
+                              return_dict=False)[0].mean(dim=1, keepdim=True)
+        return (mean.clamp(-1.0, 1.0) + 1.0) * 0.5

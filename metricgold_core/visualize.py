@@ -1,0 +1,49 @@
+"""Colour maps for depth images (turbo), in numpy."""
+from __future__ import annotations
+
+import numpy as np
+
+# Polynomial fit of Google's Turbo colour map (published coefficients), x in [0, 1].
+_TURBO_R = (0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943)
+_TURBO_G = (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604)
+_TURBO_B = (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973)
+
+
+def _turbo_lut() -> np.ndarray:
+    x = np.linspace(0.0, 1.0, 256)
+    powers = np.stack([x ** k for k in range(6)], axis=1)  # [256, 6]
+    rgb = np.stack([powers @ np.array(c) for c in (_TURBO_R, _TURBO_G, _TURBO_B)], axis=1)
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # [256, 3]
+
+
+TURBO_LUT = _turbo_lut()
+
+
+def colorize_depth(depth_m: np.ndarray, d_min: float | None = None, d_max: float | None = None,
+                   log_scale: bool = True, bgr: bool = False,
+                   invalid_color=(0, 0, 0)) -> np.ndarray:
+    """Depth (H, W) metres -> uint8 (H, W, 3) turbo image, near = red end, far = blue end.
+
+    `d_min`/`d_max` fix the colour range; None takes the 2nd/98th percentile of valid pixels.
+    NaN, inf and <= 0 pixels get `invalid_color`.
+    """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(depth_m) & (depth_m > 0)
+    out = np.empty(depth_m.shape + (3,), dtype=np.uint8)
+    out[:] = np.asarray(invalid_color, dtype=np.uint8)
+    if not valid.any():
+        return out
+    values = depth_m[valid]
+    lo = float(np.percentile(values, 2)) if d_min is None else float(d_min)
+    hi = float(np.percentile(values, 98)) if d_max is None else float(d_max)
+    lo = max(lo, 1e-3)
+    hi = max(hi, lo * 1.0001)
+    if log_scale:
+        t = (np.log(values) - np.log(lo)) / (np.log(hi) - np.log(lo))
+    else:
+        t = (values - lo) / (hi - lo)
+    idx = np.clip(255.0 - t * 255.0, 0, 255).astype(np.uint8)  # near -> 255 (red)
+    colors = TURBO_LUT[idx]
+    out[valid] = colors[:, ::-1] if bgr else colors
+    return out
