@@ -1,0 +1,358 @@
+"""metricgold_depth: camera image in, metric depth, camera_info, colored depth and points out.
+
+A thin shell over metricgold_core: the ROS callbacks only convert a message to numpy and hand
+the newest frame to a worker thread (one-slot mailbox); the worker owns the model, picks the
+denoising steps and processing resolution that fit `max_latency_ms` from measured stage
+times, and publishes. Run with
+
+    python -m metricgold_ros.depth_node --ros-args --params-file config/depth.yaml \
+        -r image:=/camera/image_raw -r camera_info:=/camera/camera_info
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from .conversions import BadInput, camera_model_from_info, compressed_to_rgb8
+from .conversions import fallback_camera_model, image_to_rgb8
+from .diagnostics import build_diagnostics, NodeStats, Throttle
+from .frames import CameraInfoCache, Frame, InfoEntry, Mailbox
+from .latency import LatencyPlanner
+from .outputs import Outputs
+from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
+
+NODE_NAME = 'metricgold_depth'
+RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
+               'best_effort': ReliabilityPolicy.BEST_EFFORT}
+# Parameters every rclpy node has, or that rcl handles itself: not typos in a YAML file.
+BUILTIN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+
+
+class StartupError(RuntimeError):
+    """The node cannot start as configured (message says what to change)."""
+
+
+class DepthNode(Node):
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg = self._declare_parameters()
+        self.stats = NodeStats()
+        self.throttle = Throttle(5.0)
+        self.planner = LatencyPlanner()
+        self.mailbox = Mailbox()
+        self.infos = CameraInfoCache(self.cfg['camera_info_cache_size'])
+        self.estimator, self.model_facts = self._load_model()
+
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+                             reliability=RELIABILITY[self.cfg['output_reliability']])
+        self.outputs = Outputs(self, out_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+
+        compressed = self.cfg['input_transport'] == 'compressed'
+        self._inputs = {   # relative topic -> (message type, callback, queue depth)
+            'image/compressed' if compressed else 'image':
+                (CompressedImage if compressed else Image, self._on_image, 2),
+            'camera_info': (CameraInfo, self._on_camera_info, 10),
+        }
+        self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
+        self._last_stamp_ns = None
+        self._fallback = None
+        self._update_subscriptions()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)   # unaffected by sim-time jumps
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        if self.cfg['input_reliability'] == 'auto':
+            self.create_timer(0.5, self._update_subscriptions, clock=steady)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._worker_main, name='metricgold_worker',
+                                       daemon=True)
+        self.worker.start()
+        self.get_logger().info(
+            f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
+            f'({self.model_facts["dtype"]}), listening on '
+            f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
+
+    # ------------------------------------------------------------------ set-up
+
+    def _declare_parameters(self) -> dict:
+        config = {}
+        for spec in PARAMETERS:
+            value = self.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+            config[spec.name] = normalise(spec.name, value)
+        check_consistency(config)
+        overrides = getattr(self, '_parameter_overrides', {})
+        unknown = sorted(name for name in overrides if name not in SPECS and
+                         name not in BUILTIN_PARAMETERS and not name.startswith('qos_overrides'))
+        if unknown:
+            self.get_logger().warning(f'ignoring unknown parameters (typo?): {", ".join(unknown)}')
+        return config
+
+    def _load_model(self):
+        import torch   # imported here so a bad YAML file fails before the slow imports
+
+        from metricgold_core.model import load_default_or
+        from metricgold_core.pipeline import DepthEstimator
+
+        if self.cfg['torch_threads']:
+            torch.set_num_threads(self.cfg['torch_threads'])
+        checkpoint = self.cfg['checkpoint']
+        try:
+            model = load_default_or(checkpoint or None)
+            estimator = DepthEstimator(model, device=self.cfg['device'], dtype=self.cfg['dtype'])
+        except (OSError, ValueError) as exc:
+            raise StartupError(f'cannot load the model (`checkpoint` = {checkpoint!r}, `device` '
+                               f'= {self.cfg["device"]!r}): {exc}') from exc
+        meta = model.meta
+        facts = {'model': checkpoint or 'packaged default',
+                 'model_preset': meta.get('preset', meta.get('training_data', '-')),
+                 'canonical_focal_px': model.canonical_focal_px,
+                 'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1]}
+        return estimator, facts
+
+    def _update_subscriptions(self) -> None:
+        """(Re)create input subscriptions with the reliability the publishers need.
+
+        Reliable publishers get a reliable subscription: with Fast DDS' default transports a
+        best-effort reader of a reliable writer can lose every large (fragmented) image.
+        Best-effort publishers (many camera drivers) need a best-effort reader to match at all.
+        """
+        for topic, (msg_type, callback, depth) in self._inputs.items():
+            current = self._subscriptions_by_topic.get(topic)
+            wanted = self._wanted_reliability(topic, current[1] if current else None)
+            if current is not None and current[1] == wanted:
+                continue
+            if current is not None:
+                self.destroy_subscription(current[0])
+                self.get_logger().info(f'{topic}: publishers are {wanted}, resubscribing')
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                             reliability=RELIABILITY[wanted])
+            self._subscriptions_by_topic[topic] = (
+                self.create_subscription(msg_type, topic, callback, qos), wanted)
+            if msg_type is not CameraInfo:
+                self.stats.set(input_reliability=wanted)
+
+    def _wanted_reliability(self, topic: str, current: str | None) -> str:
+        mode = self.cfg['input_reliability']
+        if mode != 'auto':
+            return mode
+        publishers = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+        if not publishers:
+            return current or 'best_effort'   # matches either kind once one appears
+        best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                          for p in publishers)
+        return 'best_effort' if best_effort else 'reliable'
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_image(self, msg) -> None:
+        received_s = time.monotonic()
+        self.stats.count('received')
+        self.stats.input_rate.tick(received_s)
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
+            # A bag loop or clock reset: stamps restart, old camera_info pairs are meaningless.
+            self.stats.count('stamp_jumps')
+            self.infos.clear_history()
+            self._log_throttled('stamp_jump', 'image stamps jumped back in time '
+                                f'({self._last_stamp_ns / 1e9:.3f} s -> {stamp_ns / 1e9:.3f} s);'
+                                ' camera_info history cleared')
+        self._last_stamp_ns = stamp_ns
+        try:
+            rgb = compressed_to_rgb8(msg) if isinstance(msg, CompressedImage) \
+                else image_to_rgb8(msg)
+        except BadInput as exc:
+            self._bad_input(exc)
+            return
+        frame = Frame(rgb=rgb, header=msg.header, stamp_ns=stamp_ns, received_s=received_s,
+                      convert_ms=(time.monotonic() - received_s) * 1e3)
+        if self.mailbox.put(frame):
+            self.stats.count('dropped_busy')
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            model = camera_model_from_info(msg)
+        except BadInput as exc:
+            self._bad_input(exc)
+            return
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.infos.add(stamp_ns, InfoEntry(msg, model))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        config = dict(self.cfg)
+        try:
+            for param in params:
+                if param.name in SPECS:
+                    config[param.name] = normalise(param.name, param.value)
+            check_consistency(config)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.cfg = config   # one assignment: the worker sees the old or the new set, never half
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        static = {k: v for k, v in self.model_facts.items() if v is not None}
+        msg = build_diagnostics(self.stats, time.monotonic(), self.get_clock().now().to_msg(),
+                                self.model_facts['device'], self.cfg['max_latency_ms'], static)
+        self.diagnostics_pub.publish(msg)
+
+    def _bad_input(self, exc: BadInput) -> None:
+        self.stats.bad(exc.kind)
+        self._log_throttled('bad_' + exc.kind, f'dropped input ({exc.kind}): {exc}')
+
+    def _log_throttled(self, key: str, text: str) -> None:
+        if self.throttle.allow(key):
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ worker
+
+    def _worker_main(self) -> None:
+        if self.cfg['warmup']:
+            try:
+                self._warmup()
+            except Exception as exc:   # a failed warm-up is not fatal: frames will show it
+                self.get_logger().error(f'warm-up inference failed: {exc!r}')
+        while not self._stop.is_set():
+            frame = self.mailbox.take(timeout_s=0.2)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except BadInput as exc:
+                self._bad_input(exc)
+            except Exception as exc:   # one bad frame (OOM, odd size) must not end the node
+                self.stats.count('errors')
+                self._log_throttled('error', f'inference failed on a frame: {exc!r}')
+
+    def _warmup(self) -> None:
+        import numpy as np
+
+        rgb = np.full((480, 640, 3), 127, np.uint8)
+        res = self._resolution(480, 640)
+        pred = self.estimator(rgb, steps=1, processing_resolution=res, seed=0)
+        # The first call pays one-off costs (allocations, kernel selection): time a second.
+        pred = self.estimator(rgb, steps=1, processing_resolution=res, seed=0)
+        self.planner.observe(pred.timings, 1, pred.processing_hw)
+
+    def _resolution(self, height: int, width: int) -> int:
+        return self.cfg['processing_resolution'] or \
+            self.estimator.model.processing_resolution or max(height, width)
+
+    def _process(self, frame: Frame) -> None:
+        cfg = self.cfg
+        age_ms = (time.monotonic() - frame.received_s) * 1e3
+        if age_ms > cfg['max_frame_age_ms']:
+            self.stats.count('dropped_stale')
+            self._log_throttled('stale', f'dropped a frame {age_ms:.0f} ms old (max_frame_age_ms '
+                                f'= {cfg["max_frame_age_ms"]:.0f})')
+            return
+        height, width = frame.rgb.shape[:2]
+        source_info, camera = self._camera_for(frame, height, width, cfg)
+        plan = self.planner.choose(
+            cfg['max_latency_ms'] - age_ms, cfg['steps'], self._resolution(height, width),
+            cfg['min_processing_resolution'],
+            lambda res: self.estimator.processing_hw(height, width, res))
+        want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
+        pred = self.estimator(frame.rgb, steps=plan.steps,
+                              processing_resolution=plan.processing_resolution, seed=cfg['seed'],
+                              output_uncertainty=want_uncertainty,
+                              match_input_resolution=cfg['depth_resolution'] == 'input')
+        self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
+        publish_s = time.monotonic()
+
+        depth, uncertainty = pred.depth, pred.uncertainty
+        model = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
+        factor = self._focal_factor(camera, pred.processing_hw)
+        if factor != 1.0:
+            depth *= factor
+            if uncertainty is not None:
+                uncertainty *= factor
+        self.outputs.publish(frame.header, depth, model, source_info, frame.rgb, uncertainty,
+                             cfg)
+
+        done_s = time.monotonic()
+        self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms)
+        self.stats.latency.add((done_s - frame.received_s) * 1e3)
+        self.stats.output_rate.tick(done_s)
+        self.stats.count('published')
+        self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
+                       processing_size='x'.join(map(str, pred.processing_hw[::-1])),
+                       predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
+                       else float('nan'), focal_rescale=round(factor, 4))
+
+    def _camera_for(self, frame: Frame, height: int, width: int, cfg: dict):
+        """(input CameraInfo or None, CameraModel of the image) for this frame."""
+        latest = self.infos.latest
+        wait_s = cfg['camera_info_wait_ms'] / 1e3 if latest is not None else 0.0
+        entry = self.infos.wait_for(frame.stamp_ns, wait_s)
+        if entry is None and latest is not None:
+            # No exact pair: intrinsics rarely change, so the newest ones are the best guess.
+            entry = self.infos.latest
+            self.stats.count('camera_info_unmatched')
+        if entry is None:
+            if self._fallback is None:
+                self.get_logger().warning(
+                    'no camera_info received: using a pinhole with fallback_hfov_deg = '
+                    f'{cfg["fallback_hfov_deg"]} (remap camera_info to the camera\'s topic)')
+            key = (height, width, cfg['fallback_hfov_deg'])
+            if self._fallback is None or self._fallback[0] != key:
+                self._fallback = (key, fallback_camera_model(height, width,
+                                                             cfg['fallback_hfov_deg']))
+            self.stats.set(camera_info_source='fallback_hfov')
+            return None, self._fallback[1]
+        if (entry.model.height, entry.model.width) != (height, width):
+            raise BadInput('camera_info_size', f'camera_info describes a {entry.model.width}x'
+                           f'{entry.model.height} image, the image is {width}x{height}')
+        self.stats.set(camera_info_source='camera_info')
+        return entry.info, entry.model
+
+    def _focal_factor(self, camera, processing_hw) -> float:
+        """Depth scale for checkpoints trained at a canonical focal length (1.0 otherwise)."""
+        from metricgold_core.geometry import focal_rescale_factor
+
+        canonical = self.model_facts['canonical_focal_px']
+        if canonical is None:
+            return 1.0
+        fx_at_processing = camera.fx * processing_hw[1] / camera.width
+        return focal_rescale_factor(fx_at_processing, canonical)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        self.worker.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    status = 0
+    try:
+        node = DepthNode()
+        rclpy.spin(node)
+    except (ParameterError, ParameterException, StartupError) as exc:
+        print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
+        status = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass   # Ctrl-C or `ros2 lifecycle`-style shutdown: exit quietly
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())

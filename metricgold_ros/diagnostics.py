@@ -1,0 +1,120 @@
+"""Counters the node keeps, their /diagnostics status, and per-reason log throttling."""
+from __future__ import annotations
+
+from collections import Counter
+import math
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from .latency import LatencyWindow, RateCounter
+
+STATUS_NAME = 'metricgold_depth: depth estimation'
+
+
+class Throttle:
+    """Allows one log line per key per period (so a bad stream cannot flood the log)."""
+
+    def __init__(self, period_s: float = 5.0):
+        self.period_s = period_s
+        self._last = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now_s: float | None = None) -> bool:
+        now_s = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now_s - last < self.period_s:
+                return False
+            self._last[key] = now_s
+            return True
+
+
+class NodeStats:
+    """Thread-safe counters and windows, shared by the callbacks and the worker."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts = Counter()            # received, published, dropped_*, ...
+        self.bad_input = Counter()         # kind -> count
+        self.input_rate = RateCounter()
+        self.output_rate = RateCounter()
+        self.latency = LatencyWindow()
+        self.last = {}                     # latest plan / camera facts for the status
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def bad(self, kind: str) -> None:
+        with self._lock:
+            self.bad_input[kind] += 1
+            self.counts['dropped_bad_input'] += 1
+
+    def set(self, **facts) -> None:
+        with self._lock:
+            self.last.update(facts)
+
+    def snapshot(self) -> tuple:
+        with self._lock:
+            return Counter(self.counts), Counter(self.bad_input), dict(self.last)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return 'nan' if math.isnan(value) else f'{value:.1f}'
+    return str(value)
+
+
+def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
+                      max_latency_ms: float, static: dict) -> DiagnosticArray:
+    """One DiagnosticStatus with rates, latency percentiles, plan, drops, model and device."""
+    counts, bad, last = stats.snapshot()
+    p50, p95 = stats.latency.percentiles(50, 95)
+    in_hz, out_hz = stats.input_rate.rate_hz(now_s), stats.output_rate.rate_hz(now_s)
+    values = {
+        'input_rate_hz': in_hz,
+        'output_rate_hz': out_hz,
+        'latency_p50_ms': p50,
+        'latency_p95_ms': p95,
+        'max_latency_ms': float(max_latency_ms),
+        'steps': last.get('steps', '-'),
+        'processing_resolution': last.get('processing_resolution', '-'),
+        'processing_size': last.get('processing_size', '-'),
+        'predicted_ms': last.get('predicted_ms', float('nan')),
+        'frames_received': counts['received'],
+        'frames_published': counts['published'],
+        'dropped_stale': counts['dropped_stale'],
+        'dropped_busy': counts['dropped_busy'],
+        'dropped_bad_input': counts['dropped_bad_input'],
+        'inference_errors': counts['errors'],
+        'camera_info_source': last.get('camera_info_source', '-'),
+        'camera_info_unmatched': counts['camera_info_unmatched'],
+        'stamp_jumps': counts['stamp_jumps'],
+        'input_reliability': last.get('input_reliability', '-'),
+        'focal_rescale': last.get('focal_rescale', 1.0),
+    }
+    values.update(static)
+    for kind in sorted(bad):
+        values[f'bad_input.{kind}'] = bad[kind]
+
+    level, message = DiagnosticStatus.OK, 'ok'
+    if last.get('fatal'):
+        level, message = DiagnosticStatus.ERROR, last['fatal']
+    elif counts['received'] == 0:
+        level, message = DiagnosticStatus.WARN, 'no image received yet'
+    elif in_hz == 0.0:
+        level, message = DiagnosticStatus.WARN, 'input stream stopped'
+    elif not math.isnan(p95) and p95 > max_latency_ms:
+        level, message = DiagnosticStatus.WARN, (f'latency p95 {p95:.0f} ms over the '
+                                                 f'{max_latency_ms:.0f} ms budget')
+    elif last.get('camera_info_source') == 'fallback_hfov':
+        level, message = DiagnosticStatus.WARN, 'no camera_info: using fallback_hfov_deg'
+    status = DiagnosticStatus(level=level, name=STATUS_NAME, message=message,
+                              hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = [status]
+    return array

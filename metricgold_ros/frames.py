@@ -1,0 +1,101 @@
+"""Hand-over between the ROS callbacks and the inference worker.
+
+`Mailbox` holds one frame: a newer frame replaces an unprocessed one (counted as dropped, busy),
+so the worker always starts on the newest image and latency never builds up in a queue.
+`CameraInfoCache` pairs images with camera_info by exact stamp, like an exact-time
+synchronizer, with a short bounded history.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+import threading
+import time
+
+import numpy as np
+
+from .conversions import CameraModel
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray          # uint8 (H, W, 3) RGB, possibly a view of the message data
+    header: object           # std_msgs/Header of the input image, copied to every output
+    stamp_ns: int
+    received_s: float        # time.monotonic() at arrival: latency and age are measured from it
+    convert_ms: float        # time spent turning the message into `rgb`
+
+
+class Mailbox:
+    """A one-slot queue: put() replaces, take() waits."""
+
+    def __init__(self):
+        self._frame = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, frame: Frame) -> bool:
+        """Store `frame`; True when it replaced one the worker had not taken (a drop)."""
+        with self._cond:
+            replaced = self._frame is not None
+            self._frame = frame
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout_s: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout_s)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class InfoEntry:
+    info: object             # sensor_msgs/CameraInfo as received
+    model: CameraModel       # its pinhole model (validated)
+
+
+class CameraInfoCache:
+    """The last `size` valid camera_info messages by stamp, with waiting for a given stamp."""
+
+    def __init__(self, size: int = 30):
+        self.size = max(1, int(size))
+        self._entries = OrderedDict()    # stamp_ns -> InfoEntry, oldest first
+        self._latest = None
+        self._cond = threading.Condition()
+
+    def add(self, stamp_ns: int, entry: InfoEntry) -> None:
+        with self._cond:
+            self._entries[stamp_ns] = entry
+            self._entries.move_to_end(stamp_ns)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+            self._latest = entry
+            self._cond.notify_all()
+
+    @property
+    def latest(self) -> InfoEntry | None:
+        with self._cond:
+            return self._latest
+
+    def clear_history(self) -> None:
+        """Forget stamps (after a clock jump) but keep the newest intrinsics."""
+        with self._cond:
+            self._entries.clear()
+
+    def wait_for(self, stamp_ns: int, timeout_s: float) -> InfoEntry | None:
+        """The entry with exactly this stamp, waiting up to `timeout_s` for it to arrive."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            while True:
+                entry = self._entries.get(stamp_ns)
+                remaining = deadline - time.monotonic()
+                if entry is not None or remaining <= 0:
+                    return entry
+                self._cond.wait(remaining)

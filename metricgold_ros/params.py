@@ -1,0 +1,145 @@
+"""The node's parameters: one table with defaults, descriptions, ranges and validation.
+
+The table is plain data so tests (and the YAML check) can read it without starting ROS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import ParameterType
+
+CHOICES = {
+    'device': None,   # validated by the pipeline (auto, cpu, cuda, cuda:N)
+    'dtype': ('auto', 'float32', 'float16', 'bfloat16'),
+    'input_transport': ('raw', 'compressed'),
+    'input_reliability': ('auto', 'reliable', 'best_effort'),
+    'output_reliability': ('reliable', 'best_effort'),
+    'depth_resolution': ('input', 'processing'),
+    'steps': ('auto', '1', '2'),
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    default: object
+    description: str
+    range: tuple | None = None      # (min, max) for ints and doubles
+    read_only: bool = False
+    dynamic: bool = False           # accepts more than one type (steps: 'auto' or 1/2)
+
+
+PARAMETERS = (
+    # Model (a change needs a restart: read-only).
+    Spec('checkpoint', '', 'Checkpoint directory (diffusers layout). Empty: the packaged model.',
+         read_only=True),
+    Spec('device', 'auto', 'Torch device: auto (cuda if available), cpu, cuda or cuda:N.',
+         read_only=True),
+    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA, float32 on CPU), float32, '
+         'float16, bfloat16.', read_only=True),
+    Spec('torch_threads', 0, "CPU threads torch may use; 0 keeps torch's default.", (0, 256),
+         read_only=True),
+    Spec('warmup', True, 'Run one inference at start so the first frame is not slow.',
+         read_only=True),
+    # Inputs.
+    Spec('input_transport', 'raw', 'raw: subscribe to `image`; compressed: to '
+         '`image/compressed` (jpeg/png).', read_only=True),
+    Spec('input_reliability', 'auto', 'Reliability of the image and camera_info '
+         'subscriptions: auto (match the publishers), reliable or best_effort.', read_only=True),
+    Spec('camera_info_cache_size', 30, 'How many recent camera_info messages are kept for '
+         'exact-stamp pairing.', (1, 1000), read_only=True),
+    Spec('camera_info_wait_ms', 50.0, 'How long a frame waits for the camera_info with its '
+         'exact stamp before the newest one is used.', (0.0, 1000.0)),
+    Spec('fallback_hfov_deg', 60.0, 'Horizontal field of view assumed when no camera_info '
+         'has arrived (warned once).', (1.0, 179.0)),
+    # Inference and latency.
+    Spec('steps', 'auto', 'Denoising steps: auto (2 when they fit max_latency_ms, else 1), 1 '
+         'or 2.', dynamic=True),
+    Spec('processing_resolution', 0, "Long side (px) the network sees; 0: the checkpoint's own.", (0, 4096)),
+    Spec('min_processing_resolution', 128, 'Smallest long side the latency control may go '
+         'down to.', (16, 4096)),
+    Spec('max_latency_ms', 1000.0, 'Budget from image arrival to published outputs; steps '
+         'and resolution are chosen to fit it.', (1.0, 600000.0)),
+    Spec('max_frame_age_ms', 1000.0, 'Frames that waited longer than this since arrival are '
+         'dropped as stale.', (1.0, 600000.0)),
+    Spec('seed', 0, 'Seed of the initial noise (same image + seed = same depth).',
+         (0, 2 ** 31 - 1)),
+    # Outputs.
+    Spec('output_reliability', 'reliable', 'Reliability of all outputs (RViz subscribes '
+         'reliable by default).', read_only=True),
+    Spec('depth_resolution', 'input', 'Size of the depth outputs: input (the camera image) '
+         'or processing (what the network saw; smaller and faster).'),
+    Spec('publish_colored', True, 'Publish depth/colored (bgr8 turbo) when subscribed.'),
+    Spec('colored_min_m', 0.0, 'Near end of the colour range (m); 0: 2nd percentile of each '
+         'frame.', (0.0, 10000.0)),
+    Spec('colored_max_m', 0.0, 'Far end of the colour range (m); 0: 98th percentile of each '
+         'frame.', (0.0, 10000.0)),
+    Spec('colored_log_scale', True, 'Colour by log depth (more contrast near the camera).'),
+    Spec('publish_points', True, 'Publish the organized point cloud `points` when '
+         'subscribed.'),
+    Spec('points_decimation', 1, 'Keep every n-th row and column in the point cloud.',
+         (1, 16)),
+    Spec('points_min_depth_m', 0.0, 'Points nearer than this (z, m) are NaN.', (0.0, 10000.0)),
+    Spec('points_max_depth_m', 0.0, 'Points farther than this (z, m) are NaN; 0: no limit.',
+         (0.0, 10000.0)),
+    Spec('publish_uncertainty', False, 'Publish depth/uncertainty (|2-step - 1-step| depth, '
+         'm) on frames run with 2 steps.'),
+)
+SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot use (message names the parameter and the fix)."""
+
+
+def descriptor(spec: Spec) -> ParameterDescriptor:
+    """ParameterDescriptor with description, type, range and read-only flag."""
+    extra = ''
+    if spec.name in CHOICES and CHOICES[spec.name]:
+        extra = ' One of: ' + ', '.join(CHOICES[spec.name]) + '.'
+    desc = ParameterDescriptor(name=spec.name, description=spec.description + extra,
+                               read_only=spec.read_only, dynamic_typing=spec.dynamic)
+    if spec.dynamic:
+        return desc
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    desc.type = types[type(spec.default)]
+    if spec.range is not None and isinstance(spec.default, int):
+        desc.integer_range = [IntegerRange(from_value=spec.range[0], to_value=spec.range[1],
+                                           step=1)]
+    elif spec.range is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=spec.range[0],
+                                                        to_value=spec.range[1], step=0.0)]
+    return desc
+
+
+def normalise(name: str, value):
+    """The value the node uses for `name`, or ParameterError saying what is expected."""
+    if name == 'steps':
+        text = str(value).strip().lower() if not isinstance(value, bool) else ''
+        if text not in CHOICES['steps']:
+            raise ParameterError(f'`steps` must be auto, 1 or 2, got {value!r}.')
+        return text
+    choices = CHOICES.get(name)
+    if choices and value not in choices:
+        raise ParameterError(f'`{name}` must be one of {", ".join(choices)}, got {value!r}.')
+    if name == 'device' and not (value in ('auto', 'cpu', 'cuda') or
+                                 str(value).startswith('cuda:')):
+        raise ParameterError(f'`device` must be auto, cpu, cuda or cuda:N, got {value!r}.')
+    return value
+
+
+def check_consistency(config: dict) -> None:
+    """Relations between parameters that a single range cannot express."""
+    lo, hi = config['colored_min_m'], config['colored_max_m']
+    if lo > 0 and hi > 0 and lo >= hi:
+        raise ParameterError(f'`colored_min_m` ({lo}) must be below `colored_max_m` ({hi}).')
+    lo, hi = config['points_min_depth_m'], config['points_max_depth_m']
+    if hi > 0 and lo >= hi:
+        raise ParameterError(f'`points_min_depth_m` ({lo}) must be below '
+                             f'`points_max_depth_m` ({hi}).')
+    res, low = config['processing_resolution'], config['min_processing_resolution']
+    if 0 < res < low:
+        raise ParameterError(f'`processing_resolution` ({res}) must be 0 or at least '
+                             f'`min_processing_resolution` ({low}).')

@@ -1,0 +1,252 @@
+"""Helpers for node tests: the node as a real process, and an rclpy client in its own domain.
+
+Each test module gets its own ROS_DOMAIN_ID (random in 1..100, mixed with the pid), discovery
+limited to localhost, so parallel test runs never see each other's topics.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from PIL import Image as PILImage
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = '/test/metricgold_depth'
+
+
+def pick_domain_id() -> int:
+    rng = random.Random(os.getpid() * 1000003 + time.time_ns())
+    return rng.randint(1, 100)
+
+
+def ros_env(domain_id: int, large_data: bool = False) -> dict:
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(domain_id)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    env.pop('FASTDDS_BUILTIN_TRANSPORTS', None)
+    if large_data:
+        env['FASTDDS_BUILTIN_TRANSPORTS'] = 'LARGE_DATA'
+    return env
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump({'/**/metricgold_depth': {'ros__parameters': params}}))
+    return path
+
+
+def node_command(params_file: Path, extra=()) -> list:
+    return [sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
+            '--params-file', str(params_file), '-r', '__ns:=/test',
+            '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info',
+            '-r', 'image/compressed:=/cam/image/compressed', *extra]
+
+
+class NodeProcess:
+    """The depth node as a child process, its output in a log file."""
+
+    def __init__(self, params_file: Path, env: dict, log_path: Path, extra=()):
+        self.log_path = log_path
+        self._log = open(log_path, 'wb')
+        self.proc = subprocess.Popen(node_command(params_file, extra), cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def stop(self) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def wait_until(predicate, timeout_s: float, period_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(period_s)
+    return predicate()
+
+
+class Client:
+    """A test-side rclpy node in its own context: camera publishers and output subscribers."""
+
+    OUTPUTS = {'depth': 'Image', 'depth/camera_info': 'CameraInfo', 'depth/colored': 'Image',
+               'points': 'PointCloud2', 'depth/uncertainty': 'Image'}
+
+    def __init__(self, domain_id: int, camera_reliable: bool = True, compressed: bool = False):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs import msg as sm
+
+        self.rclpy = rclpy
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('mg_test_client', context=self.context)
+        reliability = ReliabilityPolicy.RELIABLE if camera_reliable \
+            else ReliabilityPolicy.BEST_EFFORT
+        cam_qos = QoSProfile(depth=5, reliability=reliability)
+        image_type = sm.CompressedImage if compressed else sm.Image
+        image_topic = '/cam/image/compressed' if compressed else '/cam/image'
+        self.image_pub = self.node.create_publisher(image_type, image_topic, cam_qos)
+        self.info_pub = self.node.create_publisher(sm.CameraInfo, '/cam/camera_info', cam_qos)
+        self.lock = threading.Lock()
+        self.received = {name: [] for name in list(self.OUTPUTS) + ['diagnostics']}
+        out_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+        for name, type_name in self.OUTPUTS.items():
+            self.node.create_subscription(getattr(sm, type_name), '/test/' + name,
+                                          self._collector(name), out_qos)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                      self._collector('diagnostics'), 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:   # context shut down at the end of the module
+            pass
+
+    def _collector(self, name):
+        def callback(msg):
+            with self.lock:
+                self.received[name].append((time.monotonic(), msg))
+                del self.received[name][:-200]   # bounded
+        return callback
+
+    def messages(self, name: str) -> list:
+        with self.lock:
+            return [m for _, m in self.received[name]]
+
+    def clear(self) -> None:
+        with self.lock:
+            for items in self.received.values():
+                items.clear()
+
+    def by_stamp(self, name: str, stamp) -> object | None:
+        for msg in reversed(self.messages(name)):
+            if msg.header.stamp.sec == stamp.sec and msg.header.stamp.nanosec == stamp.nanosec:
+                return msg
+        return None
+
+    def wait_output(self, name: str, stamp, timeout_s: float = 10.0):
+        return wait_until(lambda: self.by_stamp(name, stamp), timeout_s)
+
+    def latest_diagnostics(self) -> dict | None:
+        msgs = self.messages('diagnostics')
+        for msg in reversed(msgs):
+            for status in msg.status:
+                if status.name.startswith('metricgold_depth'):
+                    values = {kv.key: kv.value for kv in status.values}
+                    values['_level'] = int.from_bytes(status.level, 'little') \
+                        if isinstance(status.level, bytes) else int(status.level)
+                    values['_message'] = status.message
+                    values['_hardware_id'] = status.hardware_id
+                    return values
+        return None
+
+    # ---------------------------------------------------------------- parameters
+
+    def _call(self, srv_type, name, request, timeout_s=10.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise TimeoutError(f'service {name} not available')
+            future = client.call_async(request)
+            if not wait_until(future.done, timeout_s):
+                raise TimeoutError(f'service {name} did not answer')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameter(self, name: str, value):
+        """SetParametersResult of setting one parameter on the node."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request()
+        request.parameters = [Parameter(name, value=value).to_parameter_msg()]
+        return self._call(SetParameters, NODE + '/set_parameters', request).results[0]
+
+    def describe_parameters(self, names):
+        from rcl_interfaces.srv import DescribeParameters
+
+        request = DescribeParameters.Request(names=list(names))
+        return self._call(DescribeParameters, NODE + '/describe_parameters',
+                          request).descriptors
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
+
+
+# ------------------------------------------------------------------ camera data
+
+def load_sequence(folder: Path, count: int = 3):
+    """[(rgb uint8 (H, W, 3), intrinsics dict)] of the first `count` frames of a real sequence."""
+    intr = json.loads((folder / 'intrinsics.json').read_text())
+    files = sorted((folder / 'rgb').iterdir(), key=lambda p: (len(p.name), p.name))[:count]
+    return [np.asarray(PILImage.open(f).convert('RGB')) for f in files], intr
+
+
+def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 'camera',
+              pad: int = 0, bigendian: bool = False):
+    """An Image message with `pad` extra bytes per row (step > width x pixel size)."""
+    from sensor_msgs.msg import Image
+
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.dtype.itemsize > 1:
+        pixels = pixels.astype(pixels.dtype.newbyteorder('>' if bigendian else '<'))
+    rows = pixels.reshape(pixels.shape[0], -1).view(np.uint8)
+    if pad:
+        rows = np.concatenate([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)], axis=1)
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+                is_bigendian=int(bigendian), step=rows.shape[1])
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.data = rows.tobytes()
+    return msg
+
+
+def camera_info_msg(intr: dict, stamp_ns: int, frame_id: str = 'camera', scale: float = 1.0):
+    from sensor_msgs.msg import CameraInfo
+
+    fx, fy = intr['fx'] * scale, intr['fy'] * scale
+    cx, cy = (intr['cx'] + 0.5) * scale - 0.5, (intr['cy'] + 0.5) * scale - 0.5
+    msg = CameraInfo(width=round(intr['width'] * scale), height=round(intr['height'] * scale),
+                     distortion_model='plumb_bob')
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
