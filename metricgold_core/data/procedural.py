@@ -1,0 +1,184 @@
+"""Procedural indoor and outdoor scenes with exact metric z-depth, for training and tests.
+
+`render_scene(seed, height, width)` is deterministic in its seed: it lays out a room (2-15 m,
+furniture-like boxes, cylinders, spheres, doors, windows, lamps) or a street (road, buildings,
+cars, poles, trees, hills; geometry out to a few hundred metres, sky invalid), picks a pinhole
+camera (horizontal FOV 40-100 deg) and pose (height, pitch, roll, yaw), ray casts it and shades
+it (sun or lamps, sky light, corner occlusion, haze, vignetting, sensor noise).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .layouts import indoor_layout
+from .raycast import cast
+from .street import outdoor_layout
+from .textures import albedo, ValueNoise
+from ..geometry import intrinsics_from_hfov
+
+KINDS = ('indoor', 'outdoor')
+
+
+def camera_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Camera -> world rotation (columns right, down, forward) for a y-up world; radians.
+
+    yaw turns left-right about the vertical, pitch > 0 looks up, roll turns about the view axis.
+    """
+    forward = np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch),
+                        math.cos(yaw) * math.cos(pitch)])
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c, s = math.cos(roll), math.sin(roll)
+    right, down = c * right + s * down, -s * right + c * down
+    return np.stack([right, down, forward], axis=1)
+
+
+def _random_K(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Square-pixel pinhole, horizontal FOV 40-100 deg, principal point within 2 % of centre."""
+    K = intrinsics_from_hfov(width, height, float(rng.uniform(40.0, 100.0)))
+    K[0, 2] += rng.uniform(-0.02, 0.02) * width
+    K[1, 2] += rng.uniform(-0.02, 0.02) * height
+    return K
+
+
+def _sky(dirs: np.ndarray, sun: np.ndarray, palette: dict, noise: ValueNoise) -> np.ndarray:
+    """Sky colour (N, 3) linear RGB for world ray directions (N, 3): gradient, sun glow, clouds."""
+    d = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    up = np.clip(d[:, 1], 0.0, 1.0)[:, None]
+    horizon = np.asarray(palette['horizon'], np.float32)
+    zenith = np.asarray(palette['zenith'], np.float32)
+    sky = horizon + (zenith - horizon) * np.sqrt(up)
+    glow = np.clip(d @ sun, 0.0, 1.0)[:, None] ** 32
+    sky = sky + glow * np.array([1.0, 0.9, 0.7], np.float32)
+    # clouds: noise on the sky dome, projected onto a plane so they flatten towards the horizon
+    h = np.maximum(d[:, 1], 0.05)
+    cloud = noise.fbm(d[:, 0] / h * 1.5 + 40.0, d[:, 2] / h * 1.5, 4)
+    cover = palette.get('clouds', 0.4)
+    amount = np.clip((cloud - (1.0 - cover)) * 3.0, 0.0, 1.0)[:, None]
+    return sky * (1 - amount) + np.array([0.85, 0.86, 0.88], np.float32) * amount
+
+
+def _shade_group(group: dict, shape, scene: dict, noise: ValueNoise) -> np.ndarray:
+    """Linear RGB (N, 3) of the pixels one shape won: albedo x lighting + emission."""
+    base, emission = albedo(shape.material, group, noise)
+    n = group['n_world']
+    p = group['p_world']
+    light = np.full(len(p), scene['ambient'], dtype=np.float32)
+    light += scene['sky_light'] * (0.5 + 0.5 * n[:, 1])  # hemisphere: surfaces facing up get more
+    if 'sun' in scene:
+        light += scene['sun_strength'] * np.clip(n @ scene['sun'], 0.0, None)
+    for lamp_pos, strength in scene.get('lamps', ()):
+        to_lamp = lamp_pos[None, :] - p
+        dist2 = np.einsum('ij,ij->i', to_lamp, to_lamp)
+        cos = np.clip(np.einsum('ij,ij->i', n, to_lamp) / np.sqrt(dist2 + 1e-9), 0.0, None)
+        light += strength * cos / (1.0 + dist2 / 4.0)
+    if 'room_half' in scene:
+        light *= _corner_occlusion(p, scene['room_half'], scene['room_height'])
+    rgb = base * light[:, None] * np.asarray(scene['tint'], np.float32)[None, :]
+    return rgb + emission
+
+
+def _corner_occlusion(p: np.ndarray, half: np.ndarray, height: float) -> np.ndarray:
+    """Darkening (N,) near a room's edges and corners, where less indirect light arrives."""
+    gap_x = half[0] - np.abs(p[:, 0])
+    gap_z = half[1] - np.abs(p[:, 2])
+    gap_y = np.minimum(p[:, 1], height - p[:, 1])
+    # on a surface one gap is ~0; the middle one is the distance to the nearest edge
+    lo = np.minimum(np.minimum(gap_x, gap_y), gap_z)
+    hi = np.maximum(np.maximum(gap_x, gap_y), gap_z)
+    middle = gap_x + gap_y + gap_z - lo - hi
+    return 1.0 - 0.35 * np.exp(-np.maximum(middle, 0.0) / 0.35)
+
+
+def render_scene(seed: int, height: int, width: int, kind: str | None = None) -> dict:
+    """One procedural frame: `rgb` uint8 (H, W, 3), `depth` float32 (H, W) metres (NaN = sky),
+    `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor'.
+
+    Deterministic: the same (seed, height, width, kind) gives the same arrays.
+    """
+    if height < 8 or width < 8:
+        raise ValueError(f'`height` and `width` must be >= 8 px, got {height}x{width}.')
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f'`kind` must be one of {KINDS} or None, got {kind!r}.')
+    rng = np.random.default_rng(seed)
+    if kind is None:
+        kind = KINDS[int(rng.integers(2))]
+    noise = ValueNoise(rng)
+    K = _random_K(rng, height, width)
+    layout = indoor_layout(rng) if kind == 'indoor' else outdoor_layout(rng)
+    origin = layout['camera']
+    R_wc = camera_rotation(*layout['yaw_pitch_roll'])
+    hits = cast(layout['shapes'], origin, R_wc, K, height, width)
+    scene = layout['lighting']
+    rgb = np.empty((height * width, 3), dtype=np.float32)
+    depth = hits['depth'].ravel()
+    valid = np.isfinite(depth)
+    dirs = hits['dirs'].reshape(-1, 3)
+    if not valid.all():
+        sky_dir = scene.get('sun', np.array([0.0, 1.0, 0.0]))
+        rgb[~valid] = _sky(dirs[~valid], sky_dir, scene['sky'], noise)
+    for group in hits['groups']:
+        shape = layout['shapes'][group['shape']]
+        color = _shade_group(group, shape, scene, noise)
+        if 'haze_m' in scene:  # aerial perspective: distant things fade into the horizon colour
+            dist = depth[group['index']] * np.linalg.norm(dirs[group['index']], axis=1)
+            keep = np.exp(-dist / scene['haze_m'])[:, None]
+            color = color * keep + np.asarray(scene['sky']['horizon'], np.float32) * (1 - keep)
+        rgb[group['index']] = color
+    rgb = rgb.reshape(height, width, 3)
+    rgb = _camera_response(rgb, rng, scene['exposure'])
+    depth = depth.reshape(height, width).astype(np.float32)
+    valid = valid.reshape(height, width)
+    depth[~valid] = np.nan
+    return {'rgb': rgb, 'depth': depth, 'valid': valid, 'K': K,
+            'name': f'procedural_{kind}_{seed}', 'kind': kind}
+
+
+def _response_lut() -> np.ndarray:
+    """Linear exposure in [0, 8) on 4096 steps -> uint8: soft highlight roll-off, then gamma."""
+    v = np.arange(4096, dtype=np.float64) / 512.0
+    v = v / (1.0 + 0.25 * v)  # roll off highlights instead of clipping them flat
+    return np.clip(np.power(np.clip(v, 0.0, 1.0), 1.0 / 2.2) * 255.0, 0.0, 255.0)
+
+
+_RESPONSE = _response_lut()
+
+
+def _camera_response(rgb: np.ndarray, rng: np.random.Generator, exposure: float) -> np.ndarray:
+    """Linear RGB (H, W, 3) -> uint8 sRGB-like: exposure, vignetting, tone curve, sensor noise."""
+    h, w = rgb.shape[:2]
+    y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
+    gain = (exposure * 512.0) * (1.0 - 0.18 * (x * x + y * y))
+    idx = np.clip(rgb * gain[..., None], 0, 4095).astype(np.int32)
+    noise = rng.normal(0.0, 1.5, size=(h, w, 1)).astype(np.float32)  # luminance grain
+    return np.clip(_RESPONSE.take(idx) + noise + 0.5, 0, 255).astype(np.uint8)
+
+
+class ProceduralScenes(torch.utils.data.Dataset):
+    """An endless-style dataset of `length` procedural frames; item i is a fixed scene."""
+
+    def __init__(self, length: int, height: int, width: int, seed: int = 0,
+                 kinds=KINDS):
+        if length < 0:
+            raise ValueError(f'`length` must be >= 0, got {length}.')
+        kinds = tuple(kinds)
+        if not kinds or any(k not in KINDS for k in kinds):
+            raise ValueError(f'`kinds` must be a non-empty subset of {KINDS}, got {kinds}.')
+        self.length, self.height, self.width = int(length), int(height), int(width)
+        self.seed, self.kinds = int(seed), kinds
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        if not -self.length <= i < self.length:
+            raise IndexError(f'index {i} out of range for {self.length} scenes')
+        i = i % self.length
+        scene_seed = self.seed * 1_000_003 + i
+        kind = self.kinds[i % len(self.kinds)]  # alternate kinds so any window is balanced
+        return render_scene(scene_seed, self.height, self.width, kind)
