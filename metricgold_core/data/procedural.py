@@ -56,7 +56,7 @@ def _sky(dirs: np.ndarray, sun: np.ndarray, palette: dict, noise: ValueNoise) ->
     sky = sky + glow * np.array([1.0, 0.9, 0.7], np.float32)
     # clouds: noise on the sky dome, projected onto a plane so they flatten towards the horizon
     h = np.maximum(d[:, 1], 0.05)
-    cloud = noise.fbm(d[:, 0] / h * 1.5 + 40.0, d[:, 2] / h * 1.5, 4)
+    cloud = noise.fbm(d[:, 0] / h * 1.5 + 40.0, d[:, 2] / h * 1.5, 3)
     cover = palette.get('clouds', 0.4)
     amount = np.clip((cloud - (1.0 - cover)) * 3.0, 0.0, 1.0)[:, None]
     return sky * (1 - amount) + np.array([0.85, 0.86, 0.88], np.float32) * amount
@@ -121,13 +121,16 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None) ->
     if not valid.all():
         sky_dir = scene.get('sun', np.array([0.0, 1.0, 0.0]))
         rgb[~valid] = _sky(dirs[~valid], sky_dir, scene['sky'], noise)
+    if 'haze_m' in scene:  # aerial perspective: distant things fade into the horizon colour
+        with np.errstate(invalid='ignore'):
+            keep_all = np.exp(depth * np.sqrt((dirs * dirs).sum(axis=1)) / -scene['haze_m'])
+        horizon = np.asarray(scene['sky']['horizon'], np.float32)
     for group in hits['groups']:
         shape = layout['shapes'][group['shape']]
         color = _shade_group(group, shape, scene, noise)
-        if 'haze_m' in scene:  # aerial perspective: distant things fade into the horizon colour
-            dist = depth[group['index']] * np.linalg.norm(dirs[group['index']], axis=1)
-            keep = np.exp(-dist / scene['haze_m'])[:, None]
-            color = color * keep + np.asarray(scene['sky']['horizon'], np.float32) * (1 - keep)
+        if 'haze_m' in scene:
+            keep = keep_all.take(group['index'])[:, None]
+            color = horizon + (color - horizon) * keep
         rgb[group['index']] = color
     rgb = rgb.reshape(height, width, 3)
     rgb = _camera_response(rgb, rng, scene['exposure'])
@@ -142,21 +145,23 @@ def _response_lut() -> np.ndarray:
     """Linear exposure in [0, 8) on 4096 steps -> uint8: soft highlight roll-off, then gamma."""
     v = np.arange(4096, dtype=np.float64) / 512.0
     v = v / (1.0 + 0.25 * v)  # roll off highlights instead of clipping them flat
-    return np.clip(np.power(np.clip(v, 0.0, 1.0), 1.0 / 2.2) * 255.0, 0.0, 255.0)
+    v = np.power(np.clip(v, 0.0, 1.0), 1.0 / 2.2) * 255.0 + 0.5
+    return np.clip(v, 0, 255).astype(np.uint8)
 
 
 _RESPONSE = _response_lut()
 
 
 def _camera_response(rgb: np.ndarray, rng: np.random.Generator, exposure: float) -> np.ndarray:
-    """Linear RGB (H, W, 3) -> uint8 sRGB-like: exposure, vignetting, tone curve, sensor noise."""
+    """Linear RGB (H, W, 3) -> uint8 sRGB-like: exposure, vignetting, sensor noise, tone curve."""
     h, w = rgb.shape[:2]
     y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
     x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
     gain = (exposure * 512.0) * (1.0 - 0.18 * (x * x + y * y))
-    idx = np.clip(rgb * gain[..., None], 0, 4095).astype(np.int32)
-    noise = rng.normal(0.0, 1.5, size=(h, w, 1)).astype(np.float32)  # luminance grain
-    return np.clip(_RESPONSE.take(idx) + noise + 0.5, 0, 255).astype(np.uint8)
+    # noise in linear light, like photon noise: strongest in the shadows after the gamma curve
+    noise = rng.standard_normal((h, w), dtype=np.float32) * np.float32(3.0)
+    idx = rgb * gain[..., None] + noise[..., None]
+    return _RESPONSE.take(np.clip(idx, 0, 4095).astype(np.int32))
 
 
 class ProceduralScenes(torch.utils.data.Dataset):
