@@ -29,7 +29,6 @@ from .conversions import fallback_camera_model, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
 from .frames import CameraInfoCache, Frame, InfoEntry, Mailbox
 from .latency import LatencyPlanner
-from .outputs import Outputs
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
 
 NODE_NAME = 'metricgold_depth'
@@ -54,6 +53,7 @@ class DepthNode(Node):
         self.mailbox = Mailbox()
         self.infos = CameraInfoCache(self.cfg['camera_info_cache_size'])
         self.estimator, self.model_facts = self._load_model()
+        from .outputs import Outputs   # pulls in metricgold_core (torch): after validation
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                              reliability=RELIABILITY[self.cfg['output_reliability']])
