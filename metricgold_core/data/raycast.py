@@ -151,7 +151,8 @@ def surface(shape: Shape, p: np.ndarray) -> tuple:
         r = size[0]
         n = p / r
         ang = np.arctan2(z, x)
-        return n, np.zeros(x.shape, np.int64), np.stack([ang * r, np.arcsin(np.clip(n[1], -1, 1)) * r])
+        uv = np.stack([ang * r, np.arcsin(np.clip(n[1], -1, 1)) * r])
+        return n, np.zeros(x.shape, np.int64), uv
     if kind == 'cylinder':
         r, hh = size[0], size[1]
         rho = np.sqrt(x * x + z * z)
