@@ -49,7 +49,8 @@ class LogDepthCodec:
     @classmethod
     def from_dict(cls, data: dict) -> 'LogDepthCodec':
         if not isinstance(data, dict) or data.get('type') != 'log':
-            raise ValueError(f'codec must be {{"type": "log", "d_min": .., "d_max": ..}}, got {data!r}.')
+            raise ValueError('codec must be {"type": "log", "d_min": .., "d_max": ..}, '
+                             f'got {data!r}.')
         return cls(data['d_min'], data['d_max'])
 
     @staticmethod

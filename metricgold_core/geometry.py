@@ -24,7 +24,8 @@ def intrinsics_from_hfov(width: int, height: int, hfov_deg: float) -> np.ndarray
     return make_K(fx, fx, (width - 1) * 0.5, (height - 1) * 0.5)
 
 
-def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int],
+                     dst_hw: tuple[int, int]) -> np.ndarray:
     """K of an image of size src_hw resized to dst_hw (pixel-centre convention)."""
     sy = dst_hw[0] / src_hw[0]
     sx = dst_hw[1] / src_hw[1]

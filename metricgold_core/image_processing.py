@@ -16,7 +16,8 @@ def check_rgb(image) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
-        raise ValueError(f'`image` must be a numpy array of uint8 RGB, got {type(image).__name__}.')
+        raise ValueError('`image` must be a numpy array of uint8 RGB, '
+                         f'got {type(image).__name__}.')
     if image.dtype != np.uint8:
         raise ValueError(f'`image` must have dtype uint8 (RGB 0..255), got {image.dtype}.')
     if image.ndim == 3:

@@ -22,7 +22,7 @@ import tempfile
 import torch
 
 from .codec import LogDepthCodec
-from .presets import SCHEDULER_CONFIG, get_preset
+from .presets import get_preset, SCHEDULER_CONFIG
 
 LOG = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class MetricGoldModel:
             meta = _read_json(meta_path)
             if meta.get('format_version') != FORMAT_VERSION:
                 raise CheckpointError(f'{meta_path}: format_version {meta.get("format_version")!r}'
-                                      f' is not supported (this MetricGold reads {FORMAT_VERSION}).')
+                                      f' is not supported (this version reads {FORMAT_VERSION}).')
             try:
                 codec = LogDepthCodec.from_dict(meta.get('codec'))
             except (ValueError, TypeError, KeyError) as exc:
@@ -221,7 +221,8 @@ def widen_unet_conv_in(unet, in_channels: int = 8):
     if conv.in_channels == in_channels:
         return unet
     if in_channels % conv.in_channels:
-        raise ValueError(f'cannot widen conv_in from {conv.in_channels} to {in_channels} channels.')
+        raise ValueError(f'cannot widen conv_in from {conv.in_channels} to {in_channels} '
+                         'channels.')
     repeats = in_channels // conv.in_channels
     new = torch.nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                           conv.padding, bias=conv.bias is not None)

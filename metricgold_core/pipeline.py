@@ -7,8 +7,8 @@
     pred.timings     # ms per stage: preprocess, encode, denoise, decode, postprocess, total
 
 The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
-input and seed give the same normalised prediction; the VAE runs through `FastVAE` (exact
-rewrites with less compute) unless `exact_vae=False` is asked for.
+input and seed give the same normalised prediction. The VAE decoder runs through
+`FastVAEDecoder` (an exact rewrite with less compute) unless `fast_decoder=False`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from .fast_vae import FastVAE
+from .fast_vae import encode_mean, FastVAEDecoder
 from .image_processing import check_rgb, from_model_output, processing_size, to_model_input
 from .model import MetricGoldModel
 
@@ -65,18 +65,21 @@ class DepthEstimator:
     """Owns a MetricGoldModel on a device and turns RGB images into metric depth."""
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
-                 channels_last: bool = True, exact_vae: bool = True):
+                 channels_last: bool = True, fast_decoder: bool = True):
         self.model = model.eval()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for module in (model.unet, model.vae):
+        # channels_last pays for the VAE (full-resolution convs) everywhere; on CPU it slows the
+        # small-latent UNet down (measured), so the UNet keeps NCHW there.
+        cl, nchw = torch.channels_last, torch.contiguous_format
+        self.vae_format = cl if channels_last else nchw
+        self.unet_format = cl if channels_last and self.device.type == 'cuda' else nchw
+        for module, fmt in ((model.unet, self.unet_format), (model.vae, self.vae_format)):
             module.requires_grad_(False)
             if next(module.parameters()).dtype != self.dtype:
                 module.to(dtype=self.dtype)
-            module.to(device=self.device, memory_format=memory_format)
-        self.memory_format = memory_format
-        self.fast_vae = FastVAE(model.vae).to(self.device, self.dtype) if exact_vae else None
+            module.to(device=self.device, memory_format=fmt)
+        self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) if fast_decoder else None
         self.vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
         self.embedding = model.empty_text_embedding.to(self.device, self.dtype)
         self.scheduler = model.scheduler
@@ -115,7 +118,7 @@ class DepthEstimator:
         size_hw = image.shape[1:3]
         x, padding = to_model_input(image, int(processing_resolution), self.vae_factor,
                                     self.device, self.dtype)  # [B, 3, PPH, PPW]
-        x = x.contiguous(memory_format=self.memory_format)
+        x = x.contiguous(memory_format=self.vae_format)
         sync()
         t1 = time.perf_counter()
         latent_rgb = self._encode(x)  # [B, 4, h, w]
@@ -156,9 +159,9 @@ class DepthEstimator:
             torch.cuda.synchronize(self.device)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast_vae is not None:
-            return self.fast_vae.encode_mean(x)
         vae = self.model.vae
+        if self.fast_decoder is not None:
+            return encode_mean(vae, x)
         return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
 
     def _noise(self, like: torch.Tensor, generator) -> torch.Tensor:
@@ -177,7 +180,7 @@ class DepthEstimator:
         kept = []
         for i, t in enumerate(scheduler.timesteps):
             unet_in = torch.cat([latent_rgb, latent], dim=1)  # [B, 8, h, w]
-            unet_in = unet_in.contiguous(memory_format=self.memory_format)
+            unet_in = unet_in.contiguous(memory_format=self.unet_format)
             v = self.model.unet(unet_in, t, encoder_hidden_states=text, return_dict=False)[0]
             out = scheduler.step(v, t, latent)
             if keep_first and i == 0 and steps > 1:
@@ -186,9 +189,9 @@ class DepthEstimator:
         return kept + [latent]
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
-        latent = latent.contiguous(memory_format=self.memory_format)
-        if self.fast_vae is not None:
-            mean = self.fast_vae.decode_mean(latent)  # [B, 1, H, W]
+        latent = latent.contiguous(memory_format=self.vae_format)
+        if self.fast_decoder is not None:
+            mean = self.fast_decoder.decode_mean(latent)  # [B, 1, H, W]
         else:
             vae = self.model.vae
             mean = vae.decode(latent / vae.config.scaling_factor,

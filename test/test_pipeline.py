@@ -70,8 +70,8 @@ def test_generator_equals_seed(estimator):
     np.testing.assert_array_equal(a.depth, b.depth)
 
 
-def test_plain_diffusers_vae_path_gives_same_result(tiny_model, estimator):
-    plain = DepthEstimator(tiny_model, device='cpu', exact_vae=False, channels_last=False)
+def test_plain_diffusers_decoder_gives_same_result(tiny_model, estimator):
+    plain = DepthEstimator(tiny_model, device='cpu', fast_decoder=False, channels_last=False)
     image = _image(56, 72)
     a = estimator(image, steps=2, seed=3, processing_resolution=0)
     b = plain(image, steps=2, seed=3, processing_resolution=0)

@@ -1,4 +1,4 @@
-"""`metricgold infer`: images -> <stem>_depth.npy (metres), _depth.png (uint16 mm), _colored.png."""
+"""`metricgold infer`: images -> <stem>_depth.npy (m), _depth.png (uint16 mm), _colored.png."""
 from __future__ import annotations
 
 import logging
@@ -20,7 +20,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--output', required=True, help='output directory (created if missing)')
     p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
     p.add_argument('--processing-resolution', type=int, default=None,
-                   help='long side the network sees (0 = native; default: the checkpoint\'s)')
+                   help="long side the network sees (0 = native; default: the checkpoint's)")
     p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')

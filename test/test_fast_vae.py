@@ -1,0 +1,59 @@
+"""The exact VAE rewrites equal the diffusers modules they replace."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metricgold_core.fast_vae import (encode_mean, FastVAEDecoder, resnet_forward,
+                                      upsample_conv_as_transposed)
+
+
+@pytest.mark.parametrize('shape', [(1, 8, 5, 7), (2, 16, 12, 10)])
+def test_transposed_conv_equals_nearest_upsample_then_conv(shape):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(shape[1], 6, 3, padding=1)
+    x = torch.randn(*shape)
+    expected = conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+    got = F.conv_transpose2d(x, upsample_conv_as_transposed(conv), conv.bias, stride=2,
+                             padding=1)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def vaes(tiny_model):
+    plain = copy.deepcopy(tiny_model.vae).to(memory_format=torch.contiguous_format).eval()
+    fast = copy.deepcopy(tiny_model.vae).to(memory_format=torch.channels_last).eval()
+    return plain, fast
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_resnet_fast_path_matches(vaes, channels_last):
+    plain, _ = vaes
+    resnet = plain.decoder.up_blocks[-1].resnets[0]  # has a 1x1 shortcut (channel change)
+    assert resnet.conv_shortcut is not None
+    x = torch.randn(1, resnet.in_channels, 16, 24)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.inference_mode():
+        expected = resnet(x, None)
+        block = copy.deepcopy(resnet).to(memory_format=fmt)
+        got = resnet_forward(block, x.contiguous(memory_format=fmt))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_encode_and_decode_match_diffusers(vaes):
+    plain, fast = vaes
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 64, 96) * 2 - 1
+    latent = torch.randn(1, 4, 8, 12)
+    scale = plain.config.scaling_factor
+    with torch.inference_mode():
+        enc_ref = plain.encode(image).latent_dist.mode() * scale
+        enc = encode_mean(fast, image.contiguous(memory_format=torch.channels_last))
+        dec_ref = plain.decode(latent / scale).sample.mean(dim=1, keepdim=True)
+        dec = FastVAEDecoder(fast, torch.channels_last).decode_mean(
+            latent.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(enc, enc_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dec, dec_ref, atol=1e-5, rtol=1e-4)
+    assert dec.shape == (1, 1, 64, 96)
