@@ -63,7 +63,7 @@ class NodeStats:
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return 'nan' if math.isnan(value) else f'{value:.1f}'
+        return 'nan' if math.isnan(value) else f'{value:.6g}'
     return str(value)
 
 
@@ -99,18 +99,20 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     for kind in sorted(bad):
         values[f'bad_input.{kind}'] = bad[kind]
 
-    level, message = DiagnosticStatus.OK, 'ok'
+    problems = []   # (level, text): every one is reported, the worst sets the level
     if last.get('fatal'):
-        level, message = DiagnosticStatus.ERROR, last['fatal']
-    elif counts['received'] == 0:
-        level, message = DiagnosticStatus.WARN, 'no image received yet'
+        problems.append((DiagnosticStatus.ERROR, last['fatal']))
+    if counts['received'] == 0:
+        problems.append((DiagnosticStatus.WARN, 'no image received yet'))
     elif in_hz == 0.0:
-        level, message = DiagnosticStatus.WARN, 'input stream stopped'
-    elif not math.isnan(p95) and p95 > max_latency_ms:
-        level, message = DiagnosticStatus.WARN, (f'latency p95 {p95:.0f} ms over the '
-                                                 f'{max_latency_ms:.0f} ms budget')
-    elif last.get('camera_info_source') == 'fallback_hfov':
-        level, message = DiagnosticStatus.WARN, 'no camera_info: using fallback_hfov_deg'
+        problems.append((DiagnosticStatus.WARN, 'input stream stopped'))
+    if not math.isnan(p95) and p95 > max_latency_ms:
+        problems.append((DiagnosticStatus.WARN, f'latency p95 {p95:.0f} ms over the '
+                         f'{max_latency_ms:.0f} ms budget'))
+    if last.get('camera_info_source') == 'fallback_hfov':
+        problems.append((DiagnosticStatus.WARN, 'no camera_info: using fallback_hfov_deg'))
+    level = max((lvl for lvl, _ in problems), default=DiagnosticStatus.OK)
+    message = '; '.join(text for _, text in problems) or 'ok'
     status = DiagnosticStatus(level=level, name=STATUS_NAME, message=message,
                               hardware_id=hardware_id,
                               values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])

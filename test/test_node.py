@@ -388,4 +388,3 @@ def test_a_best_effort_camera_is_matched_without_large_data(rig):
     assert wait_until(lambda: client.latest_diagnostics()['input_reliability'] == 'reliable',
                       10.0)
     assert wait_until(lambda: rig.roundtrip(timeout_s=1.0), 20.0, period_s=0.0)
-
