@@ -1,0 +1,100 @@
+"""Depth metrics with the usual protocols: masks, caps, and optional alignment of the prediction.
+
+Alignment modes: `none` (metric depth, as MetricGold is judged), `median` (scale by
+median(gt) / median(pred)), `affine` (least-squares scale and shift in depth, as Marigold
+evaluates affine-invariant depth). Metrics are per image; a benchmark score is the mean of the
+per-image values (`aggregate`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10', 'silog', 'delta1', 'delta2',
+           'delta3')
+# True where a larger value is better (for tables and comparisons)
+HIGHER_IS_BETTER = {name: name.startswith('delta') for name in METRICS}
+ALIGNMENTS = ('none', 'median', 'affine')
+
+
+def align(pred: np.ndarray, gt: np.ndarray, mode: str) -> tuple:
+    """Aligned prediction (N,) and (scale, shift) fitted on matching valid pixels pred/gt (N,)."""
+    if mode == 'none':
+        return pred, 1.0, 0.0
+    if mode == 'median':
+        scale = float(np.median(gt) / np.median(pred))
+        return pred * scale, scale, 0.0
+    if mode == 'affine':
+        A = np.stack([pred, np.ones_like(pred)], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(A, gt, rcond=None)
+        return pred * scale + shift, float(scale), float(shift)
+    raise ValueError(f'`alignment` must be one of {ALIGNMENTS}, got {mode!r}.')
+
+
+def evaluation_mask(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None,
+                    min_depth: float = 1e-3, max_depth: float | None = None) -> np.ndarray:
+    """Pixels to score: finite gt inside [min_depth, max_depth], finite prediction, and mask."""
+    with np.errstate(invalid='ignore'):
+        keep = np.isfinite(gt) & (gt >= min_depth) & np.isfinite(pred)
+        if max_depth is not None:
+            keep &= gt <= max_depth
+    return keep if mask is None else keep & mask
+
+
+def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
+                    min_depth: float = 1e-3, max_depth: float | None = None,
+                    alignment: str = 'none') -> dict:
+    """All METRICS for one image; pred and gt (H, W) metres, mask bool (H, W) or None.
+
+    After alignment the prediction is clipped to [min_depth, max_depth] (the standard
+    protocol: a prediction of 0 or beyond the cap must not blow up log metrics). Returns the
+    metrics plus `valid_pixels`, `scale` and `shift` of the alignment. With no valid pixel all
+    metrics are NaN.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f'prediction {pred.shape} and ground truth {gt.shape} differ in shape.')
+    keep = evaluation_mask(gt, pred, mask, min_depth, max_depth)
+    result = {name: float('nan') for name in METRICS}
+    result.update(valid_pixels=int(keep.sum()), scale=float('nan'), shift=float('nan'))
+    if not keep.any():
+        return result
+    g = gt[keep]
+    p, scale, shift = align(pred[keep], g, alignment)
+    p = np.clip(p, min_depth, max_depth if max_depth is not None else np.inf)
+    diff = p - g
+    log_diff = np.log(p) - np.log(g)
+    ratio = np.maximum(p / g, g / p)
+    result.update(
+        abs_rel=float(np.mean(np.abs(diff) / g)),
+        sq_rel=float(np.mean(diff ** 2 / g)),
+        rmse=float(np.sqrt(np.mean(diff ** 2))),
+        rmse_log=float(np.sqrt(np.mean(log_diff ** 2))),
+        log10=float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
+        # scale-invariant log error (Eigen et al.), x100 as in the KITTI benchmark
+        silog=float(np.sqrt(max(np.mean(log_diff ** 2) - np.mean(log_diff) ** 2, 0.0)) * 100),
+        delta1=float(np.mean(ratio < 1.25)),
+        delta2=float(np.mean(ratio < 1.25 ** 2)),
+        delta3=float(np.mean(ratio < 1.25 ** 3)),
+        scale=scale, shift=shift)
+    return result
+
+
+def aggregate(rows: list) -> dict:
+    """Mean of each metric over images (images without valid pixels are left out)."""
+    out = {}
+    for name in METRICS:
+        values = [row[name] for row in rows if np.isfinite(row.get(name, np.nan))]
+        out[name] = float(np.mean(values)) if values else float('nan')
+    out['images'] = sum(1 for row in rows if row.get('valid_pixels', 0) > 0)
+    return out
+
+
+def markdown_table(summaries: dict, metrics=METRICS) -> str:
+    """Markdown table, one row per named summary (e.g. {'tiny, none': {...}}), 3 decimals."""
+    names = [f'{m} {"↑" if HIGHER_IS_BETTER[m] else "↓"}' for m in metrics]
+    header = '| | ' + ' | '.join(names) + ' |'
+    lines = [header, '|---|' + '---|' * len(metrics)]
+    for label, summary in summaries.items():
+        lines.append(f'| {label} | ' + ' | '.join(f'{summary[m]:.3f}' for m in metrics) + ' |')
+    return '\n'.join(lines) + '\n'
