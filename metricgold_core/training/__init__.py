@@ -1,0 +1,7 @@
+"""Training: recipes (config), data mixture, the four stages, the loop, checkpoints.
+
+Entry points: `training/train.py --config training/configs/X.yaml` or `metricgold train`;
+in Python, `run(load_config([path]))`.
+"""
+from .config import ConfigError, load_config, stage_configs  # noqa: F401
+from .trainer import run, train, TrainingInterrupted  # noqa: F401

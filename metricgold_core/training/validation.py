@@ -1,0 +1,78 @@
+"""Validation on held-out procedural scenes: metric depth accuracy and image panels.
+
+Depth stages are measured through `DepthEstimator` (1 step, metric, no alignment), i.e. exactly
+what a user of the exported checkpoint gets; VAE stages measure depth reconstruction through the
+VAE alone (encode the code, decode it), the bound the VAE puts on any UNet.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..visualize import colorize_depth
+
+
+def depth_errors(pred_m: np.ndarray, gt_m: np.ndarray, valid: np.ndarray) -> dict:
+    """AbsRel and delta1 of one image over `valid` pixels (NaN predictions count as wrong)."""
+    # A private helper until metricgold_core/metrics.py lands; same definitions.
+    gt = gt_m[valid].astype(np.float64)
+    pred = pred_m[valid].astype(np.float64)
+    pred = np.where(np.isfinite(pred) & (pred > 0), pred, 1e-6)
+    ratio = np.maximum(pred / gt, gt / pred)
+    return {'abs_rel': float(np.mean(np.abs(pred - gt) / gt)),
+            'delta1': float(np.mean(ratio < 1.25))}
+
+
+def summarise(per_image: list[dict], kinds: list[str]) -> dict:
+    """Mean of per-image metrics, overall and per scene kind: {'abs_rel', 'indoor/abs_rel'...}."""
+    out = {}
+    for key in ('abs_rel', 'delta1'):
+        out[key] = float(np.mean([m[key] for m in per_image]))
+        for kind in sorted(set(kinds)):
+            values = [m[key] for m, k in zip(per_image, kinds) if k == kind]
+            out[f'{kind}/{key}'] = float(np.mean(values))
+    return out
+
+
+def eval_copy(model, named_weights: dict):
+    """A deep copy of `model` (on CPU) with `named_weights` ('unet.x' / 'vae.y') loaded."""
+    model_copy = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, value in named_weights.items():
+            part, _, rest = name.partition('.')
+            getattr(model_copy, part).get_parameter(rest).copy_(value)
+    return model_copy.eval()
+
+
+@torch.no_grad()
+def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.ndarray:
+    """Depth (N, H, W) metres for the samples: 1-step inference or VAE reconstruction."""
+    rgb = np.stack([s['rgb'] for s in samples])
+    if stage_name in ('depth', 'single_step'):
+        from ..pipeline import DepthEstimator
+        estimator = DepthEstimator(model, device=device, dtype='auto')
+        return estimator(rgb, steps=1, processing_resolution=0, seed=0).depth
+    vae = model.vae.to(device).float()
+    depth = torch.from_numpy(np.stack([s['depth'] for s in samples])).to(device)
+    code, _ = model.codec.encode(depth)
+    code = code[:, None].expand(-1, 3, -1, -1)  # [N, 3, H, W]
+    latent = vae.encode(code).latent_dist.mode()
+    recon = vae.decode(latent).sample.mean(dim=1).clamp(-1.0, 1.0)  # [N, H, W]
+    return model.codec.decode(recon).float().cpu().numpy()
+
+
+def run_validation(model, stage_name: str, samples: list[dict], device,
+                   panels: int = 4) -> tuple[dict, np.ndarray | None]:
+    """Metrics dict and a uint8 (rows*H, 3*W, 3) panel image (RGB | prediction | truth)."""
+    pred = predict_depth(model, stage_name, samples, device)
+    per_image = [depth_errors(p, s['depth'], s['valid']) for p, s in zip(pred, samples)]
+    metrics = summarise(per_image, [s['kind'] for s in samples])
+    rows = []
+    for p, s in list(zip(pred, samples))[:panels]:
+        valid = s['valid']
+        lo, hi = np.percentile(s['depth'][valid], [2, 98]) if valid.any() else (None, None)
+        rows.append(np.concatenate([s['rgb'], colorize_depth(p, lo, hi),
+                                    colorize_depth(s['depth'], lo, hi)], axis=1))
+    return metrics, (np.concatenate(rows, axis=0) if rows else None)

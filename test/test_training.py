@@ -1,0 +1,206 @@
+"""Training building blocks: config validation, diffusion maths, data order, checkpoints."""
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metricgold_core.training import checkpoint as ckpt
+from metricgold_core.training.config import ConfigError, load_config, stage_configs
+from metricgold_core.training.data import MixtureDataset, ResumableBatchSampler
+from metricgold_core.training.diffusion import (ddim_single_step, latent_valid_mask,
+                                                pyramid_noise)
+from metricgold_core.training.trainer import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / 'training' / 'configs'
+
+
+def write(tmp_path, text, name='recipe.yaml'):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_shipped_recipes_validate():
+    tiny = stage_configs(load_config([CONFIGS / 'tiny_cpu.yaml']))
+    assert [s['stage'] for s in tiny] == ['autoencoder', 'depth_vae', 'depth', 'single_step']
+    assert tiny[1]['model']['init'] == 'previous'
+    assert tiny[3]['output_dir'].endswith('3_single_step')
+    debug = stage_configs(load_config([CONFIGS / 'tiny_cpu.yaml', CONFIGS / 'debug.yaml']))
+    assert all(s['max_steps'] == 6 and s['data']['height'] == 32 for s in debug)
+    # The paper recipe names dataset folders a user must provide: the error says which key.
+    with pytest.raises(ConfigError, match=r'data\.train\[0\]\.kwargs\.root'):
+        load_config([CONFIGS / 'metricgold_paper.yaml'])
+
+
+@pytest.mark.parametrize('text, match', [
+    ('optim:\n  lrr: 0.1\n', r'unknown key `optim\.lrr` \(did you mean `lr`\?\)'),
+    ('max_steps: ten\n', r'`max_steps` must be int'),
+    ('stage: denoise\n', r'`stage` must be one of'),
+    ('data:\n  height: 30\n', r'`data\.height` must be a multiple of 8'),
+    ('data:\n  train:\n    - {type: procedural, probabilty: 1}\n',
+     r'unknown key `data\.train\[0\]\.probabilty`'),
+    ('stages:\n  - {name: a, optim: {betas: 3}}\n', r'`stages\[0\]\.optim\.betas` must be list'),
+])
+def test_config_errors_name_the_key(tmp_path, text, match):
+    base = 'data:\n  train:\n    - {type: procedural}\n'
+    with pytest.raises(ConfigError, match=match):
+        cfg = load_config([write(tmp_path, base, 'base.yaml'), write(tmp_path, text)])
+        stage_configs(cfg)
+
+
+def test_missing_dataset_path_is_reported(tmp_path):
+    text = ('data:\n  train:\n    - {type: "x.y:Reader", kwargs: {root: /nonexistent/hypersim}}'
+            '\n')
+    with pytest.raises(ConfigError, match=r'kwargs\.root.*/nonexistent/hypersim.*does not'):
+        load_config([write(tmp_path, text)])
+
+
+def test_overrides_parse_yaml_values_and_reach_stages(tmp_path):
+    cfg = load_config([CONFIGS / 'tiny_cpu.yaml'],
+                      ['optim.lr=2e-4', 'stages.2.max_steps=7', 'stages.0.optim.lr=0.5'])
+    stages = stage_configs(cfg)
+    assert stages[1]['optim']['lr'] == pytest.approx(5e-4)  # the stage's own value wins
+    assert stages[2]['max_steps'] == 7
+    assert stages[0]['optim']['lr'] == 0.5
+    with pytest.raises(ConfigError, match='unknown key `optim.learning_rate`'):
+        load_config([CONFIGS / 'tiny_cpu.yaml'], ['optim.learning_rate=1'])
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_final_ratio():
+    optim = {'lr': 3e-5, 'warmup_steps': 100, 'decay_steps': 25000, 'final_lr_ratio': 0.01}
+    assert lr_at(0, optim) == pytest.approx(3e-7)
+    assert lr_at(99, optim) == pytest.approx(3e-5)
+    assert lr_at(100 + 12500, optim) == pytest.approx(3e-6)
+    assert lr_at(100 + 25000, optim) == pytest.approx(3e-7)
+    assert lr_at(10 ** 6, optim) == pytest.approx(3e-7)
+
+
+# ---------------------------------------------------------------- diffusion maths
+
+
+def test_single_step_matches_the_ddim_scheduler(tiny_model):
+    scheduler = tiny_model.scheduler
+    scheduler.set_timesteps(1)
+    t = int(scheduler.timesteps[0])
+    assert t == 999
+    g = torch.Generator().manual_seed(0)
+    v, x_t = torch.randn(2, 4, 3, 5, generator=g), torch.randn(2, 4, 3, 5, generator=g)
+    expected = scheduler.step(v, t, x_t).prev_sample
+    got = ddim_single_step(v, x_t, scheduler.alphas_cumprod, scheduler.final_alpha_cumprod, t)
+    torch.testing.assert_close(got, expected)
+
+
+def test_pyramid_noise_is_unit_std_seeded_and_low_frequency():
+    def draw(strength):
+        g = torch.Generator().manual_seed(3)
+        return pyramid_noise((2, 4, 32, 32), strength, 10, g)
+
+    a, b, plain = draw(0.9), draw(0.9), draw(0.0)
+    assert torch.equal(a, b)
+    assert a.flatten(1).std(dim=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+
+    # Coarse noise raises the correlation of neighbouring latents.
+    def neighbour_corr(x):
+        return float((x[..., 1:] * x[..., :-1]).mean())
+    assert neighbour_corr(a) > 0.3 > 0.1 > abs(neighbour_corr(plain))
+
+
+def test_latent_mask_needs_a_fully_valid_cell():
+    valid = torch.ones(1, 1, 16, 16, dtype=torch.bool)
+    valid[0, 0, 0, 0] = False
+    mask = latent_valid_mask(valid, 8)
+    assert mask.shape == (1, 1, 2, 2)
+    assert mask.flatten().tolist() == [False, True, True, True]
+
+
+# ---------------------------------------------------------------- data order
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, tag, n=50):
+        self.tag, self.n = tag, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        depth = np.full((8, 8), 1.0 + i, dtype=np.float32)
+        return {'rgb': np.full((8, 8, 3), self.tag, np.uint8), 'depth': depth,
+                'valid': np.ones((8, 8), bool), 'kind': str(self.tag)}
+
+
+def test_mixture_is_deterministic_by_index_and_one_dataset_per_batch():
+    from metricgold_core.codec import LogDepthCodec
+    mix = MixtureDataset([Items(10), Items(200)], [0.9, 0.1], [(8, 8), (8, 8)], LogDepthCodec(),
+                         micro_batch=4, seed=5)
+    again = MixtureDataset([Items(10), Items(200)], [0.9, 0.1], [(8, 8), (8, 8)],
+                           LogDepthCodec(), micro_batch=4, seed=5)
+    kinds = [mix[i]['kind'] for i in range(400)]
+    for start in range(0, 400, 4):
+        assert len(set(kinds[start:start + 4])) == 1
+    assert 0.8 < kinds.count('10') / 400 < 0.98
+    for i in (0, 7, 399):
+        assert torch.equal(mix[i]['depth_code'], again[i]['depth_code'])
+    sample = mix[0]
+    assert sample['rgb'].shape == (3, 8, 8) and sample['depth_code'].shape == (1, 8, 8)
+    assert sample['rgb'].min() >= -1 and sample['rgb'].max() <= 1
+
+
+def test_sampler_resumes_mid_stream_and_interleaves_ranks():
+    full = ResumableBatchSampler(2)
+    first = [b for _, b in zip(range(6), full)]
+    resumed = [b for _, b in zip(range(3), ResumableBatchSampler(2, start=3))]
+    assert resumed == first[3:]
+    rank1 = [b for _, b in zip(range(2), ResumableBatchSampler(2, rank=1, world=2))]
+    assert rank1 == [first[1], first[3]]
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_corrupt_and_partial_checkpoints_are_skipped_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / 'checkpoints'
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(folder, {'step': step, 'w': torch.full((100,), float(step))},
+                             keep=5)
+    # step 3: truncated state; step 4: died before checkpoint.json; a stray temp dir
+    state3 = folder / 'step_0000003' / ckpt.STATE_FILE
+    state3.write_bytes(state3.read_bytes()[:50])
+    (folder / 'step_0000004').mkdir()
+    (folder / 'step_0000004' / ckpt.STATE_FILE).write_bytes(b'half')
+    (folder / '.tmp-step_0000005-x').mkdir()
+    with caplog.at_level(logging.WARNING):
+        state, path = ckpt.load_latest(folder)
+    assert state['step'] == 2 and path.name == 'step_0000002'
+    text = caplog.text
+    assert 'step_0000004' in text and 'half-written' in text
+    assert 'step_0000003' in text and 'bytes' in text
+    # Same size, flipped bytes: the checksum catches it.
+    state2 = folder / 'step_0000002' / ckpt.STATE_FILE
+    data = bytearray(state2.read_bytes())
+    data[-40] ^= 0xFF
+    state2.write_bytes(bytes(data))
+    state, path = ckpt.load_latest(folder)
+    assert state['step'] == 1
+    assert 'checksum' in caplog.text
+
+
+def test_keep_last_k_and_rng_roundtrip(tmp_path):
+    for step in range(1, 6):
+        ckpt.save_checkpoint(tmp_path, {'step': step}, keep=2)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
+    assert names == ['step_0000004', 'step_0000005']
+    state = ckpt.rng_state()
+    expected = (torch.rand(3), np.random.rand(3), __import__('random').random())
+    ckpt.save_checkpoint(tmp_path, {'step': 9, 'rng': state}, keep=2)
+    torch.rand(5), np.random.rand(5)
+    ckpt.set_rng_state(ckpt.load_latest(tmp_path)[0]['rng'])
+    got = (torch.rand(3), np.random.rand(3), __import__('random').random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
