@@ -1,0 +1,200 @@
+"""`metricgold evaluate`: a checkpoint on a dataset -> per-image CSV, summary JSON, markdown table.
+
+    metricgold evaluate --checkpoint DIR --dataset nyuv2 --root DIR [--split FILE]
+                        [--alignment none affine] --output DIR [--save-visuals]
+    metricgold evaluate --dataset procedural --count 50 --size 240 320 --output DIR
+
+Depth is scored in metres (`none`) and, on request, after median or least-squares affine
+alignment, inside the dataset's published caps and crop (override with --min/--max-depth).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+import time
+
+import numpy as np
+
+from ..data.registry import DATASETS
+
+LOG = logging.getLogger('metricgold.evaluate')
+PROCEDURAL_MAX_DEPTH_M = 80.0  # procedural streets reach ~800 m; score the usual outdoor range
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help='score a checkpoint on a depth dataset',
+                       description=__doc__.split('\n\n', 1)[1])
+    p.add_argument('--checkpoint', default=None,
+                   help='checkpoint directory (default: the packaged default model)')
+    p.add_argument('--dataset', required=True, choices=sorted(DATASETS) + ['procedural'],
+                   help='dataset reader')
+    p.add_argument('--root', default=None,
+                   help='dataset root folder (for `folder`: its dataset.yaml or the folder)')
+    p.add_argument('--split', default=None, help='split file: one frame per line (optional)')
+    p.add_argument('--alignment', nargs='+', default=['none'],
+                   choices=('none', 'median', 'affine'),
+                   help='alignment mode(s); `none` scores metric depth (default)')
+    p.add_argument('--output', required=True, help='output directory (created if missing)')
+    p.add_argument('--limit', type=int, default=None, help='evaluate the first N frames only')
+    p.add_argument('--min-depth', type=float, default=None,
+                   help='ground-truth lower cap in metres (default: the dataset protocol)')
+    p.add_argument('--max-depth', type=float, default=None,
+                   help='ground-truth upper cap in metres (default: the dataset protocol)')
+    p.add_argument('--kitti-crop', choices=('garg', 'eigen', 'none'), default='eigen',
+                   help='KITTI evaluation crop (default eigen)')
+    p.add_argument('--count', type=int, default=32, help='procedural: number of scenes')
+    p.add_argument('--size', type=int, nargs=2, default=(240, 320), metavar=('H', 'W'),
+                   help='procedural: image size')
+    p.add_argument('--scene-seed', type=int, default=12345,
+                   help='procedural: dataset seed (keep it apart from training seeds)')
+    p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
+    p.add_argument('--processing-resolution', type=int, default=None,
+                   help="long side the network sees (0 = native; default: the checkpoint's)")
+    p.add_argument('--seed', type=int, default=0, help='noise seed')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--save-visuals', action='store_true',
+                   help='write visuals/<frame>.png: RGB | prediction | ground truth | error')
+    p.add_argument('--save-predictions', action='store_true',
+                   help='write predictions/<frame>.npy (float32 metres, NaN = invalid)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.set_defaults(func=run)
+
+
+def open_dataset(args):
+    """The dataset named by the arguments; raises FileNotFoundError / ValueError for the user."""
+    if args.dataset == 'procedural':
+        from ..data.procedural import ProceduralScenes
+        h, w = args.size
+        ds = ProceduralScenes(args.count, h, w, seed=args.scene_seed)
+        ds.eval_min_depth_m, ds.eval_max_depth_m = 1e-3, PROCEDURAL_MAX_DEPTH_M
+        ds.eval_mask = None
+        return ds
+    if args.root is None:
+        raise ValueError(f'--root is required for --dataset {args.dataset}: the folder that '
+                         f'holds the dataset.')
+    from ..data.registry import make_dataset
+    kwargs = {}
+    if args.dataset == 'kitti':
+        kwargs['crop'] = None if args.kitti_crop == 'none' else args.kitti_crop
+    return make_dataset(args.dataset, args.root, split=args.split, **kwargs)
+
+
+def file_stem(name: str) -> str:
+    """A frame name made safe as one file name."""
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name.replace('/', '__'))
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..geometry import focal_rescale_factor
+    from ..io_utils import save_npy, save_png, save_text
+    from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
+    from ..model import load_default_or
+    from ..pipeline import DepthEstimator
+
+    try:
+        dataset = open_dataset(args)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        LOG.error('%s', exc.args[0] if exc.args else exc)
+        return 2
+    model = load_default_or(args.checkpoint)
+    if model.meta.get('untrained'):
+        LOG.warning('this checkpoint is UNTRAINED (random weights): scores only exercise the '
+                    'evaluation, they say nothing about the method.')
+    est = DepthEstimator(model, device=args.device, dtype=args.dtype)
+    min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
+    max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
+    max_depth = None if not np.isfinite(max_depth) else float(max_depth)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    rows, failed, times = [], 0, []
+    for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
+                  disable=args.no_progress):
+        try:
+            sample = dataset[i]
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            LOG.error('skipping frame %d: %s', i, exc)
+            failed += 1
+            continue
+        pred = est(sample['rgb'], steps=args.steps,
+                   processing_resolution=args.processing_resolution, seed=args.seed)
+        times.append(pred.timings['total'])
+        # a model trained on canonical-focal labels predicts depth for focal canonical_focal_px
+        # at the resolution it processes; the camera's own focal there gives the metric scale
+        h, w = sample['depth'].shape
+        proc_w = pred.processing_hw[1] or w
+        factor = focal_rescale_factor(sample['K'][0, 0] * proc_w / w, model.canonical_focal_px)
+        depth_pred = (pred.depth * np.float32(factor)).astype(np.float32)
+        mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
+        for mode in args.alignment:
+            metrics = compute_metrics(depth_pred, sample['depth'], mask, min_depth, max_depth,
+                                      alignment=mode)
+            rows.append({'name': sample['name'], 'alignment': mode, **metrics,
+                         'focal_factor': factor, 'time_ms': pred.timings['total']})
+        stem = file_stem(sample['name'])
+        if args.save_predictions:
+            save_npy(out_dir / 'predictions' / f'{stem}.npy', depth_pred)
+        if args.save_visuals:
+            save_png(out_dir / 'visuals' / f'{stem}.png',
+                     visual_panel(sample['rgb'], depth_pred, sample['depth'], mask))
+    summaries = {mode: aggregate([r for r in rows if r['alignment'] == mode])
+                 for mode in args.alignment}
+    columns = ['name', 'alignment', *METRICS, 'valid_pixels', 'scale', 'shift', 'focal_factor',
+               'time_ms']
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(out_dir / 'per_image.csv', buffer.getvalue())
+    summary = {
+        'dataset': args.dataset, 'root': args.root, 'split': args.split,
+        'checkpoint': args.checkpoint or 'default', 'untrained': bool(model.meta.get('untrained')),
+        'images': count - failed, 'failed': failed, 'steps': args.steps,
+        'processing_resolution': args.processing_resolution
+        if args.processing_resolution is not None else model.processing_resolution,
+        'min_depth_m': min_depth, 'max_depth_m': max_depth,
+        'canonical_focal_px': model.canonical_focal_px,
+        'mean_time_ms': float(np.mean(times)) if times else None,
+        'metrics': summaries,
+        'date': time.strftime('%Y-%m-%d %H:%M:%S'),
+    }
+    save_text(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=True) + '\n')
+    title = (f'{args.dataset}: {count - failed} images, depth in '
+             f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
+             f'{args.steps} step(s)')
+    table = markdown_table({f'{Path(args.checkpoint or "default").name}, {mode}': summaries[mode]
+                            for mode in args.alignment})
+    save_text(out_dir / 'summary.md', f'{title}\n\n{table}')
+    print(f'{title}\n\n{table}', end='')
+    LOG.info('wrote %s, summary.json and summary.md to %s', 'per_image.csv', out_dir)
+    if failed:
+        LOG.error('%d of %d frames failed', failed, count)
+    return 1 if failed else 0
+
+
+def visual_panel(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray,
+                 mask: np.ndarray | None) -> np.ndarray:
+    """uint8 (H, 4W, 3): RGB | prediction | ground truth (one colour range) | AbsRel error map.
+
+    The error map shows |pred - gt| / gt from 0 (blue) to >= 0.5 (red); black = not scored.
+    """
+    from ..visualize import colorize_depth, TURBO_LUT
+    with np.errstate(invalid='ignore'):
+        valid_gt = np.isfinite(gt) & (gt > 0)
+    if valid_gt.any():
+        lo, hi = np.percentile(gt[valid_gt], [2, 98])
+    else:
+        finite = pred[np.isfinite(pred)]
+        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.5, 10.0))
+    scored = valid_gt & np.isfinite(pred) if mask is None else mask & np.isfinite(pred)
+    error = np.zeros(gt.shape + (3,), dtype=np.uint8)
+    rel = np.abs(pred[scored] - gt[scored]) / gt[scored]
+    error[scored] = TURBO_LUT[np.clip(rel / 0.5 * 255, 0, 255).astype(np.uint8)]
+    return np.concatenate([rgb, colorize_depth(pred, lo, hi), colorize_depth(gt, lo, hi), error],
+                          axis=1)
