@@ -65,7 +65,8 @@ def test_evaluate_real_frames_writes_consistent_results(shared_data, tiny_checkp
 def test_evaluate_procedural_scenes(tiny_checkpoint, tmp_path):
     out = tmp_path / 'proc'
     rc = main(['evaluate', '--checkpoint', str(tiny_checkpoint), '--dataset', 'procedural',
-               '--count', '2', '--size', '48', '64', '--output', str(out), '--alignment',
+               '--count', '2', '--size', '48', '64', '--processing-resolution', '64',
+               '--output', str(out), '--alignment',
                'none', 'median', '--no-progress', '--device', 'cpu'])
     assert rc == 0
     rows = read_rows(out / 'per_image.csv')
