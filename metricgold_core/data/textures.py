@@ -10,37 +10,66 @@ from __future__ import annotations
 import numpy as np
 
 
-class ValueNoise:
-    """Smooth 2-D value noise on a random periodic 256 x 256 lattice, fbm on top."""
+_PERIOD = 64      # lattice cells before a baked texture repeats (power of two)
+_SAMPLES = 8      # baked samples per lattice cell (power of two)
+_BAKED = {}       # octaves -> flat baked fbm texture (built once per process)
 
-    def __init__(self, rng: np.random.Generator):
-        self.table = rng.random(256 * 256 + 257, dtype=np.float32)
-        self.table[256 * 256:] = self.table[:257]  # wrap so flat index + 257 stays in range
 
-    def __call__(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Noise in [0, 1] at (u, v) lattice coordinates (N,)."""
-        iu, iv = np.floor(u), np.floor(v)
-        fu, fv = (u - iu).astype(np.float32), (v - iv).astype(np.float32)
-        fu = fu * fu * (3.0 - 2.0 * fu)  # smoothstep: no visible lattice creases
-        fv = fv * fv * (3.0 - 2.0 * fv)
-        base = ((iu.astype(np.int32) & 255) << 8) | (iv.astype(np.int32) & 255)
-        t = self.table
-        # flat lattice: (i, j) -> i * 256 + j; the +256 / +1 neighbours wrap via the padded tail
-        c00, c01 = t.take(base), t.take(base + 1)
-        c10, c11 = t.take(base + 256), t.take(base + 257)
-        top = c00 + (c10 - c00) * fu
-        bottom = c01 + (c11 - c01) * fu
-        return top + (bottom - top) * fv
+def _baked_fbm(octaves: int) -> np.ndarray:
+    """fbm of `octaves` value-noise layers sampled on a tileable (P*S)^2 grid, flat and padded
+    for bilinear reads.
 
-    def fbm(self, u: np.ndarray, v: np.ndarray, octaves: int = 3) -> np.ndarray:
-        """Fractal sum of `octaves` noise layers, normalised to about [0, 1]."""
-        total = np.zeros(np.shape(u), dtype=np.float32)
+    Baking once turns every later fbm evaluation into a single bilinear lookup (3-4x cheaper
+    than summing octaves per pixel). All octaves share the period, so the texture tiles.
+    """
+    if octaves not in _BAKED:
+        table = np.random.default_rng(20241126).random((_PERIOD, _PERIOD), dtype=np.float32)
+        n = _PERIOD * _SAMPLES
+        total = np.zeros((n, n), dtype=np.float32)
         amp, norm = 1.0, 0.0
         for k in range(octaves):
-            total += amp * self(u * (2.0 ** k) + 17.3 * k, v * (2.0 ** k) + 5.1 * k)
+            # grid rows vary only u and columns only v: lattice cells and weights are 1-D
+            x = np.arange(n, dtype=np.float64) / _SAMPLES * 2 ** k + 17 * k
+            i0 = np.floor(x).astype(np.int64)
+            f = (x - i0).astype(np.float32)
+            w = f * f * (3.0 - 2.0 * f)  # smoothstep: no visible lattice creases
+            i0 %= _PERIOD
+            i1 = (i0 + 1) % _PERIOD
+            wu, wv = w[:, None], w[None, :]
+            top = table[i0[:, None], i0[None, :]] * (1 - wv) + table[i0[:, None], i1[None, :]] * wv
+            bottom = (table[i1[:, None], i0[None, :]] * (1 - wv)
+                      + table[i1[:, None], i1[None, :]] * wv)
+            total += amp * (top * (1 - wu) + bottom * wu)
             norm += amp
             amp *= 0.5
-        return total / norm
+        flat = np.empty(n * n + n + 1, dtype=np.float32)
+        flat[:n * n] = (total / norm).ravel()
+        flat[n * n:] = flat[:n + 1]  # wrap so that index + n + 1 stays in range
+        _BAKED[octaves] = flat
+    return _BAKED[octaves]
+
+
+class ValueNoise:
+    """Smooth 2-D fractal noise; each scene reads the shared baked texture at its own offset."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.offset = rng.uniform(0.0, _PERIOD, size=2)
+
+    def fbm(self, u: np.ndarray, v: np.ndarray, octaves: int = 3) -> np.ndarray:
+        """Fractal sum of `octaves` (1-4) noise layers at lattice coordinates (u, v), in [0, 1]."""
+        flat = _baked_fbm(int(min(max(octaves, 1), 4)))
+        n = _PERIOD * _SAMPLES
+        x = (np.asarray(u, np.float32) + np.float32(self.offset[0])) * np.float32(_SAMPLES)
+        y = (np.asarray(v, np.float32) + np.float32(self.offset[1])) * np.float32(_SAMPLES)
+        ix, iy = np.floor(x), np.floor(y)
+        fx, fy = x - ix, y - iy
+        mask = n - 1  # n is a power of two: & wraps like % but much faster
+        base = ((ix.astype(np.int32) & mask) * n) | (iy.astype(np.int32) & mask)
+        c00, c01 = flat.take(base), flat.take(base + 1)
+        c10, c11 = flat.take(base + n), flat.take(base + n + 1)
+        top = c00 + (c10 - c00) * fx
+        bottom = c01 + (c11 - c01) * fx
+        return top + (bottom - top) * fy
 
 
 def cell_hash(i: np.ndarray, j: np.ndarray, salt: int = 0) -> np.ndarray:
