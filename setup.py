@@ -32,9 +32,12 @@ setup(
         'tqdm>=4.60',
     ],
     extras_require={
-        'test': ['pytest>=7', 'transformers>=4.40'],
+        'test': ['pytest>=7', 'transformers>=4.40', 'rosbags>=0.11', 'av>=12'],
         'train': ['accelerate>=0.30', 'tensorboard>=2.10', 'h5py>=3.8'],
         'data': ['h5py>=3.8'],
+        # `metricgold process`: rosbags reads/writes bags without ROS; av (PyAV, FFmpeg in its
+        # wheels) decodes videos. Both are imported only when such an input is given.
+        'process': ['rosbags>=0.11', 'av>=12'],
     },
     zip_safe=True,
     maintainer='MetricGold maintainers',

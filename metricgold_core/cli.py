@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     'infer': 'metricgold_core.commands.infer',
     'bench': 'metricgold_core.commands.bench',
     'make-test-checkpoint': 'metricgold_core.commands.make_checkpoint',
+    'process': 'metricgold_core.commands.process',
     'evaluate': 'metricgold_core.commands.evaluate',
     'train': 'metricgold_core.commands.train',
 }

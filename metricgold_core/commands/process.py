@@ -1,0 +1,252 @@
+"""`metricgold process`: depth for every frame of an image folder, a video or a rosbag2 bag.
+
+Outputs in --output DIR:
+    depth/<frame>.npy   float32 metres (NaN = invalid); the record that a frame is done
+    depth/<frame>.png   uint16 millimetres (0 = invalid)
+    clouds/<frame>.ply  binary little-endian PLY of the valid points, every --cloud-every frames
+    bag/                bags only: depth (32FC1), depth/camera_info, points (PointCloud2)
+    process_report.json what ran, counts and every failed frame with its reason
+Every file is written to a temporary name and renamed, so none is ever half-written.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+import shutil
+
+import numpy as np
+
+LOG = logging.getLogger('metricgold.process')
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(
+        name, help='depth for an image folder, a video or a rosbag2 recording',
+        description='Predict metric depth for every frame of INPUT (an image folder, a video '
+        'file, or a rosbag2 bag folder / .db3 / .mcap file) and write depth/<frame>.npy '
+        '(float32 m), depth/<frame>.png (uint16 mm), clouds/<frame>.ply and, for bags, a new '
+        'bag with depth, depth/camera_info and points topics stamped like the input images.')
+    p.add_argument('input', metavar='INPUT', help='image folder, video file or rosbag2 bag')
+    p.add_argument('--output', required=True, help='output directory (created if missing)')
+    p.add_argument('--checkpoint', default=None,
+                   help='checkpoint directory (default: the packaged default model)')
+    p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
+    p.add_argument('--processing-resolution', type=int, default=None,
+                   help="long side the network sees (0 = native; default: the checkpoint's)")
+    p.add_argument('--depth-resolution', choices=('input', 'processing'), default='input',
+                   help='size of the depth outputs: the input image or the processing size '
+                   '(camera_info and clouds follow it)')
+    p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--cloud-every', type=int, default=10, metavar='N',
+                   help='write a PLY cloud for every N-th frame (0 = none; bag points topics '
+                   'get every frame)')
+    p.add_argument('--intrinsics', default=None, metavar='JSON',
+                   help='fx, fy, cx, cy [, width, height] in pixels for frames without '
+                   "camera_info (default: the input folder's intrinsics.json if present)")
+    p.add_argument('--hfov', type=float, default=60.0, metavar='DEG',
+                   help='horizontal field of view assumed when there are no intrinsics')
+    p.add_argument('--image-topic', default=None, help='bag image topic (default: detected)')
+    p.add_argument('--camera-info-topic', default=None,
+                   help='bag camera_info topic (default: <image namespace>/camera_info, or the '
+                   'only one)')
+    p.add_argument('--output-namespace', default=None,
+                   help="namespace of the output bag topics (default: the image topic's)")
+    p.add_argument('--bag-storage', choices=('same', 'sqlite3', 'mcap'), default='same',
+                   help='storage of the output bag (default: that of the input)')
+    p.add_argument('--ros-distro', choices=('humble', 'jazzy'), default='humble',
+                   help='message definitions written to the output bag')
+    p.add_argument('--resume', action='store_true',
+                   help='skip frames whose outputs are all present (the bag is rebuilt from '
+                   'their saved depth)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.set_defaults(func=run)
+
+
+def frame_paths(out_dir: Path, name: str, with_cloud: bool) -> dict:
+    paths = {'npy': out_dir / 'depth' / f'{name}.npy', 'png': out_dir / 'depth' / f'{name}.png'}
+    if with_cloud:
+        paths['ply'] = out_dir / 'clouds' / f'{name}.ply'
+    return paths
+
+
+def remove_stale_temporaries(out_dir: Path) -> int:
+    """Delete what a killed run can leave: atomic-write temp files and the partial bag."""
+    from ..offline.bag_writer import PARTIAL_DIR
+
+    stale = [p for folder in (out_dir, out_dir / 'depth', out_dir / 'clouds')
+             if folder.is_dir() for p in folder.glob('.*.tmp')]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if (out_dir / PARTIAL_DIR).exists():
+        shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
+        stale.append(out_dir / PARTIAL_DIR)
+    return len(stale)
+
+
+def open_source(args, stack: contextlib.ExitStack):
+    """(kind, total or None, frame iterator, BagInput or None, default camera) for INPUT."""
+    from ..offline import sources
+
+    path = Path(args.input)
+    kind = sources.input_kind(path)
+    intrinsics_path = args.intrinsics
+    if intrinsics_path is None and kind == 'folder':
+        found = [p / 'intrinsics.json' for p in (path, path.parent)
+                 if (p / 'intrinsics.json').is_file()]
+        if found:
+            intrinsics_path = found[0]
+            LOG.info('using intrinsics from %s', intrinsics_path)
+    intrinsics = None if intrinsics_path is None else sources.load_intrinsics(intrinsics_path)
+    camera = sources.DefaultCamera(intrinsics, args.hfov)
+    if kind == 'folder':
+        files = sources.folder_images(path)
+        return kind, len(files), sources.folder_frames(files), None, camera
+    if kind == 'video':
+        return kind, sources.video_frame_count(path), sources.video_frames(path), None, camera
+    from ..offline.bag_reader import BagInput, typestore_for
+
+    bag = stack.enter_context(BagInput(path, typestore_for(args.ros_distro), args.image_topic,
+                                       args.camera_info_topic))
+    LOG.info('bag %s (%s): images from %s, camera_info from %s', path, bag.storage,
+             bag.image_topic, bag.info_topic or 'none (using --intrinsics / --hfov)')
+    return kind, bag.total, bag.frames(), bag, camera
+
+
+def resize_rgb(rgb: np.ndarray, hw: tuple) -> np.ndarray:
+    from PIL import Image
+
+    if rgb.shape[:2] == tuple(hw):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((hw[1], hw[0]), Image.BILINEAR))
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    if args.cloud_every < 0:
+        LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
+        return 2
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if remove_stale_temporaries(out_dir):
+        LOG.info('removed temporary files an interrupted run left in %s', out_dir)
+    with contextlib.ExitStack() as stack:
+        try:
+            kind, total, frames, bag, camera = open_source(args, stack)
+        except (ValueError, ImportError) as exc:
+            LOG.error('%s', exc)
+            return 2
+        runner = FrameRunner(args, out_dir, camera)
+        bag_out = None
+        if bag is not None:
+            from ..offline.bag_reader import image_namespace
+            from ..offline.bag_writer import BagOutput
+
+            namespace = args.output_namespace if args.output_namespace is not None else \
+                image_namespace(bag.image_topic)
+            storage = bag.storage if args.bag_storage == 'same' else args.bag_storage
+            bag_out = stack.enter_context(
+                BagOutput(out_dir / 'bag', storage, bag.typestore, namespace))
+        failures = []
+        progress = tqdm(frames, total=total, unit='frame', disable=args.no_progress,
+                        dynamic_ncols=True)
+        for frame in progress:
+            if frame.error is None:
+                try:
+                    depth, K_depth = runner.depth_for(frame)
+                except ValueError as exc:   # input the model cannot take
+                    frame.error = f'{frame.name}: {exc}'
+            if frame.error is not None:
+                failures.append({'index': frame.index, 'name': frame.name,
+                                 'error': frame.error})
+                LOG.error('skipped frame %d: %s', frame.index, frame.error)
+                continue
+            if bag_out is not None:
+                points = runner.points(frame, depth, K_depth)
+                bag_out.write(frame.header, frame.log_time_ns, depth, K_depth,
+                              frame.camera_info, frame.rgb.shape[:2], points)
+        progress.close()
+    seen = runner.done + runner.resumed + len(failures)
+    report = {'input': str(args.input), 'kind': kind, 'frames': seen,
+              'inferred': runner.done, 'resumed': runner.resumed, 'failed': failures,
+              'clouds_written': runner.clouds}
+    if bag_out is not None:
+        report['bag'] = {'path': str(bag_out.final_path), 'storage': bag_out.storage,
+                         'topics': bag_out.topics, 'messages': bag_out.counts}
+    from ..io_utils import save_text
+    save_text(out_dir / 'process_report.json', json.dumps(report, indent=2) + '\n')
+    LOG.info('%d frames: %d inferred, %d already done, %d failed -> %s', seen, runner.done,
+             runner.resumed, len(failures), out_dir)
+    if failures:
+        LOG.error('%d of %d frames failed (see %s)', len(failures), seen,
+                  out_dir / 'process_report.json')
+    return 1 if failures else 0
+
+
+class FrameRunner:
+    """Depth for one frame: loaded when --resume finds it complete, else predicted and saved."""
+
+    def __init__(self, args, out_dir: Path, camera):
+        self.args = args
+        self.out_dir = out_dir
+        self.camera = camera
+        self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
+        self.done = self.resumed = self.clouds = 0
+
+    def _estimator(self):
+        if self.estimator is None:
+            from ..model import load_default_or
+            from ..pipeline import DepthEstimator
+
+            model = load_default_or(self.args.checkpoint)
+            if model.meta.get('untrained'):
+                LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
+                            'meaningless; it only exercises the pipeline.')
+            self.estimator = DepthEstimator(model, device=self.args.device,
+                                            dtype=self.args.dtype)
+        return self.estimator
+
+    def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
+        """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
+        from ..geometry import focal_rescale_factor, scale_intrinsics
+        from ..io_utils import depth_to_mm_png, save_npy, save_png
+        from ..offline.clouds import organized_points, write_ply
+
+        height, width = frame.rgb.shape[:2]
+        K = frame.K if frame.K is not None else self.camera.K(height, width)
+        every = self.args.cloud_every
+        paths = frame_paths(self.out_dir, frame.name, every > 0 and frame.index % every == 0)
+        if self.args.resume and all(p.exists() for p in paths.values()):
+            depth = np.load(paths['npy'])
+            self.resumed += 1
+            return depth, scale_intrinsics(K, (height, width), depth.shape)
+
+        est = self._estimator()
+        pred = est(frame.rgb, steps=self.args.steps,
+                   processing_resolution=self.args.processing_resolution, seed=self.args.seed,
+                   match_input_resolution=self.args.depth_resolution == 'input')
+        depth = pred.depth
+        canonical = est.model.canonical_focal_px
+        if canonical is not None:
+            # Checkpoints trained at a canonical focal predict depth for that focal at the
+            # processing size; rescale to this camera's focal there (as the node does).
+            depth *= focal_rescale_factor(K[0, 0] * pred.processing_hw[1] / width, canonical)
+        K_depth = scale_intrinsics(K, (height, width), depth.shape)
+        # The .npy goes last: its presence is what marks the frame as done for --resume.
+        if 'ply' in paths:
+            write_ply(paths['ply'], organized_points(depth, K_depth,
+                                                     resize_rgb(frame.rgb, depth.shape)))
+            self.clouds += 1
+        save_png(paths['png'], depth_to_mm_png(depth))
+        save_npy(paths['npy'], depth)
+        self.done += 1
+        return depth, K_depth
+
+    def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
+        from ..offline.clouds import organized_points
+
+        return organized_points(depth, K_depth, resize_rgb(frame.rgb, depth.shape))

@@ -1,0 +1,124 @@
+"""rosbag2 output of `metricgold process`: depth (32FC1), depth/camera_info and points.
+
+The bag is written under `<output>/.partial/` and renamed into place when every frame is in it,
+so a reader never sees a half-written bag. An interrupted run leaves no bag; `--resume` rebuilds
+it from the depth files already saved (loading a .npy costs far less than an inference).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+import shutil
+
+import numpy as np
+
+from .bag_reader import camera_matrix
+from ..geometry import scale_intrinsics
+
+PARTIAL_DIR = '.partial'
+POINT_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
+POINT_STEP = 16
+
+
+def output_topics(namespace: str) -> dict:
+    namespace = '/' + namespace.strip('/') if namespace.strip('/') else ''
+    return {'depth': f'{namespace}/depth', 'info': f'{namespace}/depth/camera_info',
+            'points': f'{namespace}/points'}
+
+
+def depth_camera_info(types, header, source, K_depth: np.ndarray, image_hw, depth_hw):
+    """CameraInfo of the depth image: `source` with K and P scaled to `depth_hw`.
+
+    Like image_proc's resize: distortion and R are kept (they act on normalised coordinates);
+    binning and ROI are cleared because the depth image is a full frame. Without a source it
+    describes an undistorted pinhole.
+    """
+    sy, sx = depth_hw[0] / image_hw[0], depth_hw[1] / image_hw[1]
+    if source is None:
+        model, d, r, tx, ty = 'plumb_bob', np.zeros(5), np.eye(3).ravel(), 0.0, 0.0
+        K_out = K_depth
+    else:
+        model, d, r = source.distortion_model, np.asarray(source.d), np.asarray(source.r)
+        tx, ty = float(source.p[3]) * sx, float(source.p[7]) * sy
+        # K describes the unrectified camera when P is the rectified one: scale each alone.
+        try:
+            K_out = scale_intrinsics(camera_matrix(source, 'k')[0], image_hw, depth_hw)
+        except ValueError:
+            K_out = K_depth
+    P = np.zeros((3, 4))
+    P[:, :3] = K_depth
+    P[0, 3], P[1, 3] = tx, ty
+    roi_type = types['sensor_msgs/msg/RegionOfInterest']
+    roi = roi_type(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types['sensor_msgs/msg/CameraInfo'](
+        header=header, height=int(depth_hw[0]), width=int(depth_hw[1]), distortion_model=model,
+        d=np.asarray(d, np.float64), k=np.asarray(K_out, np.float64).ravel(),
+        r=np.asarray(r, np.float64), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
+
+
+class BagOutput:
+    """Context manager that writes the output bag and publishes it only on success."""
+
+    def __init__(self, final_path: Path, storage: str, typestore, namespace: str):
+        self.final_path = Path(final_path)
+        self.partial_path = self.final_path.parent / PARTIAL_DIR / self.final_path.name
+        self.storage = storage
+        self.typestore = typestore
+        self.topics = output_topics(namespace)
+        self.writer = None
+        self.counts = {key: 0 for key in self.topics}
+
+    def __enter__(self) -> 'BagOutput':
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[self.storage]
+        shutil.rmtree(self.partial_path, ignore_errors=True)   # left by a killed run
+        self.partial_path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = Writer(self.partial_path, version=Writer.VERSION_LATEST,
+                             storage_plugin=plugin)
+        self.writer.open()
+        msgtypes = {'depth': 'sensor_msgs/msg/Image', 'info': 'sensor_msgs/msg/CameraInfo',
+                    'points': 'sensor_msgs/msg/PointCloud2'}
+        self.connections = {key: self.writer.add_connection(topic, msgtypes[key],
+                                                            typestore=self.typestore)
+                            for key, topic in self.topics.items()}
+        return self
+
+    def write(self, header, log_time_ns: int, depth_m: np.ndarray, K_depth: np.ndarray,
+              source_info, image_hw: tuple, points: np.ndarray) -> None:
+        """One frame: depth (H, W) float32 metres, its K, and organized points (H, W, 4)."""
+        types = self.typestore.types
+        height, width = depth_m.shape
+        depth_bytes = np.ascontiguousarray(depth_m, dtype='<f4').view(np.uint8).ravel()
+        depth = types['sensor_msgs/msg/Image'](
+            header=header, height=height, width=width, encoding='32FC1', is_bigendian=0,
+            step=width * 4, data=depth_bytes)
+        info = depth_camera_info(types, header, source_info, K_depth, image_hw, (height, width))
+        field = types['sensor_msgs/msg/PointField']
+        cloud = types['sensor_msgs/msg/PointCloud2'](
+            header=header, height=height, width=width,
+            fields=[field(name=n, offset=o, datatype=field.FLOAT32, count=1)
+                    for n, o in POINT_FIELDS],
+            is_bigendian=False, point_step=POINT_STEP, row_step=width * POINT_STEP,
+            data=np.ascontiguousarray(points, dtype='<f4').view(np.uint8).ravel(),
+            is_dense=False)
+        for key, msg in (('depth', depth), ('info', info), ('points', cloud)):
+            raw = self.typestore.serialize_cdr(msg, msg.__msgtype__)
+            self.writer.write(self.connections[key], log_time_ns, raw)
+            self.counts[key] += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            with contextlib.suppress(Exception):
+                self.writer.abort()
+            shutil.rmtree(self.partial_path.parent, ignore_errors=True)
+            return
+        self.writer.close()
+        # A directory cannot replace a non-empty one in one rename: move the old bag aside
+        # first, so the final path always holds a complete bag or nothing.
+        old = self.partial_path.parent / 'previous'
+        if self.final_path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            self.final_path.rename(old)
+        self.partial_path.rename(self.final_path)
+        shutil.rmtree(self.partial_path.parent, ignore_errors=True)

@@ -1,0 +1,148 @@
+"""Inputs of `metricgold process` as a stream of frames: image folders, videos, rosbag2 bags.
+
+Every source numbers its frames in input order (corrupt ones included), so a frame keeps its
+output name across runs and `--resume` can tell which frames are finished. A frame that cannot
+be read is yielded with `error` set instead of raising: the caller reports it and goes on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..geometry import intrinsics_from_hfov, make_K, scale_intrinsics
+from ..io_utils import read_rgb
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+VIDEO_SUFFIXES = ('.mp4', '.mkv', '.avi', '.mov', '.webm', '.m4v', '.mpg', '.mpeg', '.ts')
+BAG_SUFFIXES = ('.mcap', '.db3')
+
+
+@dataclass
+class Frame:
+    index: int                      # position in the input; stable across runs
+    name: str                       # stem of this frame's output files
+    rgb: np.ndarray | None = None   # uint8 (H, W, 3); None when `error` is set
+    error: str | None = None        # why the frame cannot be used
+    stamp_ns: int | None = None     # header stamp (bags) or presentation time (videos)
+    K: np.ndarray | None = None     # 3x3 of this image from camera_info; None: use the default
+    camera_info: object = None      # rosbags CameraInfo that K came from (bags only)
+    header: object = None           # rosbags std_msgs/Header of the input image (bags only)
+    log_time_ns: int | None = None  # bag record time of the input image (bags only)
+
+
+def input_kind(path: Path) -> str:
+    """'bag', 'folder' or 'video' for an input path; ValueError a user can act on otherwise."""
+    if not path.exists():
+        raise ValueError(f'INPUT {path} does not exist.')
+    if path.is_dir():
+        if (path / 'metadata.yaml').exists() or any(path.glob('*.mcap')) or \
+                any(path.glob('*.db3')):
+            return 'bag'
+        return 'folder'
+    suffix = path.suffix.lower()
+    if suffix in BAG_SUFFIXES:
+        return 'bag'
+    if suffix in VIDEO_SUFFIXES:
+        return 'video'
+    raise ValueError(f'INPUT {path} is neither an image folder, a rosbag2 bag (a folder with '
+                     f'metadata.yaml, or {", ".join(BAG_SUFFIXES)}) nor a video '
+                     f'({", ".join(VIDEO_SUFFIXES)}).')
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name; names must give unique stems."""
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f'INPUT folder {folder} has no images ({", ".join(IMAGE_SUFFIXES)}).')
+    stems = [p.stem for p in files]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f'INPUT folder {folder} has several images named {clashes[0]}.*: '
+                         'outputs are named by stem, so rename or move one of them.')
+    return files
+
+
+def folder_frames(files: list[Path]) -> Iterator[Frame]:
+    for index, path in enumerate(files):
+        try:
+            yield Frame(index, path.stem, rgb=read_rgb(path))
+        except ValueError as exc:
+            yield Frame(index, path.stem, error=str(exc))
+
+
+def video_frame_count(path: Path) -> int | None:
+    av = _import_av()
+    with av.open(str(path)) as container:
+        return container.streams.video[0].frames or None
+
+
+def video_frames(path: Path) -> Iterator[Frame]:
+    """Decoded frames of the first video stream; a packet that fails to decode is one error."""
+    av = _import_av()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        index = 0
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                yield Frame(index, f'frame_{index:06d}', error=f'{path}: cannot decode a '
+                            f'packet of frame {index} ({exc})')
+                index += 1
+                continue
+            for picture in decoded:
+                stamp_ns = None if picture.time is None else int(round(picture.time * 1e9))
+                yield Frame(index, f'frame_{index:06d}', stamp_ns=stamp_ns,
+                            rgb=picture.to_ndarray(format='rgb24'))
+                index += 1
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as exc:
+        raise ValueError('video input needs PyAV (its wheels bundle FFmpeg): '
+                         "pip install av, or install this package with the 'process' extra."
+                         ) from exc
+    return av
+
+
+def load_intrinsics(path: Path) -> dict:
+    """An intrinsics JSON: fx, fy, cx, cy in pixels, optionally the width and height they are for.
+
+    This is the format of intrinsics.json in the shared data folders.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+        values = {key: float(data[key]) for key in ('fx', 'fy', 'cx', 'cy')}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'--intrinsics {path}: expected a JSON object with fx, fy, cx, cy '
+                         f'(pixels) and optionally width, height ({exc}).') from exc
+    if not (values['fx'] > 0 and values['fy'] > 0):
+        raise ValueError(f'--intrinsics {path}: fx and fy must be > 0.')
+    if 'width' in data and 'height' in data:
+        values['hw'] = (int(data['height']), int(data['width']))
+    return values
+
+
+class DefaultCamera:
+    """K for frames without camera_info: from an intrinsics JSON, else a horizontal FOV."""
+
+    def __init__(self, intrinsics: dict | None, hfov_deg: float):
+        self.intrinsics = intrinsics
+        self.hfov_deg = hfov_deg
+
+    def K(self, height: int, width: int) -> np.ndarray:
+        if self.intrinsics is None:
+            return intrinsics_from_hfov(width, height, self.hfov_deg)
+        i = self.intrinsics
+        K = make_K(i['fx'], i['fy'], i['cx'], i['cy'])
+        # Intrinsics given for another size describe the same camera, resized.
+        if 'hw' in i and i['hw'] != (height, width):
+            K = scale_intrinsics(K, i['hw'], (height, width))
+        return K

@@ -1,0 +1,362 @@
+"""`metricgold process` on rosbag2 bags (sqlite3 and MCAP), image folders and videos.
+
+Bags are written here with `rosbags` from real RGB frames and their intrinsics, run through the
+command, and the output bag is read back with `rosbags` and checked message by message.
+"""
+import io
+import json
+import shutil
+
+import numpy as np
+from PIL import Image as PILImage
+import pytest
+
+from metricgold_core.cli import main
+from metricgold_core.geometry import backproject, intrinsics_from_hfov, make_K, scale_intrinsics
+
+pytest.importorskip('rosbags')
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402,I100
+from rosbags.typesys import get_typestore, Stores  # noqa: E402
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+TYPES = TYPESTORE.types
+HW = (120, 160)                      # test frames: redwood 640x480 resized, for speed
+FIRST_STAMP_NS = 1_700_000_000 * 10 ** 9 + 123
+PERIOD_NS = 100_000_000
+RES = '64'
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_torch_thread():
+    """One intra-op thread: on the shared 2-core CI box two threads spin against other jobs
+    and a 64 px inference takes seconds instead of ~0.2 s. Restored for the other modules."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='module')
+def redwood(shared_data):
+    """Four real frames at HW and their K (640x480 intrinsics scaled to HW)."""
+    folder = shared_data / 'real' / 'redwood'
+    intr = json.loads((folder / 'intrinsics.json').read_text())
+    K = scale_intrinsics(make_K(intr['fx'], intr['fy'], intr['cx'], intr['cy']),
+                         (intr['height'], intr['width']), HW)
+    frames = []
+    for i in range(4):
+        with PILImage.open(folder / 'rgb' / f'{i:05d}.jpg') as image:
+            frames.append(np.asarray(image.convert('RGB').resize(HW[::-1], PILImage.BILINEAR)))
+    return frames, K
+
+
+def header(index: int, frame_id='camera_color_optical_frame'):
+    stamp = FIRST_STAMP_NS + index * PERIOD_NS
+    time = TYPES['builtin_interfaces/msg/Time'](sec=stamp // 10 ** 9, nanosec=stamp % 10 ** 9)
+    return TYPES['std_msgs/msg/Header'](stamp=time, frame_id=frame_id)
+
+
+def camera_info(index: int, K: np.ndarray):
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    roi = TYPES['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                    do_rectify=False)
+    return TYPES['sensor_msgs/msg/CameraInfo'](
+        header=header(index), height=HW[0], width=HW[1], distortion_model='plumb_bob',
+        d=np.array([0.1, -0.05, 0.0, 0.0, 0.0]), k=K.ravel(), r=np.eye(3).ravel(), p=P.ravel(),
+        binning_x=0, binning_y=0, roi=roi)
+
+
+def image_msg(index: int, rgb: np.ndarray, corrupt=False):
+    data = rgb.reshape(-1)
+    if corrupt:   # a truncated frame, as a dropped USB packet gives
+        data = data[:data.size // 2]
+    return TYPES['sensor_msgs/msg/Image'](header=header(index), height=HW[0], width=HW[1],
+                                          encoding='rgb8', is_bigendian=0, step=HW[1] * 3,
+                                          data=data.copy())
+
+
+def compressed_msg(index: int, rgb: np.ndarray, corrupt=False):
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format='JPEG', quality=95)
+    data = np.frombuffer(b'not a jpeg at all' if corrupt else buf.getvalue(), np.uint8)
+    return TYPES['sensor_msgs/msg/CompressedImage'](header=header(index), format='jpeg',
+                                                    data=data.copy())
+
+
+def write_bag(path, storage, redwood, image_topic='/camera/color/image_raw', compressed=False,
+              corrupt=(), info_topic='/camera/color/camera_info'):
+    """A bag like a camera driver records: images, camera_info, and a depth topic to ignore."""
+    frames, K = redwood
+    plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[storage]
+    make = compressed_msg if compressed else image_msg
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        image_conn = writer.add_connection(image_topic, make(0, frames[0]).__msgtype__,
+                                           typestore=TYPESTORE)
+        info_conn = writer.add_connection(info_topic, 'sensor_msgs/msg/CameraInfo',
+                                          typestore=TYPESTORE)
+        depth_conn = writer.add_connection('/camera/depth/image_rect_raw',
+                                           'sensor_msgs/msg/Image', typestore=TYPESTORE)
+        for i, rgb in enumerate(frames):
+            log_ns = FIRST_STAMP_NS + i * PERIOD_NS + 5_000_000   # recorded 5 ms later
+            for conn, msg in ((info_conn, camera_info(i, K)),
+                              (image_conn, make(i, rgb, corrupt=i in corrupt))):
+                writer.write(conn, log_ns, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        depth = TYPES['sensor_msgs/msg/Image'](header=header(0), height=8, width=8,
+                                               encoding='16UC1', is_bigendian=0, step=16,
+                                               data=np.zeros(128, np.uint8))
+        writer.write(depth_conn, FIRST_STAMP_NS,
+                     TYPESTORE.serialize_cdr(depth, depth.__msgtype__))
+    return path
+
+
+def read_bag(path) -> dict:
+    """topic -> [(log time ns, msgtype, message)] of a bag."""
+    out = {}
+    with Reader(path) as reader:
+        for conn, log_ns, raw in reader.messages():
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            out.setdefault(conn.topic, []).append((log_ns, conn.msgtype, msg))
+    return out
+
+
+def read_ply(path) -> np.ndarray:
+    """(N, 6) float64 x y z r g b of a binary little-endian PLY written by process."""
+    blob = path.read_bytes()
+    end = blob.index(b'end_header\n') + len(b'end_header\n')
+    head = blob[:end].decode('ascii')
+    assert 'format binary_little_endian 1.0' in head
+    count = int(head.split('element vertex ')[1].split()[0])
+    dtype = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('r', 'u1'), ('g', 'u1'),
+                      ('b', 'u1')])
+    vertices = np.frombuffer(blob[end:], dtype)
+    assert len(vertices) == count
+    return np.stack([vertices[n].astype(np.float64) for n in dtype.names], axis=1)
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+
+
+def cloud_xyz_rgb(msg) -> tuple:
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == \
+        [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1)]
+    assert msg.point_step == 16 and msg.row_step == 16 * msg.width
+    assert not msg.is_bigendian and not msg.is_dense
+    values = np.frombuffer(msg.data.tobytes(), '<f4').reshape(msg.height, msg.width, 4)
+    bits = values[..., 3].view('<u4')
+    rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1)
+    return values[..., :3], rgb.astype(np.uint8)
+
+
+def process(*args) -> int:
+    return main(['process', *map(str, args), '--processing-resolution', RES, '--no-progress'])
+
+
+@pytest.mark.parametrize('storage,depth_resolution',
+                         [('sqlite3', 'processing'), ('mcap', 'input')])
+def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwood, storage,
+                                                depth_resolution):
+    frames, K = redwood
+    bag = write_bag(tmp_path / 'in', storage, redwood)
+    out = tmp_path / 'out'
+    status = process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', 2,
+                     '--depth-resolution', depth_resolution)
+    assert status == 0
+    suffix = {'sqlite3': 'db3', 'mcap': 'mcap'}[storage]
+    assert (out / 'bag' / f'bag.{suffix}').exists()   # same storage as the input
+
+    topics = read_bag(out / 'bag')
+    assert {t: {m for _, m, _ in v} for t, v in topics.items()} == {
+        '/camera/color/depth': {'sensor_msgs/msg/Image'},
+        '/camera/color/depth/camera_info': {'sensor_msgs/msg/CameraInfo'},
+        '/camera/color/points': {'sensor_msgs/msg/PointCloud2'}}
+    depth_hw = HW if depth_resolution == 'input' else (48, 64)   # 64 px long side
+    K_depth = scale_intrinsics(K, HW, depth_hw)
+    for i, rgb in enumerate(frames):
+        (log_d, _, depth_msg), (log_i, _, info), (log_p, _, cloud) = (
+            topics[t][i] for t in ('/camera/color/depth', '/camera/color/depth/camera_info',
+                                   '/camera/color/points'))
+        stamp = FIRST_STAMP_NS + i * PERIOD_NS
+        assert [stamp_of(m) for m in (depth_msg, info, cloud)] == [stamp] * 3
+        assert {m.header.frame_id for m in (depth_msg, info, cloud)} == \
+            {'camera_color_optical_frame'}
+        assert log_d == log_i == log_p == stamp + 5_000_000
+
+        assert (depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step) == \
+            ('32FC1', depth_hw[0], depth_hw[1], depth_hw[1] * 4)
+        depth = np.frombuffer(depth_msg.data.tobytes(), '<f4').reshape(depth_hw)
+        np.testing.assert_array_equal(depth, np.load(out / 'depth' / f'frame_{i:06d}.npy'))
+        assert np.isfinite(depth).all() and (depth > 0).all()
+        png = np.asarray(PILImage.open(out / 'depth' / f'frame_{i:06d}.png'))
+        np.testing.assert_array_equal(png, np.round(depth * 1000).astype(np.uint16))
+
+        assert (info.height, info.width) == depth_hw
+        P = info.p.reshape(3, 4)
+        np.testing.assert_allclose(P[:, :3], K_depth, rtol=1e-12)
+        np.testing.assert_allclose(info.k.reshape(3, 3), K_depth, rtol=1e-12)
+        np.testing.assert_array_equal(info.d, [0.1, -0.05, 0.0, 0.0, 0.0])
+        assert info.distortion_model == 'plumb_bob'
+
+        xyz, colour = cloud_xyz_rgb(cloud)
+        assert (cloud.height, cloud.width) == depth_hw
+        np.testing.assert_allclose(xyz, backproject(depth, P[:, :3]), rtol=1e-5, atol=0)
+        if depth_resolution == 'input':
+            np.testing.assert_array_equal(colour, rgb)
+
+    clouds = sorted(p.name for p in (out / 'clouds').iterdir())
+    assert clouds == ['frame_000000.ply', 'frame_000002.ply']
+    ply = read_ply(out / 'clouds' / 'frame_000002.ply')
+    cloud_msg = topics['/camera/color/points'][2][2]
+    xyz, colour = cloud_xyz_rgb(cloud_msg)
+    np.testing.assert_array_equal(ply[:, :3], xyz.reshape(-1, 3))
+    np.testing.assert_array_equal(ply[:, 3:], colour.reshape(-1, 3))
+
+    report = json.loads((out / 'process_report.json').read_text())
+    assert (report['kind'], report['inferred'], report['failed']) == ('bag', 4, [])
+    assert not list(out.rglob('*.tmp')) and not (out / '.partial').exists()
+
+
+def test_corrupt_compressed_frame_is_reported_and_skipped(tmp_path, tiny_checkpoint,
+                                                          redwood, caplog):
+    bag = write_bag(tmp_path / 'in', 'mcap', redwood, image_topic='/cam/image_raw/compressed',
+                    compressed=True, corrupt={1}, info_topic='/cam/camera_info')
+    out = tmp_path / 'out'
+    status = process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', 0)
+    assert status == 1
+    assert 'message 1: cannot decode compressed image' in caplog.text
+    assert '1 of 4 frames failed' in caplog.text
+    report = json.loads((out / 'process_report.json').read_text())
+    assert [f['index'] for f in report['failed']] == [1]
+    # The namespace drops the transport suffix; good frames keep their stamps.
+    topics = read_bag(out / 'bag')
+    assert sorted(topics) == ['/cam/depth', '/cam/depth/camera_info', '/cam/points']
+    assert [stamp_of(m) for _, _, m in topics['/cam/depth']] == \
+        [FIRST_STAMP_NS + i * PERIOD_NS for i in (0, 2, 3)]
+    assert sorted(p.name for p in (out / 'depth').glob('*.npy')) == \
+        ['frame_000000.npy', 'frame_000002.npy', 'frame_000003.npy']
+    assert not (out / 'clouds').exists()
+
+
+def test_topic_choice_errors_tell_what_to_pass(tmp_path, redwood, caplog):
+    bag = write_bag(tmp_path / 'in', 'sqlite3', redwood)
+    with Reader(bag) as reader:
+        assert len(reader.connections) == 3
+    status = process(bag, '--output', tmp_path / 'out', '--image-topic', '/nope')
+    assert status == 2
+    assert '--image-topic /nope is not an Image or CompressedImage topic' in caplog.text
+    assert '/camera/color/image_raw (sensor_msgs/msg/Image)' in caplog.text
+    assert process(tmp_path / 'missing', '--output', tmp_path / 'out') == 2
+    assert 'does not exist' in caplog.text
+
+
+def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, shared_data, caplog):
+    folder = tmp_path / 'scene' / 'rgb'
+    folder.mkdir(parents=True)
+    for i in (0, 2):
+        shutil.copy(shared_data / 'real/redwood/rgb' / f'{i:05d}.jpg', folder)
+    (folder / 'zz_broken.png').write_bytes(b'\x89PNG\r\n\x1a\n garbage')
+    # intrinsics.json beside the rgb folder is found, as in the shared data layout.
+    shutil.copy(shared_data / 'real/redwood/intrinsics.json', tmp_path / 'scene')
+    out = tmp_path / 'out'
+    status = process(folder, '--output', out, '--checkpoint', tiny_checkpoint,
+                     '--cloud-every', 2)
+    assert status == 1
+    assert 'zz_broken.png: not a readable image' in caplog.text
+    assert sorted(p.name for p in (out / 'depth').iterdir()) == \
+        ['00000.npy', '00000.png', '00002.npy', '00002.png']
+    # Frame indices follow the sorted listing (00000, 00002, zz_broken): every 2nd is index 0.
+    assert sorted(p.name for p in (out / 'clouds').iterdir()) == ['00000.ply']
+    depth = np.load(out / 'depth' / '00000.npy')
+    assert depth.shape == (480, 640) and depth.dtype == np.float32
+    ply = read_ply(out / 'clouds' / '00000.ply')
+    expected = backproject(depth, make_K(525.0, 525.0, 319.5, 239.5)).reshape(-1, 3)
+    np.testing.assert_allclose(ply[:, :3], expected, rtol=1e-5, atol=0)
+    with PILImage.open(shared_data / 'real/redwood/rgb/00000.jpg') as image:
+        np.testing.assert_array_equal(ply[:, 3:], np.asarray(image.convert('RGB')).reshape(-1, 3))
+    assert not (out / 'bag').exists()
+
+
+def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, redwood,
+                                                     monkeypatch):
+    from metricgold_core.pipeline import DepthEstimator
+
+    bag = write_bag(tmp_path / 'in', 'sqlite3', redwood)
+    reference = tmp_path / 'reference'
+    assert process(bag, '--output', reference, '--checkpoint', tiny_checkpoint) == 0
+
+    # Interrupt while the third frame's .npy is half written (Ctrl-C or a kill at that moment).
+    out = tmp_path / 'out'
+    real_save, saves = np.save, []
+
+    def save_then_interrupt(f, array):
+        saves.append(1)
+        if len(saves) == 3:
+            f.write(b'\x93NUMPY half')
+            raise KeyboardInterrupt
+        real_save(f, array)
+
+    monkeypatch.setattr(np, 'save', save_then_interrupt)
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint) == 130
+    monkeypatch.setattr(np, 'save', real_save)
+    assert sorted(p.name for p in (out / 'depth').glob('*.npy')) == \
+        ['frame_000000.npy', 'frame_000001.npy']
+    assert not list(out.rglob('*.tmp')) and not (out / 'bag').exists()
+    assert not (out / '.partial').exists()
+    # What a SIGKILL would leave behind: a temp file and a partial bag.
+    (out / 'depth' / '.frame_000003.npy.abc123.tmp').write_bytes(b'junk')
+    (out / '.partial' / 'bag').mkdir(parents=True)
+
+    calls = []
+    real_call = DepthEstimator.__call__
+
+    def counting_call(self, *args, **kwargs):
+        calls.append(1)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(DepthEstimator, '__call__', counting_call)
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--resume') == 0
+    assert len(calls) == 2   # frames 0 and 1 were finished
+    report = json.loads((out / 'process_report.json').read_text())
+    assert (report['inferred'], report['resumed']) == (2, 2)
+    for i in range(4):
+        name = f'frame_{i:06d}'
+        np.testing.assert_array_equal(np.load(out / 'depth' / f'{name}.npy'),
+                                      np.load(reference / 'depth' / f'{name}.npy'))
+        assert (out / 'depth' / f'{name}.png').read_bytes() == \
+            (reference / 'depth' / f'{name}.png').read_bytes()
+    assert (out / 'clouds' / 'frame_000000.ply').read_bytes() == \
+        (reference / 'clouds' / 'frame_000000.ply').read_bytes()
+    got, want = read_bag(out / 'bag'), read_bag(reference / 'bag')
+    assert sorted(got) == sorted(want)
+    for topic in want:
+        assert [(t, repr(m)) for t, _, m in got[topic]] == \
+            [(t, repr(m)) for t, _, m in want[topic]]
+    assert not list(out.rglob('*.tmp')) and not (out / '.partial').exists()
+
+
+def test_video_file(tmp_path, tiny_checkpoint, redwood):
+    av = pytest.importorskip('av')
+    frames, _ = redwood
+    video = tmp_path / 'clip.mp4'
+    with av.open(str(video), 'w') as container:
+        stream = container.add_stream('mpeg4', rate=10)
+        stream.width, stream.height, stream.pix_fmt = HW[1], HW[0], 'yuv420p'
+        for rgb in frames[:3]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format='rgb24')):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / 'out'
+    status = process(video, '--output', out, '--checkpoint', tiny_checkpoint, '--hfov', 70,
+                     '--cloud-every', 1)
+    assert status == 0
+    names = sorted(p.stem for p in (out / 'depth').glob('*.npy'))
+    assert names == ['frame_000000', 'frame_000001', 'frame_000002']
+    depth = np.load(out / 'depth' / 'frame_000001.npy')
+    assert depth.shape == HW
+    ply = read_ply(out / 'clouds' / 'frame_000001.ply')
+    K = intrinsics_from_hfov(HW[1], HW[0], 70.0)
+    np.testing.assert_allclose(ply[:, :3], backproject(depth, K).reshape(-1, 3), rtol=1e-5)
+    assert json.loads((out / 'process_report.json').read_text())['kind'] == 'video'
