@@ -113,3 +113,15 @@ def test_canonical_focal_keeps_x_y_and_inverts_with_focal_rescale_factor():
     np.testing.assert_allclose(restored, s['depth'], rtol=1e-6)
     with pytest.raises(ValueError, match='`focal_px` must be > 0'):
         CanonicalFocal(0)
+
+
+def test_transformed_dataset_is_reproducible_per_item_and_epoch():
+    from metricgold_core.data.transforms import TransformedDataset
+    base = [tilted_plane(), tilted_plane()]
+    ds = TransformedDataset(base, Compose([RandomResizedCrop(32, 40, scale=(1.0, 3.0))]), seed=7)
+    assert len(ds) == 2
+    first = ds[0]['K']
+    np.testing.assert_array_equal(ds[0]['K'], first)  # same item, same epoch: same crop
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[0]['K'], first)  # a new epoch draws a new crop
+    assert ds[1]['depth'].shape == (32, 40)

@@ -149,3 +149,24 @@ class CanonicalFocal:
         out['K'] = K
         out['depth_scale'] = sample.get('depth_scale', 1.0) * factor
         return out
+
+
+class TransformedDataset:
+    """A dataset whose samples pass through `transform` with a per-item, per-epoch generator.
+
+    Item i in epoch e always sees the same random numbers (seed, e, i), so runs reproduce and
+    DataLoader workers need no shared state; call `set_epoch(e)` to draw new augmentations.
+    """
+
+    def __init__(self, dataset, transform, seed: int = 0):
+        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        return self.transform(self.dataset[i], rng)
