@@ -89,5 +89,8 @@ def test_evaluate_reports_user_errors(tiny_checkpoint, tmp_path, caplog):
     assert 'tum: dataset root' in caplog.text and 'nowhere is not a directory' in caplog.text
     rc = main(['evaluate', '--dataset', 'kitti', '--output', str(tmp_path / 'o')])
     assert rc == 2 and '--root is required for --dataset kitti' in caplog.text
+    rc = main(['evaluate', '--checkpoint', str(tmp_path / 'no_ckpt'), '--dataset', 'procedural',
+               '--output', str(tmp_path / 'o')])
+    assert rc == 2 and 'no_ckpt' in caplog.text and 'does not exist' in caplog.text
     with pytest.raises(SystemExit):
         main(['evaluate', '--dataset', 'nyu', '--root', '.', '--output', str(tmp_path / 'o')])

@@ -45,6 +45,8 @@ def add_parser(sub, name: str) -> None:
                    help='ground-truth upper cap in metres (default: the dataset protocol)')
     p.add_argument('--kitti-crop', choices=('garg', 'eigen', 'none'), default='eigen',
                    help='KITTI evaluation crop (default eigen)')
+    p.add_argument('--kitti-kb-crop', action='store_true',
+                   help='KITTI: cut the 352x1216 benchmark crop first (as Marigold evaluates)')
     p.add_argument('--count', type=int, default=32, help='procedural: number of scenes')
     p.add_argument('--size', type=int, nargs=2, default=(240, 320), metavar=('H', 'W'),
                    help='procedural: image size')
@@ -80,6 +82,7 @@ def open_dataset(args):
     kwargs = {}
     if args.dataset == 'kitti':
         kwargs['crop'] = None if args.kitti_crop == 'none' else args.kitti_crop
+        kwargs['kb_crop'] = args.kitti_kb_crop
     return make_dataset(args.dataset, args.root, split=args.split, **kwargs)
 
 
@@ -102,7 +105,11 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
-    model = load_default_or(args.checkpoint)
+    try:
+        model = load_default_or(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
+        LOG.error('%s', exc)
+        return 2
     if model.meta.get('untrained'):
         LOG.warning('this checkpoint is UNTRAINED (random weights): scores only exercise the '
                     'evaluation, they say nothing about the method.')
