@@ -56,7 +56,8 @@ PARAMETERS = (
     # Inference and latency.
     Spec('steps', 'auto', 'Denoising steps: auto (2 when they fit max_latency_ms, else 1), 1 '
          'or 2.', dynamic=True),
-    Spec('processing_resolution', 0, "Long side (px) the network sees; 0: the checkpoint's own.", (0, 4096)),
+    Spec('processing_resolution', 0,
+         "Long side (px) the network sees; 0: the checkpoint's own.", (0, 4096)),
     Spec('min_processing_resolution', 128, 'Smallest long side the latency control may go '
          'down to.', (16, 4096)),
     Spec('max_latency_ms', 1000.0, 'Budget from image arrival to published outputs; steps '

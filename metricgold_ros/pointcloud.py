@@ -24,12 +24,13 @@ class CloudPacker:
     """Back-projects depth through a pinhole camera into a reusable PointCloud2 buffer.
 
     Rays (x/z, y/z per pixel) are computed once per (camera model, decimation) and the output
-    buffer is reused, so a frame costs three multiplies and one colour copy into the buffer.
+    buffer is reused, so a frame costs one copy, two multiplies and three byte-plane copies,
+    each a single strided numpy pass (about 2x a memcpy of the cloud; see bench_node.py).
     """
 
     def __init__(self):
         self._key = None
-        self._rx = self._ry = None      # (h, 1) and (1, w) broadcasting is enough: pinhole
+        self._rx = self._ry = None
         self._buffer = ByteBuffer()
         self.rays_computed = 0          # for tests and diagnostics: recomputes on camera change
 
@@ -38,8 +39,11 @@ class CloudPacker:
         if key != self._key:
             u = np.arange(0, model.width, decimation, dtype=np.float64)
             v = np.arange(0, model.height, decimation, dtype=np.float64)
-            self._rx = ((u - model.cx) / model.fx).astype(np.float32)[None, :]   # [1, w]
-            self._ry = ((v - model.cy) / model.fy).astype(np.float32)[:, None]   # [h, 1]
+            rx = ((u - model.cx) / model.fx).astype(np.float32)
+            ry = ((v - model.cy) / model.fy).astype(np.float32)
+            # Full (h, w) planes, not broadcast rows/columns: measured faster per frame.
+            self._rx = np.ascontiguousarray(np.broadcast_to(rx[None, :], (v.size, u.size)))
+            self._ry = np.ascontiguousarray(np.broadcast_to(ry[:, None], (v.size, u.size)))
             self._key = key
             self.rays_computed += 1
         return self._rx, self._ry
@@ -76,9 +80,12 @@ class CloudPacker:
         if rgb is None:
             colour[..., 12:16] = 0
         else:
-            # Little-endian float bits 0x00RRGGBB are the bytes B, G, R, 0.
-            colour[..., 12:15] = rgb[..., 2::-1]
-            colour[..., 15] = 0
+            # Little-endian float bits 0x00RRGGBB are the bytes B, G, R, 0 (byte 15 stays 0
+            # from allocation). One plane at a time: a reversed 3-byte slice copy is ~10x slower.
+            b, g, r = (12, 13, 14) if np.little_endian else (15, 14, 13)
+            np.copyto(colour[..., b], rgb[..., 2])
+            np.copyto(colour[..., g], rgb[..., 1])
+            np.copyto(colour[..., r], rgb[..., 0])
         return points
 
     def to_msg(self, header, points: np.ndarray) -> PointCloud2:

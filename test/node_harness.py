@@ -115,6 +115,7 @@ class Client:
         self.info_pub = self.node.create_publisher(sm.CameraInfo, '/cam/camera_info', cam_qos)
         self.lock = threading.Lock()
         self.received = {name: [] for name in list(self.OUTPUTS) + ['diagnostics']}
+        self.counts = {name: 0 for name in self.received}
         out_qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
         for name, type_name in self.OUTPUTS.items():
             self.node.create_subscription(getattr(sm, type_name), '/test/' + name,
@@ -136,6 +137,7 @@ class Client:
         def callback(msg):
             with self.lock:
                 self.received[name].append((time.monotonic(), msg))
+                self.counts[name] += 1
                 del self.received[name][:-200]   # bounded
         return callback
 
@@ -156,6 +158,14 @@ class Client:
 
     def wait_output(self, name: str, stamp, timeout_s: float = 10.0):
         return wait_until(lambda: self.by_stamp(name, stamp), timeout_s)
+
+    def fresh_diagnostics(self, timeout_s: float = 5.0) -> dict | None:
+        """Diagnostics published after everything done so far (the second message from now)."""
+        with self.lock:
+            seen = self.counts['diagnostics']
+        if not wait_until(lambda: self.counts['diagnostics'] >= seen + 2, timeout_s):
+            return None
+        return self.latest_diagnostics()
 
     def latest_diagnostics(self) -> dict | None:
         msgs = self.messages('diagnostics')
@@ -250,3 +260,11 @@ def camera_info_msg(intr: dict, stamp_ns: int, frame_id: str = 'camera', scale: 
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
+
+
+def colours_match(ours: np.ndarray, reference: np.ndarray) -> None:
+    """Same turbo colours as the core's colorize_depth, up to float rounding at bin edges."""
+    assert ours.shape == reference.shape and ours.dtype == np.uint8
+    same = np.all(ours == reference, axis=-1)
+    assert same.mean() > 0.999, f'{(~same).sum()} pixels differ'
+    assert np.abs(ours.astype(int) - reference).max() <= 24   # at most a neighbouring entry

@@ -12,7 +12,7 @@ from metricgold_ros.conversions import CameraModel, compressed_to_rgb8, fallback
 from metricgold_ros.conversions import image_to_array, image_to_rgb8, scaled_camera_info
 from metricgold_ros.latency import candidate_resolutions, LatencyPlanner
 from metricgold_ros.pointcloud import CloudPacker, pack_rgb_float, unpack_cloud
-from node_harness import camera_info_msg, image_msg
+from node_harness import camera_info_msg, colours_match, image_msg
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8)
@@ -244,3 +244,16 @@ def test_planner_prefers_two_steps_then_one_then_smaller_resolution():
     plan = planner.choose(30.0, '2', 256, 64, hw)   # fixed steps: only resolution adapts
     assert plan.steps == 2 and plan.processing_resolution < 256
     assert planner.choose(1000.0, '1', 256, 64, hw).steps == 1
+
+
+@pytest.mark.parametrize('log_scale', [True, False])
+def test_depth_colorizer_matches_the_core_colour_map(log_scale):
+    from metricgold_core.visualize import colorize_depth
+    from metricgold_ros.outputs import DepthColorizer
+
+    depth = (np.exp(RNG.random((48, 64)) * 4) * 0.1).astype(np.float32)
+    depth[0, :4] = [np.nan, np.inf, 0.0, -1.0]
+    out = np.empty((48, 64, 3), np.uint8)
+    DepthColorizer()(depth, 0.3, 4.0, log_scale, out=out)
+    colours_match(out, colorize_depth(depth, 0.3, 4.0, log_scale=log_scale, bgr=True))
+    assert (out[0, :4] == 0).all()
