@@ -141,6 +141,11 @@ class EMA:
         self.decay = float(decay)
         self.shadow = {name: p.detach().float().clone() for name, p in named_params}
 
+    def to(self, device) -> 'EMA':
+        """Keep the shadow beside the parameters (call after they moved to their device)."""
+        self.shadow = {name: value.to(device) for name, value in self.shadow.items()}
+        return self
+
     @torch.no_grad()
     def update(self, named_params, step: int) -> None:
         # Warm-up: early weights are mostly noise, so average over ~step samples at first.

@@ -96,7 +96,8 @@ DEFAULTS = {
 }
 
 DATASET_DEFAULTS = {
-    # procedural | a reader as 'package.module:Class' (constructed with `kwargs`)
+    # procedural | a reader name of metricgold_core.data.registry (hypersim, vkitti2, ...) |
+    # 'package.module:Class'; readers are constructed with `kwargs` (root, split, ...)
     'type': 'procedural',
     'probability': 1.0,
     'length': 1_000_000,               # procedural: number of distinct scenes
@@ -105,9 +106,10 @@ DATASET_DEFAULTS = {
     'kwargs': {},                      # reader constructor arguments (`root` must exist)
     'height': 0,                       # resize samples to this size; 0 = data.height/width
     'width': 0,
+    'kb_crop': False,                  # KITTI benchmark crop (bottom-centre 352 x 1216) first
 }
 
-PATH_KWARGS = ('root', 'path', 'data_dir')
+PATH_KWARGS = ('root', 'split', 'path', 'data_dir')
 
 
 class ConfigError(ValueError):
@@ -284,9 +286,10 @@ def _check_dataset(entry, key: str, where: str) -> None:
     if entry_full['probability'] <= 0:
         raise ConfigError(f'{where}`{key}.probability` must be > 0.')
     kind = entry_full['type']
-    if kind != 'procedural' and ':' not in kind:
-        raise ConfigError(f'{where}`{key}.type` must be procedural or package.module:Class, '
-                          f'got {kind!r}.')
+    from ..data.registry import DATASETS
+    if kind != 'procedural' and kind not in DATASETS and ':' not in kind:
+        raise ConfigError(f'{where}`{key}.type` must be procedural, one of '
+                          f'{sorted(DATASETS)} or package.module:Class, got {kind!r}.')
     for name in PATH_KWARGS:
         value = entry_full['kwargs'].get(name)
         if value is not None and not Path(str(value)).exists():

@@ -103,12 +103,40 @@ def build_dataset(entry: dict, cfg: dict):
         from ..data.procedural import ProceduralScenes
         return ProceduralScenes(entry['length'], height, width, seed=entry['seed'],
                                 kinds=tuple(entry['kinds']))
-    module_name, _, class_name = entry['type'].partition(':')
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f'dataset type {entry["type"]!r} cannot be imported ({exc}).') from exc
-    return cls(**entry['kwargs'])
+    from ..data.registry import DATASETS, dataset_class
+    if entry['type'] in DATASETS:
+        cls = dataset_class(entry['type'])
+    else:
+        module_name, _, class_name = entry['type'].partition(':')
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f'dataset type {entry["type"]!r} cannot be imported '
+                             f'({exc}).') from exc
+    dataset = cls(**entry['kwargs'])
+    return KittiBenchmarkCrop(dataset) if entry['kb_crop'] else dataset
+
+
+class KittiBenchmarkCrop(torch.utils.data.Dataset):
+    """The KITTI benchmark crop: bottom-centre 352 x 1216 (what Marigold trains VKITTI on)."""
+
+    def __init__(self, dataset, height: int = 352, width: int = 1216):
+        self.dataset, self.height, self.width = dataset, height, width
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.dataset[i])
+        h, w = item['depth'].shape
+        top, left = max(0, h - self.height), max(0, (w - self.width) // 2)
+        for key in ('rgb', 'depth', 'valid'):
+            item[key] = item[key][top:top + self.height, left:left + self.width]
+        if item.get('K') is not None:
+            item['K'] = item['K'].copy()
+            item['K'][0, 2] -= left
+            item['K'][1, 2] -= top
+        return item
 
 
 def build_train_dataset(cfg: dict) -> MixtureDataset:
