@@ -130,3 +130,18 @@ def test_dataset_works_with_a_dataloader():
     batch = next(iter(loader))
     assert batch['rgb'].shape == (2, 16, 24, 3) and batch['rgb'].dtype == torch.uint8
     assert batch['depth'].shape == (2, 16, 24) and batch['K'].shape == (2, 3, 3)
+
+
+def test_sun_shadow_map_darkens_what_an_occluder_hides():
+    from metricgold_core.data.procedural import _shadow_map, _sunlit
+    sun = np.array([0.3, 0.9, 0.2])
+    sun /= np.linalg.norm(sun)
+    roof = Shape('box', np.array([0.0, 5.0, 0.0]), np.array([2.0, 0.2, 2.0]), {})
+    shadow = _shadow_map([roof], sun, np.zeros(3))
+    # ground points: right under the roof along the sun ray, and far to the side
+    under = np.array([0.0, 5.0, 0.0]) - sun * (5.0 / sun[1])
+    points = np.array([under, [30.0, 0.0, 0.0], [-20.0, 0.0, 10.0]], dtype=np.float32)
+    np.testing.assert_array_equal(_sunlit(points, shadow, bias_m=0.05), [0.0, 1.0, 1.0])
+    # the roof's own sunlit top is not shadowed by itself (bias)
+    top = np.array([[0.5, 5.2, -0.5]], dtype=np.float32)
+    assert _sunlit(top, shadow, bias_m=2.0)[0] == 1.0

@@ -62,6 +62,53 @@ def _sky(dirs: np.ndarray, sun: np.ndarray, palette: dict, noise: ValueNoise) ->
     return sky * (1 - amount) + np.array([0.85, 0.86, 0.88], np.float32) * amount
 
 
+SHADOW_MAP_PX = 192        # shadow-map resolution (square); ~1 m texels, PCF softens them
+SHADOW_HALF_SIZE_M = 100.0  # it covers 200 m x 200 m around a point ahead of the camera
+SUN_DISTANCE_M = 5000.0     # a far pinhole stands in for the sun's parallel rays
+
+
+def _shadow_map(shapes: list, sun: np.ndarray, center: np.ndarray) -> dict:
+    """Depth of the sun-facing occluders seen from far along `sun` (ground left out: it casts
+    no shadow on anything, and leaving it out spares it the self-shadowing bias)."""
+    forward = -sun
+    yaw = math.atan2(forward[0], forward[2])
+    pitch = math.asin(float(np.clip(forward[1], -1.0, 1.0)))
+    R = camera_rotation(yaw, pitch, 0.0)
+    eye = center + sun * SUN_DISTANCE_M
+    f = 0.5 * SHADOW_MAP_PX * SUN_DISTANCE_M / SHADOW_HALF_SIZE_M
+    c = (SHADOW_MAP_PX - 1) / 2.0
+    K = np.array([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]])
+    occluders = [shape for shape in shapes if shape.kind != 'ground']
+    depth = cast(occluders, eye, R, K, SHADOW_MAP_PX, SHADOW_MAP_PX, surfaces=False)['depth']
+    return {'depth': depth, 'R': R.astype(np.float32), 'eye': eye.astype(np.float32),
+            'f': np.float32(f), 'c': np.float32(c)}
+
+
+def _sunlit(p: np.ndarray, shadow: dict, bias_m: float) -> np.ndarray:
+    """Fraction (N,) of sun reaching world points (N, 3): 0 in shadow, 1 lit or off the map.
+
+    Percentage-closer filtering: the four texels around the point are tested and blended
+    bilinearly, which softens the staircase a coarse map would draw along shadow edges.
+    """
+    q = (p - shadow['eye']) @ shadow['R']  # sun-camera frame
+    x = shadow['f'] * q[:, 0] / q[:, 2] + shadow['c']
+    y = shadow['f'] * q[:, 1] / q[:, 2] + shadow['c']
+    x0, y0 = np.floor(x), np.floor(y)
+    wx, wy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    last = SHADOW_MAP_PX - 1
+    inside = (x0 >= 0) & (x0 < last) & (y0 >= 0) & (y0 < last)
+    lit = np.ones(len(p), dtype=np.float32)
+    xi, yi, z = x0[inside], y0[inside], q[inside, 2] - bias_m
+    dmap = shadow['depth']
+    taps = [(z <= dmap[yi + dy, xi + dx]).astype(np.float32) for dy in (0, 1) for dx in (0, 1)]
+    ax, ay = wx[inside], wy[inside]
+    top = taps[0] + (taps[1] - taps[0]) * ax
+    bottom = taps[2] + (taps[3] - taps[2]) * ax
+    lit[inside] = top + (bottom - top) * ay
+    return lit
+
+
 def _shade_group(group: dict, shape, scene: dict, noise: ValueNoise) -> np.ndarray:
     """Linear RGB (N, 3) of the pixels one shape won: albedo x lighting + emission."""
     base, emission = albedo(shape.material, group, noise)
@@ -70,7 +117,16 @@ def _shade_group(group: dict, shape, scene: dict, noise: ValueNoise) -> np.ndarr
     light = np.full(len(p), scene['ambient'], dtype=np.float32)
     light += scene['sky_light'] * (0.5 + 0.5 * n[:, 1])  # hemisphere: surfaces facing up get more
     if 'sun' in scene:
-        light += scene['sun_strength'] * np.clip(n @ scene['sun'], 0.0, None)
+        sun = scene['sun_strength'] * np.clip(n @ scene['sun'], 0.0, None)
+        if 'shadow' in scene:
+            # receivers in the map need a bias of a couple of texels against self-shadowing
+            texel = 2.0 * SHADOW_HALF_SIZE_M / SHADOW_MAP_PX
+            bias = 0.05 if shape.kind == 'ground' else 2.5 * texel
+            lit = np.ones(len(p), np.float32)
+            facing = sun > 0
+            lit[facing] = _sunlit(p[facing], scene['shadow'], bias)
+            sun = sun * lit
+        light += sun
     for lamp_pos, strength in scene.get('lamps', ()):
         to_lamp = lamp_pos[None, :] - p
         dist2 = np.einsum('ij,ij->i', to_lamp, to_lamp)
@@ -114,6 +170,10 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None) ->
     R_wc = camera_rotation(*layout['yaw_pitch_roll'])
     hits = cast(layout['shapes'], origin, R_wc, K, height, width)
     scene = layout['lighting']
+    if 'sun' in scene and scene.get('shadows', True):
+        ahead = origin + R_wc[:, 2] * np.array([1.0, 0.0, 1.0]) * 0.6 * SHADOW_HALF_SIZE_M
+        scene = dict(scene, shadow=_shadow_map(layout['shapes'], scene['sun'],
+                                               np.array([ahead[0], 0.0, ahead[2]])))
     rgb = np.empty((height * width, 3), dtype=np.float32)
     depth = hits['depth'].ravel()
     valid = np.isfinite(depth)

@@ -196,7 +196,7 @@ def screen_windows(shapes: list, origin: np.ndarray, R_wc: np.ndarray, K: np.nda
 
 
 def cast(shapes: list, origin: np.ndarray, R_wc: np.ndarray, K: np.ndarray,
-         height: int, width: int) -> dict:
+         height: int, width: int, surfaces: bool = True) -> dict:
     """Cast one ray per pixel of a pinhole camera; returns z-depth, hit shape ids and surfaces.
 
     origin: camera centre (3,) world; R_wc: camera -> world rotation (columns right, down,
@@ -204,7 +204,7 @@ def cast(shapes: list, origin: np.ndarray, R_wc: np.ndarray, K: np.ndarray,
     parameter t is exactly the z-depth in metres. Returns `depth` (H, W) float32 (inf = no hit),
     `shape_id` (H, W) (-1 = none), `dirs` (H, W, 3) world ray directions, and `groups`: per
     visible shape, the flat pixel `index` it won and `p_world`, `p_local`, `n_world`, `face`,
-    `uv` of those pixels.
+    `uv` of those pixels. `surfaces=False` stops after `depth` and `shape_id` (shadow maps).
     """
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     u = ((np.arange(width) - cx) / fx).astype(np.float32)[None, :]
@@ -230,6 +230,8 @@ def cast(shapes: list, origin: np.ndarray, R_wc: np.ndarray, K: np.ndarray,
         closer = t < sub_depth
         sub_depth[closer] = t[closer]
         shape_id[r0:r1, c0:c1][closer] = k
+    if not surfaces:
+        return {'depth': depth, 'shape_id': shape_id}
     # pass 2: hit points as whole planes once, then per shape only the pixels it won
     flat_depth = depth.ravel()
     origin32 = origin.astype(np.float32)
