@@ -43,7 +43,7 @@ DEFAULTS = {
         'height': 96,
         'width': 128,
         'micro_batch': 2,              # samples per forward pass and device
-        'num_workers': 2,
+        'num_workers': -1,             # data processes; -1 = auto (CPU cores - 1, at most 16)
         'hflip': True,                 # random horizontal flip (deterministic per sample)
         'train': [],                   # list of dataset entries, see DATASET_DEFAULTS
         'val_count': 16,               # held-out procedural scenes for validation
@@ -262,7 +262,7 @@ def validate(cfg: dict, where: str = '') -> None:
         need(data[key] >= 8 and data[key] % 8 == 0, f'data.{key}',
              f'must be a multiple of 8 (the VAE down-sampling), got {data[key]}.')
     need(data['micro_batch'] >= 1, 'data.micro_batch', 'must be >= 1.')
-    need(data['num_workers'] >= 0, 'data.num_workers', 'must be >= 0.')
+    need(data['num_workers'] >= -1, 'data.num_workers', 'must be >= 0, or -1 for auto.')
     need(len(data['train']) >= 1, 'data.train', 'must list at least one dataset.')
     for i, entry in enumerate(data['train']):
         _check_dataset(entry, f'data.train[{i}]', where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import os
 
 import numpy as np
 import torch
@@ -161,6 +162,8 @@ def _seed_worker(worker_id: int) -> None:
 def build_loader(dataset, cfg: dict, start_batches: int, rank: int = 0, world: int = 1):
     """DataLoader of micro-batches from `start_batches` on (the resumed data position)."""
     workers = cfg['data']['num_workers']
+    if workers < 0:  # auto: rendering scenes is the CPU-side bottleneck next to a GPU
+        workers = max(1, min(16, (os.cpu_count() or 2) - 1))
     sampler = ResumableBatchSampler(cfg['data']['micro_batch'], start_batches, rank, world)
     # A private generator: creating the loader iterator must not draw from the global RNG,
     # whose state is part of the checkpoint.

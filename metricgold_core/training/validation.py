@@ -11,18 +11,14 @@ import copy
 import numpy as np
 import torch
 
+from ..metrics import compute_metrics
 from ..visualize import colorize_depth
 
 
 def depth_errors(pred_m: np.ndarray, gt_m: np.ndarray, valid: np.ndarray) -> dict:
-    """AbsRel and delta1 of one image over `valid` pixels (NaN predictions count as wrong)."""
-    # A private helper until metricgold_core/metrics.py lands; same definitions.
-    gt = gt_m[valid].astype(np.float64)
-    pred = pred_m[valid].astype(np.float64)
-    pred = np.where(np.isfinite(pred) & (pred > 0), pred, 1e-6)
-    ratio = np.maximum(pred / gt, gt / pred)
-    return {'abs_rel': float(np.mean(np.abs(pred - gt) / gt)),
-            'delta1': float(np.mean(ratio < 1.25))}
+    """AbsRel and delta1 of one image over `valid` pixels: metric, no alignment."""
+    values = compute_metrics(pred_m, gt_m, valid, alignment='none')
+    return {'abs_rel': values['abs_rel'], 'delta1': values['delta1']}
 
 
 def summarise(per_image: list[dict], kinds: list[str]) -> dict:
