@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: setup demo test bench clean
 
@@ -11,7 +12,7 @@ setup:
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/setup_env.sh
 
 demo: setup
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python -m metricgold_ros.demo.run $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/python scripts/run_tests.py $(PYTEST_ARGS)

@@ -1,0 +1,170 @@
+"""A camera for the demo: publishes `image` (rgb8) + `camera_info` at a fixed rate.
+
+Frames are procedural scenes with metric ground truth (saved as gt/<index>.npy beside a
+frames index) or the images of a folder (no ground truth). Every frame is rendered before
+publishing starts, so the rate is steady.
+
+    python -m metricgold_ros.demo.camera_replay --count 20 --rate 2 --out demo_output
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
+FRAME_ID = 'camera_optical_frame'
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm')
+
+
+def procedural_frames(count: int, height: int, width: int, seed: int):
+    """[(name, rgb, K, gt_depth_or_None)] of held-out procedural scenes, indoor/outdoor."""
+    from metricgold_core.data.procedural import render_scene
+    kinds = ('indoor', 'outdoor')
+    frames = []
+    for i in range(count):
+        scene = render_scene(seed + i, height, width, kind=kinds[i % 2])
+        frames.append((f'{scene["kind"]}_{seed + i}', scene['rgb'], scene['K'], scene['depth']))
+    return frames
+
+
+def folder_frames(folder: Path, count: int, hfov_deg: float):
+    """Images of a folder (sorted); K from intrinsics.json there, else from `hfov_deg`."""
+    from metricgold_core.geometry import intrinsics_from_hfov, make_K
+    from metricgold_core.io_utils import read_rgb
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)}) found.')
+    intrinsics = None
+    for candidate in (Path(folder) / 'intrinsics.json', Path(folder).parent / 'intrinsics.json'):
+        if candidate.exists():
+            intrinsics = json.loads(candidate.read_text())
+            break
+    frames = []
+    for path in paths[:count] if count else paths:
+        rgb = read_rgb(path)
+        h, w = rgb.shape[:2]
+        if intrinsics:
+            K = make_K(abs(intrinsics['fx']), abs(intrinsics['fy']), intrinsics['cx'],
+                       intrinsics['cy'])
+        else:
+            K = intrinsics_from_hfov(w, h, hfov_deg)
+        frames.append((path.stem, rgb, K, None))
+    return frames
+
+
+def camera_info_msg(K: np.ndarray, height: int, width: int, header):
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo()
+    info.header = header
+    info.height, info.width = height, width
+    info.distortion_model = 'plumb_bob'
+    info.d = [0.0] * 5
+    info.k = [float(v) for v in K.reshape(-1)]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [float(K[0, 0]), 0.0, float(K[0, 2]), 0.0, 0.0, float(K[1, 1]), float(K[1, 2]),
+              0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def image_msg(rgb: np.ndarray, header):
+    from sensor_msgs.msg import Image
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = rgb.shape[:2]
+    msg.encoding = 'rgb8'
+    msg.is_bigendian = 0
+    msg.step = rgb.shape[1] * 3
+    msg.data = np.ascontiguousarray(rgb).tobytes()
+    return msg
+
+
+def save_ground_truth(out: Path, frames) -> None:
+    from metricgold_core.io_utils import save_npy, save_png
+    (out / 'gt').mkdir(parents=True, exist_ok=True)
+    (out / 'rgb').mkdir(parents=True, exist_ok=True)
+    for i, (name, rgb, K, gt) in enumerate(frames):
+        save_png(out / 'rgb' / f'{i:04d}.png', rgb)
+        if gt is not None:
+            save_npy(out / 'gt' / f'{i:04d}.npy', gt.astype(np.float32))
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--images', default=None, help='publish this folder instead of scenes')
+    p.add_argument('--count', type=int, default=20)
+    p.add_argument('--rate', type=float, default=2.0, help='frames per second')
+    p.add_argument('--height', type=int, default=480)
+    p.add_argument('--width', type=int, default=640)
+    p.add_argument('--seed', type=int, default=900000, help='first scene seed (held out)')
+    p.add_argument('--hfov-deg', type=float, default=60.0)
+    p.add_argument('--wait-subscribers', type=float, default=60.0,
+                   help='seconds to wait for a subscriber before publishing')
+    p.add_argument('--out', required=True, help='folder for frames.json and ground truth')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from rclpy.utilities import remove_ros_args
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])
+    out = Path(args.out)
+    if args.images:
+        frames = folder_frames(Path(args.images), args.count, args.hfov_deg)
+    else:
+        frames = procedural_frames(args.count, args.height, args.width, args.seed)
+    save_ground_truth(out, frames)
+
+    rclpy.init(args=['camera_replay'] + argv)
+    node = rclpy.create_node('metricgold_camera_replay')
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, 'image', qos)
+    info_pub = node.create_publisher(CameraInfo, 'camera_info', qos)
+    index = []
+    try:
+        deadline = time.monotonic() + args.wait_subscribers
+        while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        # Matching completes in both directions a moment after the count changes; a reliable
+        # message sent before that is lost.
+        time.sleep(1.0)
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        for i, (name, rgb, K, gt) in enumerate(frames):
+            time.sleep(max(0.0, start + i * period - time.monotonic()))
+            header = Header()
+            header.stamp = node.get_clock().now().to_msg()
+            header.frame_id = FRAME_ID
+            info_pub.publish(camera_info_msg(K, rgb.shape[0], rgb.shape[1], header))
+            image_pub.publish(image_msg(rgb, header))
+            index.append({'index': i, 'name': name, 'stamp_ns': header.stamp.sec * 10**9
+                          + header.stamp.nanosec, 'has_gt': gt is not None,
+                          'K': K.tolist(), 'height': int(rgb.shape[0]),
+                          'width': int(rgb.shape[1])})
+            rclpy.spin_once(node, timeout_sec=0.0)
+        # Reliable delivery of the last frames needs the writer alive a moment longer.
+        linger = time.monotonic() + 2.0
+        while time.monotonic() < linger:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        from metricgold_core.io_utils import save_text
+        save_text(out / 'frames.json', json.dumps(index, indent=1) + '\n')
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f'camera_replay: published {len(index)} frames at {args.rate} Hz', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The demo's report from saved files only: metrics, latency histogram, contact sheet, report.md.
+
+Imports no ROS module, so a test can recompute every number from the files the demo wrote.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from metricgold_core.io_utils import save_png, save_text
+from metricgold_core.metrics import aggregate, compute_metrics
+from metricgold_core.visualize import colorize_depth
+
+MAX_DEPTH_M = 100.0   # the default codec's far end: ground truth beyond it is not scored
+
+
+def load_run(out: Path) -> tuple:
+    """(camera frames, recorded frames matched to them by stamp, diagnostics)."""
+    camera = json.loads((out / 'frames.json').read_text())
+    recorded = json.loads((out / 'recorded.json').read_text())
+    by_stamp = {rec['stamp_ns']: rec for rec in recorded['frames'] if 'name' in rec}
+    matched = []
+    for frame in camera:
+        rec = by_stamp.get(frame['stamp_ns'])
+        if rec is not None:
+            matched.append((frame, rec))
+    return camera, matched, recorded.get('diagnostics')
+
+
+def frame_metrics(out: Path, frame: dict, rec: dict) -> dict | None:
+    """Metric (no alignment) AbsRel, delta1, ... of one recorded frame against its ground truth."""
+    gt_path = out / 'gt' / f'{frame["index"]:04d}.npy'
+    if not frame.get('has_gt') or not gt_path.exists():
+        return None
+    gt = np.load(gt_path)
+    pred = np.load(out / 'depth' / f'{rec["name"]}.npy')
+    if pred.shape != gt.shape:
+        raise ValueError(f'{rec["name"]}: depth {pred.shape} and ground truth {gt.shape} differ')
+    row = compute_metrics(pred, gt, max_depth=MAX_DEPTH_M)
+    row.update(index=frame['index'], name=frame['name'],
+               kind=frame['name'].split('_')[0])
+    return row
+
+
+def latency_stats(latencies_ms: list) -> dict:
+    if not latencies_ms:
+        return {'p50': float('nan'), 'p95': float('nan'), 'max': float('nan')}
+    values = np.asarray(latencies_ms)
+    return {'p50': float(np.percentile(values, 50)), 'p95': float(np.percentile(values, 95)),
+            'max': float(values.max())}
+
+
+def output_rate_hz(arrivals_ns: list) -> float:
+    if len(arrivals_ns) < 2:
+        return float('nan')
+    span_s = (max(arrivals_ns) - min(arrivals_ns)) / 1e9
+    return (len(arrivals_ns) - 1) / span_s if span_s > 0 else float('nan')
+
+
+def histogram_png(path: Path, latencies_ms: list, budget_ms: float | None) -> None:
+    """A bar chart of latencies (PIL drawing: no plotting library needed)."""
+    from PIL import Image, ImageDraw
+    width, height, margin = 640, 360, 48
+    image = Image.new('RGB', (width, height), 'white')
+    draw = ImageDraw.Draw(image)
+    values = np.asarray(latencies_ms, dtype=np.float64)
+    draw.text((margin, 10), f'latency from camera stamp to depth arrival (n={len(values)})',
+              fill='black')
+    if values.size:
+        top = max(values.max(), budget_ms or 0) * 1.05
+        counts, edges = np.histogram(values, bins=20, range=(0.0, top))
+        scale_x = (width - 2 * margin) / top
+        scale_y = (height - 2 * margin) / max(1, counts.max())
+        for count, lo, hi in zip(counts, edges[:-1], edges[1:]):
+            x0, x1 = margin + lo * scale_x, margin + hi * scale_x - 1
+            draw.rectangle([x0, height - margin - count * scale_y, x1, height - margin],
+                           fill=(70, 110, 200))
+        if budget_ms:
+            x = margin + budget_ms * scale_x
+            draw.line([x, margin, x, height - margin], fill=(220, 40, 40), width=2)
+            draw.text((x + 4, margin), f'budget {budget_ms:.0f} ms', fill=(220, 40, 40))
+        for tick in np.linspace(0, top, 5):
+            x = margin + tick * scale_x
+            draw.text((x - 10, height - margin + 6), f'{tick:.0f}', fill='black')
+        draw.text((width - margin - 20, height - 20), 'ms', fill='black')
+    draw.line([margin, height - margin, width - margin, height - margin], fill='black')
+    save_png(path, np.asarray(image))
+
+
+def contact_sheet(path: Path, out: Path, pairs: list, max_rows: int = 6) -> None:
+    """Rows of RGB | prediction | ground truth | |error| / gt (0..0.5, turbo) for GT frames."""
+    rows = []
+    for frame, rec in pairs:
+        gt_path = out / 'gt' / f'{frame["index"]:04d}.npy'
+        if not gt_path.exists():
+            continue
+        rgb = np.asarray(_read_png(out / 'rgb' / f'{frame["index"]:04d}.png'))
+        pred = np.load(out / 'depth' / f'{rec["name"]}.npy')
+        gt = np.load(gt_path)
+        valid = np.isfinite(gt) & (gt > 0)
+        lo, hi = (np.percentile(gt[valid], [2, 98]) if valid.any() else (None, None))
+        err = np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1.0), np.nan)
+        err_img = colorize_depth(np.clip(0.5 - np.nan_to_num(err, nan=-1.0), 1e-3, 0.5),
+                                 1e-3, 0.5, log_scale=False)
+        err_img[~valid] = 0
+        rows.append(np.concatenate([rgb, colorize_depth(pred, lo, hi),
+                                    colorize_depth(gt, lo, hi), err_img], axis=1))
+        if len(rows) == max_rows:
+            break
+    if rows:
+        save_png(path, np.concatenate(rows, axis=0))
+
+
+def _read_png(path: Path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return image.convert('RGB').copy()
+
+
+def build_report(out: Path, budget_ms: float | None = None, title: str = 'MetricGold demo',
+                 model_note: str = '') -> dict:
+    """Compute everything from the files in `out`, write the artefacts, return the summary."""
+    camera, pairs, diagnostics = load_run(out)
+    rows = [r for r in (frame_metrics(out, f, rec) for f, rec in pairs) if r is not None]
+    latencies = [rec['latency_ms'] for _, rec in pairs]
+    summary = {
+        'published': len(camera), 'received': len(pairs), 'dropped': len(camera) - len(pairs),
+        'output_rate_hz': output_rate_hz([rec['arrival_ns'] for _, rec in pairs]),
+        'input_rate_hz': output_rate_hz([f['stamp_ns'] for f in camera]),
+        'latency_ms': latency_stats(latencies),
+        'metrics': aggregate(rows) if rows else None,
+        'metrics_by_kind': {kind: aggregate([r for r in rows if r['kind'] == kind])
+                            for kind in sorted({r['kind'] for r in rows})},
+        'per_frame': rows,
+        'diagnostics': diagnostics,
+    }
+    histogram_png(out / 'latency_histogram.png', latencies, budget_ms)
+    contact_sheet(out / 'contact_sheet.png', out, pairs)
+    save_text(out / 'summary.json', json.dumps(summary, indent=1, default=float) + '\n')
+    save_text(out / 'report.md', _markdown(summary, title, budget_ms, model_note))
+    return summary
+
+
+def _markdown(s: dict, title: str, budget_ms, model_note: str) -> str:
+    lat = s['latency_ms']
+    lines = [f'# {title}', '']
+    if model_note:
+        lines += [model_note, '']
+    lines += [
+        f'- frames published by the camera: {s["published"]}, depth frames received: '
+        f'{s["received"]}, dropped: {s["dropped"]}',
+        f'- input rate {s["input_rate_hz"]:.2f} Hz, output rate {s["output_rate_hz"]:.2f} Hz',
+        f'- latency (camera stamp to depth arrival) p50 {lat["p50"]:.0f} ms, p95 '
+        f'{lat["p95"]:.0f} ms, max {lat["max"]:.0f} ms'
+        + (f' (budget `max_latency_ms` = {budget_ms:.0f})' if budget_ms else ''),
+        '',
+    ]
+    if s['metrics']:
+        lines += ['## Accuracy against ground truth (metric, no alignment)', '',
+                  '| set | frames | AbsRel | δ1 | RMSE (m) |', '|---|---:|---:|---:|---:|']
+        for label, m in [('all', s['metrics'])] + sorted(s['metrics_by_kind'].items()):
+            lines.append(f'| {label} | {m["images"]} | {m["abs_rel"]:.3f} | {m["delta1"]:.3f} '
+                         f'| {m["rmse"]:.2f} |')
+        lines += ['', '### Per frame', '', '| frame | scene | AbsRel | δ1 |',
+                  '|---|---|---:|---:|']
+        for r in s['per_frame']:
+            lines.append(f'| {r["index"]} | {r["name"]} | {r["abs_rel"]:.3f} | '
+                         f'{r["delta1"]:.3f} |')
+    else:
+        lines.append('No ground truth for these frames (own images): accuracy is not scored.')
+    if s['diagnostics']:
+        lines += ['', '## Node diagnostics (last)', '']
+        lines += [f'- {k}: {v}' for k, v in s['diagnostics']['values'].items()]
+    lines += ['', 'Files: `depth/` (float32 m .npy), `depth_png/` (uint16 mm), `depth_colored/`,',
+              '`clouds/` (PLY), `latency_histogram.png`, `contact_sheet.png` (RGB | prediction |',
+              'ground truth | relative error 0..0.5), `summary.json`.', '']
+    return '\n'.join(lines)
