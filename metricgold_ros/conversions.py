@@ -201,9 +201,10 @@ class CameraModel:
 
     def scaled(self, height: int, width: int) -> 'CameraModel':
         """The model of this image resized to (height, width), pixel centres at integers."""
-        sx, sy = width / self.width, height / self.height
-        return CameraModel(width, height, self.fx * sx, self.fy * sy,
-                           (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5)
+        from metricgold_core.geometry import scale_intrinsics
+
+        K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
+        return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
 
 def camera_model_from_info(info: CameraInfo, matrix: str = 'p') -> CameraModel:

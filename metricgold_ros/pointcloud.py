@@ -96,13 +96,6 @@ class CloudPacker:
                        row_step=w * POINT_STEP, is_dense=False, data=self._buffer.data)
 
 
-def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (..., 3) RGB -> float32 whose bits are 0x00RRGGBB (the reference encoding)."""
-    rgb = rgb.astype(np.uint32)
-    bits = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    return bits.astype(np.uint32).view(np.float32)
-
-
 def unpack_cloud(msg: PointCloud2) -> dict:
     """PointCloud2 -> {field name: (height, width) float32 array} by its field table."""
     if msg.is_bigendian != (not np.little_endian):

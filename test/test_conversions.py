@@ -7,11 +7,12 @@ import pytest
 from sensor_msgs.msg import CompressedImage
 
 from metricgold_core.geometry import backproject, make_K
+from metricgold_core.ply import pack_rgb_float
 from metricgold_ros.conversions import array_to_image, BadInput, camera_model_from_info
 from metricgold_ros.conversions import CameraModel, compressed_to_rgb8, fallback_camera_model
 from metricgold_ros.conversions import image_to_array, image_to_rgb8, scaled_camera_info
 from metricgold_ros.latency import candidate_resolutions, LatencyPlanner
-from metricgold_ros.pointcloud import CloudPacker, pack_rgb_float, unpack_cloud
+from metricgold_ros.pointcloud import CloudPacker, unpack_cloud
 from node_harness import camera_info_msg, colours_match, image_msg
 
 RNG = np.random.default_rng(0)

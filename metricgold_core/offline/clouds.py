@@ -7,17 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io_utils import atomic_path
-
-PLY_VERTEX = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
-                       ('red', 'u1'), ('green', 'u1'), ('blue', 'u1')])
-
-
-def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (..., 3) RGB -> float32 (...) whose bits are 0x00RRGGBB."""
-    rgb = rgb.astype(np.uint32)
-    bits = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    return bits.view(np.float32)
+from .. import ply
+from ..ply import pack_rgb_float, unpack_rgb_float
 
 
 def organized_points(depth_m: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None
@@ -49,20 +40,4 @@ def write_ply(path, points: np.ndarray) -> int:
     Returns the number of vertices written (x y z float32, red green blue uint8).
     """
     flat = points.reshape(-1, 4)
-    flat = flat[np.isfinite(flat[:, :3]).all(axis=1)]
-    vertices = np.empty(len(flat), PLY_VERTEX)
-    for i, axis in enumerate('xyz'):
-        vertices[axis] = flat[:, i]
-    bits = flat[:, 3].view(np.uint32)
-    vertices['red'] = (bits >> 16) & 0xFF
-    vertices['green'] = (bits >> 8) & 0xFF
-    vertices['blue'] = bits & 0xFF
-    header = ('ply\nformat binary_little_endian 1.0\ncomment metricgold depth cloud, metres, '
-              f'camera frame\nelement vertex {len(vertices)}\nproperty float x\n'
-              'property float y\nproperty float z\nproperty uchar red\nproperty uchar green\n'
-              'property uchar blue\nend_header\n')
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(header.encode('ascii'))
-            f.write(vertices.tobytes())
-    return len(vertices)
+    return ply.write_ply(path, flat[:, :3], unpack_rgb_float(flat[:, 3]))

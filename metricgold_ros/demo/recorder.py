@@ -90,7 +90,7 @@ class Recorder:
             self.pending_clouds[rec['stamp_ns']] = msg
 
     def _save_cloud(self, rec: dict, msg) -> None:
-        from metricgold_core.ply import write_ply
+        from metricgold_core.ply import unpack_rgb_float, write_ply
 
         from ..pointcloud import unpack_cloud
         rec['cloud_points'] = int(msg.width * msg.height)
@@ -98,10 +98,8 @@ class Recorder:
             return
         cloud = unpack_cloud(msg)
         xyz = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=-1).reshape(-1, 3)
-        bits = cloud['rgb'].reshape(-1).view(np.uint32)
-        rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1)
         path = self.out / 'clouds' / f'{rec["name"]}.ply'
-        write_ply(path, xyz, rgb.astype(np.uint8))
+        write_ply(path, xyz, unpack_rgb_float(cloud['rgb'].reshape(-1)))
         rec['ply'] = str(path.relative_to(self.out))
 
     def _on_diag(self, msg) -> None:
