@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import statistics
 import time
 
@@ -30,6 +31,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--dtype', default='auto')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
     p.add_argument('--json', default=None, help='also write the figures to this JSON file')
+    p.add_argument('--matrix', action='store_true',
+                   help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '
+                   'against diffusers; --markdown writes its table')
+    p.add_argument('--markdown', default=None, help='with --matrix: write the table here')
     p.set_defaults(func=run)
 
 
@@ -48,16 +53,53 @@ def run(args) -> int:
     pipe = _diffusers_pipeline(model, est)
     # diffusers gets its own copies in the default memory format: its reference is the stock
     # pipeline, and our channels_last conversion must not leak into its measurement.
-    image = _bench_image(args.height, args.width)
-    result = compare(est, pipe, image, args.steps, args.repeats)
-    result.update({'preset': args.checkpoint or args.preset, 'device': str(est.device),
-                   'dtype': str(est.dtype).replace('torch.', ''), 'threads':
-                   torch.get_num_threads(), 'height': args.height, 'width': args.width,
-                   'steps': args.steps, 'torch': torch.__version__})
-    print(format_table(result))
+    cases = ([(240, 320, 1), (240, 320, 2), (480, 640, 1), (480, 640, 2)] if args.matrix
+             else [(args.height, args.width, args.steps)])
+    results = []
+    for height, width, steps in cases:
+        peak_before = _peak_memory_mb(est.device, reset=True)
+        result = compare(est, pipe, _bench_image(height, width), steps, args.repeats)
+        result.update({'preset': args.checkpoint or args.preset, 'device': str(est.device),
+                       'dtype': str(est.dtype).replace('torch.', ''), 'threads':
+                       torch.get_num_threads(), 'height': height, 'width': width,
+                       'steps': steps, 'torch': torch.__version__,
+                       'peak_memory_mb': _peak_memory_mb(est.device), 'peak_before_mb':
+                       peak_before, 'machine': platform.processor() or platform.machine()})
+        print(format_table(result), flush=True)
+        results.append(result)
     if args.json:
-        save_text(args.json, json.dumps(result, indent=2) + '\n')
+        save_text(args.json, json.dumps(results if args.matrix else results[0], indent=2)
+                  + '\n')
+    if args.markdown:
+        save_text(args.markdown, matrix_table(results) + '\n')
     return 0
+
+
+def _peak_memory_mb(device, reset: bool = False) -> float:
+    """Peak GPU memory allocated by torch, or the process's peak RSS on CPU (MB)."""
+    import torch
+    if device.type == 'cuda':
+        value = torch.cuda.max_memory_allocated(device) / 2**20
+        if reset:
+            torch.cuda.reset_peak_memory_stats(device)
+        return value
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def matrix_table(results: list) -> str:
+    """One markdown row per case: our stage times, totals, ratio, difference, peak memory."""
+    lines = ['| input | steps | preprocess | encode | denoise | decode | postprocess | ours total'
+             ' | diffusers total | ratio | max abs diff | peak memory (MB) |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results:
+        o = r['ours_ms']
+        lines.append(
+            f"| {r['height']}x{r['width']} | {r['steps']} | {o['preprocess']:.1f} | "
+            f"{o['encode']:.1f} | {o['denoise']:.1f} | {o['decode']:.1f} | "
+            f"{o['postprocess']:.1f} | {o['total']:.1f} | {r['diffusers_ms']['total']:.1f} | "
+            f"{r['ratio']:.3f} | {r['max_abs_diff']:.1e} | {r['peak_memory_mb']:.0f} |")
+    return '\n'.join(lines)
 
 
 def _bench_image(height: int, width: int) -> np.ndarray:

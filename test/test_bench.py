@@ -1,0 +1,32 @@
+"""`metricgold bench`: times both pipelines on the same weights and checks their outputs agree."""
+import json
+
+from metricgold_core.cli import main
+
+
+def test_bench_reports_stage_times_ratio_and_agreement(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    assert main(['bench', '--height', '48', '--width', '64', '--repeats', '1', '--device', 'cpu',
+                 '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['max_abs_diff'] <= 1e-4
+    assert result['ratio'] == result['ours_ms']['total'] / result['diffusers_ms']['total']
+    for stage in ('preprocess', 'encode', 'denoise', 'decode', 'postprocess', 'total'):
+        assert result['ours_ms'][stage] >= 0
+    for stage in ('encode', 'denoise', 'decode', 'total'):
+        assert result['diffusers_ms'][stage] > 0
+    printed = capsys.readouterr().out
+    assert 'ratio ours/diffusers' in printed and '| decode |' in printed
+
+
+def test_matrix_table_has_one_row_per_case():
+    # a real matrix run takes minutes at 480x640; the suite checks the table it prints
+    from metricgold_core.commands.bench import matrix_table
+    row = {'height': 240, 'width': 320, 'steps': 1, 'ratio': 0.5, 'max_abs_diff': 1e-5,
+           'peak_memory_mb': 100.0, 'diffusers_ms': {'total': 20.0},
+           'ours_ms': {'preprocess': 1.0, 'encode': 2.0, 'denoise': 3.0, 'decode': 4.0,
+                       'postprocess': 0.5, 'total': 10.5}}
+    table = matrix_table([row])
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith('| 240x320 | 1 | 1.0 | 2.0 | 3.0 | 4.0 |')
+    assert '| 0.500 |' in lines[2]
