@@ -80,7 +80,10 @@ def histogram_png(path: Path, latencies_ms: list, budget_ms: float | None) -> No
         if budget_ms:
             x = margin + budget_ms * scale_x
             draw.line([x, margin, x, height - margin], fill=(220, 40, 40), width=2)
-            draw.text((x + 4, margin), f'budget {budget_ms:.0f} ms', fill=(220, 40, 40))
+            label = f'budget {budget_ms:.0f} ms'
+            # right of the line, or left of it when the line is near the right edge
+            label_x = x + 4 if x + 4 + 7 * len(label) < width else x - 4 - 7 * len(label)
+            draw.text((label_x, margin), label, fill=(220, 40, 40))
         for tick in np.linspace(0, top, 5):
             x = margin + tick * scale_x
             draw.text((x - 10, height - margin + 6), f'{tick:.0f}', fill='black')
