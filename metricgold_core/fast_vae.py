@@ -106,8 +106,8 @@ class FastVAEDecoder:
                 kernel = upsample_conv_as_transposed(block.upsamplers[0].conv)
                 self.up_kernels[i] = kernel.contiguous(memory_format=memory_format)
 
-    def decode_mean(self, latent: torch.Tensor) -> torch.Tensor:
-        """Scaled latent [B, 4, h, w] -> mean of the decoded RGB channels [B, 1, 8h, 8w]."""
+    def features(self, latent: torch.Tensor, cut_block: int | None = None) -> torch.Tensor:
+        """Decoder activations after the residual convs of up-block `cut_block` (None: all)."""
         vae = self.vae
         z = latent / self.scaling_factor
         if getattr(vae, 'post_quant_conv', None) is not None:
@@ -118,10 +118,18 @@ class FastVAEDecoder:
         for i, block in enumerate(dec.up_blocks):
             for resnet in block.resnets:
                 x = resnet_forward(resnet, x)
+            if i == cut_block:
+                return x
             if i in self.up_kernels:
                 up = block.upsamplers[0]
                 x = F.conv_transpose2d(x, self.up_kernels[i], up.conv.bias, stride=2, padding=1)
             elif block.upsamplers:
                 x = block.upsamplers[0](x)
+        return x
+
+    def decode_mean(self, latent: torch.Tensor) -> torch.Tensor:
+        """Scaled latent [B, 4, h, w] -> mean of the decoded RGB channels [B, 1, 8h, 8w]."""
+        dec = self.vae.decoder
+        x = self.features(latent)
         x = dec.conv_out(F.silu(dec.conv_norm_out(x), inplace=True))  # [B, 3, H, W]
         return x.mean(dim=1, keepdim=True)

@@ -51,7 +51,8 @@ class MetricGoldModel:
     """UNet (8 input channels), VAE, DDIM scheduler, codec and the empty-text embedding."""
 
     def __init__(self, unet, vae, scheduler, codec: LogDepthCodec,
-                 empty_text_embedding: torch.Tensor, meta: dict | None = None):
+                 empty_text_embedding: torch.Tensor, meta: dict | None = None,
+                 light_head=None):
         if unet.config.in_channels != 2 * vae.config.latent_channels:
             raise ValueError(f'UNet must take {2 * vae.config.latent_channels} input channels '
                              f'([z_rgb, z_t]), got {unet.config.in_channels}.')
@@ -62,6 +63,7 @@ class MetricGoldModel:
         self.empty_text_embedding = empty_text_embedding  # [1, tokens, cross_attention_dim]
         self.meta = dict(meta) if meta else default_meta(codec, 768)
         self.meta['codec'] = codec.to_dict()
+        self.light_head = light_head  # optional LightDepthHead (the `light` decoder)
 
     @property
     def processing_resolution(self) -> int:
@@ -79,6 +81,8 @@ class MetricGoldModel:
     def eval(self) -> 'MetricGoldModel':
         self.unet.eval()
         self.vae.eval()
+        if self.light_head is not None:
+            self.light_head.eval()
         return self
 
     # ---------------------------------------------------------------- building
@@ -140,6 +144,8 @@ class MetricGoldModel:
             save_file({'empty_text_embedding':
                        self.empty_text_embedding.detach().float().cpu().contiguous()},
                       str(tmp / EMBEDDING_FILE))
+            if self.light_head is not None:
+                self.light_head.save(tmp)
             _write_json(tmp / META_FILE, self.meta)
             _write_json(tmp / 'model_index.json', self._model_index())
             _replace_dir(tmp, path)
@@ -206,7 +212,9 @@ class MetricGoldModel:
                         'affine-invariant depth, not metres.', path, META_FILE)
 
         embedding = _load_or_compute_embedding(path)
-        return cls(unet, vae, scheduler, codec, embedding, meta).eval()
+        from .light_decoder import LightDepthHead
+        return cls(unet, vae, scheduler, codec, embedding, meta,
+                   light_head=LightDepthHead.load(path)).eval()
 
 
 # -------------------------------------------------------------------- helpers

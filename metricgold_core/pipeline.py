@@ -8,7 +8,8 @@
 
 The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
 input and seed give the same normalised prediction. The VAE decoder runs through
-`FastVAEDecoder` (an exact rewrite with less compute) unless `fast_decoder=False`.
+`FastVAEDecoder` (an exact rewrite with less compute) unless `fast_decoder=False`;
+`decoder='light'` swaps in the checkpoint's distilled light decoder (faster, approximate).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 
 from .fast_vae import encode_mean, FastVAEDecoder
 from .image_processing import check_rgb, from_model_output, processing_size, to_model_input
+from .light_decoder import light_decode_mean
 from .model import MetricGoldModel
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
@@ -65,7 +67,8 @@ class DepthEstimator:
     """Owns a MetricGoldModel on a device and turns RGB images into metric depth."""
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
-                 channels_last: bool = True, fast_decoder: bool = True):
+                 channels_last: bool = True, fast_decoder: bool = True,
+                 decoder: str = 'exact'):
         self.model = model.eval()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -79,7 +82,19 @@ class DepthEstimator:
             if next(module.parameters()).dtype != self.dtype:
                 module.to(dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
-        self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) if fast_decoder else None
+        if decoder not in ('exact', 'light'):
+            raise ValueError(f'`decoder` must be exact or light, got {decoder!r}.')
+        if decoder == 'light' and model.light_head is None:
+            raise ValueError('`decoder` light needs a checkpoint with a light decoder '
+                             '(training/distill_light_decoder.py adds one).')
+        self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) \
+            if fast_decoder or decoder == 'light' else None
+        self.light_head = None
+        if decoder == 'light':
+            self.light_head = model.light_head.to(self.device, self.dtype,
+                                                  memory_format=self.vae_format)
+            self.light_head.requires_grad_(False)
+        self.decoder = decoder
         self.vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
         self.embedding = model.empty_text_embedding.to(self.device, self.dtype)
         self.scheduler = model.scheduler
@@ -190,7 +205,9 @@ class DepthEstimator:
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
         latent = latent.contiguous(memory_format=self.vae_format)
-        if self.fast_decoder is not None:
+        if self.light_head is not None:
+            mean = light_decode_mean(self.fast_decoder, self.light_head, latent)
+        elif self.fast_decoder is not None:
             mean = self.fast_decoder.decode_mean(latent)  # [B, 1, H, W]
         else:
             vae = self.model.vae

@@ -111,7 +111,8 @@ class DepthNode(Node):
         checkpoint = self.cfg['checkpoint']
         try:
             model = load_default_or(checkpoint or None)
-            estimator = DepthEstimator(model, device=self.cfg['device'], dtype=self.cfg['dtype'])
+            estimator = DepthEstimator(model, device=self.cfg['device'], dtype=self.cfg['dtype'],
+                                       decoder=self.cfg['decoder'])
         except (OSError, ValueError) as exc:
             raise StartupError(f'cannot load the model (`checkpoint` = {checkpoint!r}, `device` '
                                f'= {self.cfg["device"]!r}): {exc}') from exc
@@ -119,7 +120,8 @@ class DepthNode(Node):
         facts = {'model': checkpoint or 'packaged default',
                  'model_preset': meta.get('preset', meta.get('training_data', '-')),
                  'canonical_focal_px': model.canonical_focal_px,
-                 'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1]}
+                 'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1],
+                 'decoder': self.cfg['decoder']}
         return estimator, facts
 
     def _update_subscriptions(self) -> None:

@@ -30,6 +30,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--dtype', default='auto')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
+    p.add_argument('--decoder', choices=('exact', 'light'), default='exact',
+                   help="our decoder: exact, or the checkpoint's distilled light decoder")
     p.add_argument('--json', default=None, help='also write the figures to this JSON file')
     p.add_argument('--matrix', action='store_true',
                    help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '
@@ -49,7 +51,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     model = (MetricGoldModel.load(args.checkpoint) if args.checkpoint
              else MetricGoldModel.from_preset(args.preset, seed=0))
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype)
+    est = DepthEstimator(model, device=args.device, dtype=args.dtype, decoder=args.decoder)
     pipe = _diffusers_pipeline(model, est)
     # diffusers gets its own copies in the default memory format: its reference is the stock
     # pipeline, and our channels_last conversion must not leak into its measurement.
@@ -62,7 +64,7 @@ def run(args) -> int:
         result.update({'preset': args.checkpoint or args.preset, 'device': str(est.device),
                        'dtype': str(est.dtype).replace('torch.', ''), 'threads':
                        torch.get_num_threads(), 'height': height, 'width': width,
-                       'steps': steps, 'torch': torch.__version__,
+                       'steps': steps, 'torch': torch.__version__, 'decoder': args.decoder,
                        'peak_memory_mb': _peak_memory_mb(est.device), 'peak_before_mb':
                        peak_before, 'machine': platform.processor() or platform.machine()})
         print(format_table(result), flush=True)
@@ -208,7 +210,7 @@ def format_table(result: dict) -> str:
         f"MetricGold vs diffusers MarigoldDepthPipeline: {result['preset']}, "
         f"{result['height']}x{result['width']}, {result['steps']} step(s), "
         f"{result['device']} {result['dtype']}, {result['threads']} threads, "
-        f"median of {result['repeats']}",
+        f"{result.get('decoder', 'exact')} decoder, median of {result['repeats']}",
         '',
         '| stage | ours (ms) | diffusers (ms) |',
         '|---|---:|---:|',
