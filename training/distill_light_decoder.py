@@ -45,6 +45,30 @@ def collect(est: DepthEstimator, head: LightDepthHead, scenes, seed: int, batch:
     return torch.cat(feats), torch.cat(targets)
 
 
+def write_into(source: Path, target: Path, head: LightDepthHead, record: dict) -> None:
+    """Add the head (and its record in metricgold.json) to a copy of `source` at `target`.
+
+    The other files are copied byte for byte, so weights keep their stored dtype.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from metricgold_core.io_utils import save_text
+    from metricgold_core.model import META_FILE
+    if target.resolve() != source.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-', dir=target.parent))
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    head.save(target)
+    meta = json.loads((target / META_FILE).read_text())
+    meta['light_decoder'] = record
+    save_text(target / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + '\n')
+
+
 def head_output(head, features, size):
     return F.interpolate(head(features), size=size, mode='bilinear', align_corners=False)
 
@@ -93,10 +117,9 @@ def main(argv=None) -> int:
         val_l1 = F.l1_loss(head_output(head, val_x, size), val_y).item()
     LOG.info('held-out L1 between light and exact decoder codes: %.4f (code range [-1, 1])',
              val_l1)
-    model.light_head = head
-    model.meta['light_decoder'] = dict(head.config(), distilled_scenes=args.scenes,
-                                       steps=args.steps, val_code_l1=round(val_l1, 5))
-    model.save(args.output or args.checkpoint)
+    write_into(Path(args.checkpoint), Path(args.output or args.checkpoint), head,
+               dict(head.config(), distilled_scenes=args.scenes, steps=args.steps,
+                    val_code_l1=round(val_l1, 5)))
     LOG.info('wrote %s', args.output or args.checkpoint)
     return 0
 
