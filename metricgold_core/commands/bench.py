@@ -21,7 +21,8 @@ def add_parser(sub, name: str) -> None:
                        description="Time MetricGold's DepthEstimator and diffusers' "
                        'MarigoldDepthPipeline on identical weights and input; print per-stage '
                        'ms, the ratio and the largest output difference.')
-    p.add_argument('--preset', default='tiny', help='tiny or sd2 (random weights)')
+    p.add_argument('--preset', default='tiny',
+                   help='tiny or sd2 (random weights), or default (the packaged model)')
     p.add_argument('--checkpoint', default=None, help='use this checkpoint instead of a preset')
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
@@ -44,13 +45,17 @@ def run(args) -> int:
     import torch
 
     from ..io_utils import save_text
-    from ..model import MetricGoldModel
+    from ..model import load_default_or, MetricGoldModel
     from ..pipeline import DepthEstimator
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = (MetricGoldModel.load(args.checkpoint) if args.checkpoint
-             else MetricGoldModel.from_preset(args.preset, seed=0))
+    if args.checkpoint:
+        model = MetricGoldModel.load(args.checkpoint)
+    elif args.preset == 'default':
+        model = load_default_or(None)
+    else:
+        model = MetricGoldModel.from_preset(args.preset, seed=0)
     est = DepthEstimator(model, device=args.device, dtype=args.dtype, decoder=args.decoder)
     pipe = _diffusers_pipeline(model, est)
     # diffusers gets its own copies in the default memory format: its reference is the stock
