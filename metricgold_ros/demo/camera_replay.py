@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from . import spin_for
+
 FRAME_ID = 'camera_optical_frame'
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm')
 
@@ -109,6 +111,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     import rclpy
+    from rclpy.executors import ExternalShutdownException
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
@@ -151,11 +154,8 @@ def main(argv=None) -> int:
                           'K': K.tolist(), 'height': int(rgb.shape[0]),
                           'width': int(rgb.shape[1])})
             rclpy.spin_once(node, timeout_sec=0.0)
-        # Reliable delivery of the last frames needs the writer alive a moment longer.
-        linger = time.monotonic() + 2.0
-        while time.monotonic() < linger:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
+        spin_for(node, 2.0)  # reliable delivery of the last frames needs the writer alive
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         from metricgold_core.io_utils import save_text

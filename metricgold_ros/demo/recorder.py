@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from . import spin_for
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -142,10 +144,7 @@ def main(argv=None) -> int:
     try:
         while recorder.frames_done() < args.count and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
-        # a little longer for the diagnostics and clouds that follow the last depth image
-        settle = time.monotonic() + 1.5
-        while time.monotonic() < settle:
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spin_for(node, 1.5)  # the diagnostics and clouds that follow the last depth image
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
