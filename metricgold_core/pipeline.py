@@ -69,6 +69,11 @@ class DepthEstimator:
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
                  channels_last: bool = True, fast_decoder: bool = True,
                  decoder: str = 'exact'):
+        if decoder not in ('exact', 'light'):
+            raise ValueError(f'`decoder` must be exact or light, got {decoder!r}.')
+        if decoder == 'light' and model.light_head is None:
+            raise ValueError('`decoder` light needs a checkpoint with a light decoder '
+                             '(training/distill_light_decoder.py adds one).')
         self.model = model.eval()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -82,11 +87,6 @@ class DepthEstimator:
             if next(module.parameters()).dtype != self.dtype:
                 module.to(dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
-        if decoder not in ('exact', 'light'):
-            raise ValueError(f'`decoder` must be exact or light, got {decoder!r}.')
-        if decoder == 'light' and model.light_head is None:
-            raise ValueError('`decoder` light needs a checkpoint with a light decoder '
-                             '(training/distill_light_decoder.py adds one).')
         self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) \
             if fast_decoder or decoder == 'light' else None
         self.light_head = None
