@@ -107,3 +107,22 @@ def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
     got = np.stack([points['x'], points['y'], points['z']], axis=1).astype(np.float64)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_demo_on_a_folder_of_own_images(tmp_path, shared_data):
+    out = tmp_path / 'own'
+    result = subprocess.run([sys.executable, '-m', 'metricgold_ros.demo.run', '--out', str(out),
+                             '--count', '2', '--rate', '2', '--images',
+                             str(shared_data / 'real' / 'redwood' / 'rgb')],
+                            cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['received'] == 2 and summary['metrics'] is None
+    report = (out / 'report.md').read_text()
+    assert 'No ground truth' in report
+    camera = json.loads((out / 'frames.json').read_text())
+    # the folder's intrinsics.json (one level up) was used, not the FOV fallback
+    assert camera[0]['K'][0][0] == pytest.approx(525.0)
+    assert [f['name'] for f in camera] == ['00000', '00001']
+    depth = np.load(out / 'depth' / '0000.npy')
+    assert depth.shape == (480, 640) and np.isfinite(depth).all()
