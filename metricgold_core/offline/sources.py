@@ -115,11 +115,14 @@ def _import_av():
 def load_intrinsics(path: Path) -> dict:
     """An intrinsics JSON: fx, fy, cx, cy in pixels, optionally the width and height they are for.
 
-    This is the format of intrinsics.json in the shared data folders.
+    This is the format of intrinsics.json in the shared data folders. A negative focal length
+    (ICL-NUIM writes fy < 0 for its y-up world) describes the same pinhole image: its magnitude
+    is used.
     """
     try:
         data = json.loads(Path(path).read_text())
         values = {key: float(data[key]) for key in ('fx', 'fy', 'cx', 'cy')}
+        values['fx'], values['fy'] = abs(values['fx']), abs(values['fy'])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f'--intrinsics {path}: expected a JSON object with fx, fy, cx, cy '
                          f'(pixels) and optionally width, height ({exc}).') from exc

@@ -19,7 +19,6 @@ import numpy as np
 from . import spin_for
 
 FRAME_ID = 'camera_optical_frame'
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.pgm')
 
 
 def procedural_frames(count: int, height: int, width: int, seed: int):
@@ -34,27 +33,17 @@ def procedural_frames(count: int, height: int, width: int, seed: int):
 
 
 def folder_frames(folder: Path, count: int, hfov_deg: float):
-    """Images of a folder (sorted); K from intrinsics.json there, else from `hfov_deg`."""
-    from metricgold_core.geometry import intrinsics_from_hfov, make_K
+    """Images of a folder (sorted); K from intrinsics.json there or one level up, else from
+    `hfov_deg`."""
     from metricgold_core.io_utils import read_rgb
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise SystemExit(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)}) found.')
-    intrinsics = None
-    for candidate in (Path(folder) / 'intrinsics.json', Path(folder).parent / 'intrinsics.json'):
-        if candidate.exists():
-            intrinsics = json.loads(candidate.read_text())
-            break
+    from metricgold_core.offline.sources import DefaultCamera, folder_images, load_intrinsics
+    found = [p / 'intrinsics.json' for p in (folder, folder.parent)
+             if (p / 'intrinsics.json').is_file()]
+    camera = DefaultCamera(load_intrinsics(found[0]) if found else None, hfov_deg)
     frames = []
-    for path in paths[:count] if count else paths:
+    for path in folder_images(folder)[:count or None]:
         rgb = read_rgb(path)
-        h, w = rgb.shape[:2]
-        if intrinsics:
-            K = make_K(abs(intrinsics['fx']), abs(intrinsics['fy']), intrinsics['cx'],
-                       intrinsics['cy'])
-        else:
-            K = intrinsics_from_hfov(w, h, hfov_deg)
-        frames.append((path.stem, rgb, K, None))
+        frames.append((path.stem, rgb, camera.K(*rgb.shape[:2]), None))
     return frames
 
 
@@ -122,7 +111,10 @@ def main(argv=None) -> int:
     args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])
     out = Path(args.out)
     if args.images:
-        frames = folder_frames(Path(args.images), args.count, args.hfov_deg)
+        try:
+            frames = folder_frames(Path(args.images), args.count, args.hfov_deg)
+        except ValueError as exc:  # no images, unreadable image or intrinsics: say which
+            raise SystemExit(f'camera_replay: {exc}') from exc
     else:
         frames = procedural_frames(args.count, args.height, args.width, args.seed)
     save_ground_truth(out, frames)
