@@ -167,7 +167,7 @@ class DepthNode(Node):
         if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
             # A bag loop or clock reset: stamps restart, old camera_info pairs are meaningless.
             self.stats.count('stamp_jumps')
-            self.infos.clear_history()
+            self.infos.clear_history(stamp_ns)
             self._log_throttled('stamp_jump', 'image stamps jumped back in time '
                                 f'({self._last_stamp_ns / 1e9:.3f} s -> {stamp_ns / 1e9:.3f} s);'
                                 ' camera_info history cleared')

@@ -84,10 +84,15 @@ class CameraInfoCache:
         with self._cond:
             return self._latest
 
-    def clear_history(self) -> None:
-        """Forget stamps (after a clock jump) but keep the newest intrinsics."""
+    def clear_history(self, after_ns: int) -> None:
+        """After a clock jump back to `after_ns`: forget the stamps of the old timeline's future.
+
+        Entries at or before `after_ns` stay: the camera_info of the very image that revealed
+        the jump usually arrives just before it. The newest intrinsics are kept either way.
+        """
         with self._cond:
-            self._entries.clear()
+            for stamp in [s for s in self._entries if s > after_ns]:
+                del self._entries[stamp]
 
     def wait_for(self, stamp_ns: int, timeout_s: float) -> InfoEntry | None:
         """The entry with exactly this stamp, waiting up to `timeout_s` for it to arrive."""

@@ -258,3 +258,16 @@ def test_depth_colorizer_matches_the_core_colour_map(log_scale):
     DepthColorizer()(depth, 0.3, 4.0, log_scale, out=out)
     colours_match(out, colorize_depth(depth, 0.3, 4.0, log_scale=log_scale, bgr=True))
     assert (out[0, :4] == 0).all()
+
+
+def test_clock_jump_forgets_the_old_future_but_keeps_the_new_stamp():
+    from metricgold_ros.frames import CameraInfoCache, InfoEntry
+    cache = CameraInfoCache(10)
+    model = CameraModel(640, 480, 500.0, 500.0, 319.5, 239.5)
+    for stamp in (5_000, 6_000, 7_000):
+        cache.add(stamp, InfoEntry(f'old {stamp}', model))
+    cache.add(1_000, InfoEntry('new', model))  # camera_info of the first image after the jump
+    cache.clear_history(1_000)
+    assert cache.wait_for(1_000, 0.0).info == 'new'
+    assert cache.wait_for(6_000, 0.0) is None
+    assert cache.latest.info == 'new'
