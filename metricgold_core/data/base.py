@@ -165,7 +165,8 @@ def load_npy(path) -> np.ndarray:
 
 
 def read_intrinsics_json(path) -> dict:
-    """{fx, fy, cx, cy[, depth_scale]} from a small JSON file, with a message naming the file."""
+    """{fx, fy, cx, cy[, depth_scale][, hw]} from a small JSON file (hw = (height, width) when
+    the file gives the image size), with a message naming the file."""
     path = _existing(path)
     try:
         data = json.loads(path.read_text())
@@ -174,6 +175,8 @@ def read_intrinsics_json(path) -> dict:
         raise ValueError(f'{path}: expected JSON with numbers fx, fy, cx, cy ({exc}).') from exc
     if 'depth_scale' in data:
         values['depth_scale'] = float(data['depth_scale'])
+    if 'width' in data and 'height' in data:
+        values['hw'] = (int(data['height']), int(data['width']))
     return values
 
 

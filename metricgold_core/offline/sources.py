@@ -7,7 +7,6 @@ be read is yielded with `error` set instead of raising: the caller reports it an
 from __future__ import annotations
 
 from dataclasses import dataclass
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -119,17 +118,15 @@ def load_intrinsics(path: Path) -> dict:
     (ICL-NUIM writes fy < 0 for its y-up world) describes the same pinhole image: its magnitude
     is used.
     """
+    from ..data.base import read_intrinsics_json
     try:
-        data = json.loads(Path(path).read_text())
-        values = {key: float(data[key]) for key in ('fx', 'fy', 'cx', 'cy')}
-        values['fx'], values['fy'] = abs(values['fx']), abs(values['fy'])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f'--intrinsics {path}: expected a JSON object with fx, fy, cx, cy '
-                         f'(pixels) and optionally width, height ({exc}).') from exc
+        values = read_intrinsics_json(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'--intrinsics {exc} Expected fx, fy, cx, cy (pixels) and optionally '
+                         'width, height.') from exc
+    values['fx'], values['fy'] = abs(values['fx']), abs(values['fy'])
     if not (values['fx'] > 0 and values['fy'] > 0):
         raise ValueError(f'--intrinsics {path}: fx and fy must be > 0.')
-    if 'width' in data and 'height' in data:
-        values['hw'] = (int(data['height']), int(data['width']))
     return values
 
 
