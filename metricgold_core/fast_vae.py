@@ -64,18 +64,47 @@ def resnet_forward(resnet, x: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def mid_block_forward(block, x: torch.Tensor) -> torch.Tensor:
-    """UNetMidBlock2D(x, temb=None) with the fast residual blocks."""
+def pooled_attention(attn, x: torch.Tensor, kv_pool: int) -> torch.Tensor:
+    """The VAE's spatial self-attention with keys and values from a `kv_pool`-times smaller map.
+
+    Every pixel still queries, but against `kv_pool`^2 times fewer tokens (2x2 average pooling
+    for 2): attention cost falls by that factor. An approximation (token down-sampling of keys
+    and values, as ToDo does for Stable Diffusion); `kv_pool` 1 is the exact attention.
+    """
+    if attn.spatial_norm is not None or attn.norm_q is not None or attn.norm_k is not None:
+        raise ValueError('pooled attention supports the plain VAE attention block only.')
+    b, c, height, width = x.shape
+    h = attn.group_norm(x) if attn.group_norm is not None else x
+    kv = F.avg_pool2d(h, kv_pool, ceil_mode=True) if kv_pool > 1 else h
+    tokens = h.flatten(2).transpose(1, 2)  # [B, HW, C]
+    kv_tokens = kv.flatten(2).transpose(1, 2)  # [B, hw, C]
+    q, k, v = attn.to_q(tokens), attn.to_k(kv_tokens), attn.to_v(kv_tokens)
+    heads = attn.heads
+    q, k, v = (t.reshape(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, HW, d]
+    out = attn.to_out[0](out.transpose(1, 2).reshape(b, height * width, -1))
+    out = out.transpose(1, 2).reshape(b, c, height, width)
+    if attn.residual_connection:
+        out = out + x
+    return out / attn.rescale_output_factor
+
+
+def mid_block_forward(block, x: torch.Tensor, kv_pool: int = 1) -> torch.Tensor:
+    """UNetMidBlock2D(x, temb=None) with the fast residual blocks (`kv_pool` > 1: pooled
+    attention, approximate)."""
     x = resnet_forward(block.resnets[0], x)
     for attn, resnet in zip(block.attentions, block.resnets[1:]):
         if attn is not None:
-            x = attn(x, temb=None)
+            x = attn(x, temb=None) if kv_pool == 1 else pooled_attention(attn, x, kv_pool)
         x = resnet_forward(resnet, x)
     return x
 
 
-def encode_mean(vae, image: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in [-1, 1] -> scaled latent mean (`latent_dist.mode()`) [B, 4, H/8, W/8]."""
+def encode_mean(vae, image: torch.Tensor, kv_pool: int = 1) -> torch.Tensor:
+    """[B, 3, H, W] in [-1, 1] -> scaled latent mean (`latent_dist.mode()`) [B, 4, H/8, W/8].
+
+    `kv_pool` > 1 runs the mid-block attention with pooled keys and values (approximate).
+    """
     enc = vae.encoder
     x = enc.conv_in(image)
     for block in enc.down_blocks:
@@ -83,7 +112,7 @@ def encode_mean(vae, image: torch.Tensor) -> torch.Tensor:
             x = resnet_forward(resnet, x)
         if block.downsamplers:
             x = block.downsamplers[0](x)
-    x = mid_block_forward(enc.mid_block, x)
+    x = mid_block_forward(enc.mid_block, x, kv_pool)
     x = enc.conv_out(F.silu(enc.conv_norm_out(x), inplace=True))  # [B, 2L, h, w]
     if getattr(vae, 'quant_conv', None) is not None:
         x = vae.quant_conv(x)
@@ -106,20 +135,22 @@ class FastVAEDecoder:
                 kernel = upsample_conv_as_transposed(block.upsamplers[0].conv)
                 self.up_kernels[i] = kernel.contiguous(memory_format=memory_format)
 
-    def features(self, latent: torch.Tensor, cut_block: int | None = None) -> torch.Tensor:
-        """Decoder activations after the residual convs of up-block `cut_block` (None: all)."""
+    def mid_features(self, latent: torch.Tensor, kv_pool: int = 1) -> torch.Tensor:
+        """Decoder activations after its mid block (latent resolution); `kv_pool` > 1: pooled
+        attention (approximate)."""
         vae = self.vae
         z = latent / self.scaling_factor
         if getattr(vae, 'post_quant_conv', None) is not None:
             z = vae.post_quant_conv(z)
-        dec = vae.decoder
-        x = dec.conv_in(z)
-        x = mid_block_forward(dec.mid_block, x)
-        for i, block in enumerate(dec.up_blocks):
+        x = vae.decoder.conv_in(z)
+        return mid_block_forward(vae.decoder.mid_block, x, kv_pool)
+
+    def features(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decoder activations before its output norm and conv (full resolution)."""
+        x = self.mid_features(latent)
+        for i, block in enumerate(self.vae.decoder.up_blocks):
             for resnet in block.resnets:
                 x = resnet_forward(resnet, x)
-            if i == cut_block:
-                return x
             if i in self.up_kernels:
                 up = block.upsamplers[0]
                 x = F.conv_transpose2d(x, self.up_kernels[i], up.conv.bias, stride=2, padding=1)

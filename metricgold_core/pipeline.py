@@ -7,13 +7,18 @@
     pred.timings     # ms per stage: preprocess, encode, denoise, decode, postprocess, total
 
 The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
-input and seed give the same normalised prediction. The VAE decoder runs through
-`FastVAEDecoder` (an exact rewrite with less compute) unless `fast_decoder=False`;
-`decoder='light'` swaps in the checkpoint's distilled light decoder (faster, approximate).
+input and seed give the same normalised prediction. The VAE runs through exact rewrites with less
+compute (`fast_vae`) unless `fast_decoder=False`.
+
+`mode='fast'` trades a little accuracy for time (measured in docs/PERFORMANCE.md): the
+checkpoint's distilled light decoder replaces the VAE decoder's up-sampling path, and the VAE's
+mid-block attention takes its keys and values from a 2x2-pooled map.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+import threading
 import time
 
 import numpy as np
@@ -21,10 +26,11 @@ import torch
 
 from .fast_vae import encode_mean, FastVAEDecoder
 from .image_processing import check_rgb, from_model_output, processing_size, to_model_input
-from .light_decoder import light_decode_mean
 from .model import MetricGoldModel
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
+MODES = ('exact', 'fast')
+FAST_KV_POOL = 2  # fast mode: VAE attention keys/values from a 2x2-pooled map
 
 
 @dataclass
@@ -68,11 +74,11 @@ class DepthEstimator:
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
                  channels_last: bool = True, fast_decoder: bool = True,
-                 decoder: str = 'exact'):
-        if decoder not in ('exact', 'light'):
-            raise ValueError(f'`decoder` must be exact or light, got {decoder!r}.')
-        if decoder == 'light' and model.light_head is None:
-            raise ValueError('`decoder` light needs a checkpoint with a light decoder '
+                 mode: str = 'exact'):
+        if mode not in MODES:
+            raise ValueError(f'`mode` must be one of {", ".join(MODES)}, got {mode!r}.')
+        if mode == 'fast' and model.light_head is None:
+            raise ValueError('`mode` fast needs a checkpoint with a light decoder '
                              '(training/distill_light_decoder.py adds one).')
         self.model = model.eval()
         self.device = resolve_device(device)
@@ -88,16 +94,19 @@ class DepthEstimator:
                 module.to(dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
         self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) \
-            if fast_decoder or decoder == 'light' else None
+            if fast_decoder or mode == 'fast' else None
         self.light_head = None
-        if decoder == 'light':
-            self.light_head = model.light_head.to(self.device, self.dtype,
-                                                  memory_format=self.vae_format)
+        if mode == 'fast':
+            self.light_head = model.light_head.to(self.device, self.dtype)
             self.light_head.requires_grad_(False)
-        self.decoder = decoder
+        self.mode = mode
+        self.kv_pool = FAST_KV_POOL if mode == 'fast' else 1
         self.vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
         self.embedding = model.empty_text_embedding.to(self.device, self.dtype)
-        self.scheduler = model.scheduler
+        # Its own scheduler (set_timesteps changes state) and a lock: one estimator may be called
+        # from several threads, and several estimators may share one model.
+        self.scheduler = copy.deepcopy(model.scheduler)
+        self._lock = threading.Lock()
         self.codec = model.codec
 
     def processing_hw(self, height: int, width: int,
@@ -107,12 +116,19 @@ class DepthEstimator:
             else processing_resolution
         return processing_size(height, width, res)
 
-    @torch.inference_mode()
     def __call__(self, image, steps: int = 1, processing_resolution: int | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  output_uncertainty: bool = False, match_input_resolution: bool = True
                  ) -> DepthPrediction:
-        """Predict depth for uint8 RGB (H, W, 3) or (B, H, W, 3)."""
+        """Predict depth for uint8 RGB (H, W, 3) or (B, H, W, 3). Thread-safe (calls run one
+        at a time)."""
+        with self._lock:
+            return self._predict(image, steps, processing_resolution, seed, generator,
+                                 output_uncertainty, match_input_resolution)
+
+    @torch.inference_mode()
+    def _predict(self, image, steps, processing_resolution, seed, generator,
+                 output_uncertainty, match_input_resolution) -> DepthPrediction:
         if steps not in (1, 2):
             raise ValueError(f'`steps` must be 1 or 2, got {steps}.')
         if processing_resolution is None:
@@ -175,8 +191,8 @@ class DepthEstimator:
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
-        if self.fast_decoder is not None:
-            return encode_mean(vae, x)
+        if self.fast_decoder is not None or self.kv_pool > 1:
+            return encode_mean(vae, x, self.kv_pool)
         return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
 
     def _noise(self, like: torch.Tensor, generator) -> torch.Tensor:
@@ -204,11 +220,11 @@ class DepthEstimator:
         return kept + [latent]
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
-        latent = latent.contiguous(memory_format=self.vae_format)
         if self.light_head is not None:
-            mean = light_decode_mean(self.fast_decoder, self.light_head, latent)
+            features = self.fast_decoder.mid_features(latent, self.kv_pool)  # [B, C, h, w]
+            mean = self.light_head(features.contiguous())  # [B, 1, H, W]
         elif self.fast_decoder is not None:
-            mean = self.fast_decoder.decode_mean(latent)  # [B, 1, H, W]
+            mean = self.fast_decoder.decode_mean(latent.contiguous(memory_format=self.vae_format))
         else:
             vae = self.model.vae
             mean = vae.decode(latent / vae.config.scaling_factor,

@@ -112,7 +112,7 @@ class DepthNode(Node):
         try:
             model = load_default_or(checkpoint or None)
             estimator = DepthEstimator(model, device=self.cfg['device'], dtype=self.cfg['dtype'],
-                                       decoder=self.cfg['decoder'])
+                                       mode=self.cfg['mode'])
         except (OSError, ValueError) as exc:
             raise StartupError(f'cannot load the model (`checkpoint` = {checkpoint!r}, `device` '
                                f'= {self.cfg["device"]!r}): {exc}') from exc
@@ -121,7 +121,7 @@ class DepthNode(Node):
                  'model_preset': meta.get('preset', meta.get('training_data', '-')),
                  'canonical_focal_px': model.canonical_focal_px,
                  'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1],
-                 'decoder': self.cfg['decoder']}
+                 'mode': self.cfg['mode']}
         return estimator, facts
 
     def _update_subscriptions(self) -> None:

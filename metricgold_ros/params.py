@@ -12,7 +12,7 @@ from rcl_interfaces.msg import ParameterType
 CHOICES = {
     'device': None,   # validated by the pipeline (auto, cpu, cuda, cuda:N)
     'dtype': ('auto', 'float32', 'float16', 'bfloat16'),
-    'decoder': ('exact', 'light'),
+    'mode': ('exact', 'fast'),
     'input_transport': ('raw', 'compressed'),
     'input_reliability': ('auto', 'reliable', 'best_effort'),
     'output_reliability': ('reliable', 'best_effort'),
@@ -39,8 +39,8 @@ PARAMETERS = (
          read_only=True),
     Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA, float32 on CPU), float32, '
          'float16, bfloat16.', read_only=True),
-    Spec('decoder', 'exact', "VAE decoder: exact (the model's own) or light (the "
-         "checkpoint's distilled light decoder: faster, approximate).", read_only=True),
+    Spec('mode', 'exact', "exact: diffusers' maths; fast: the checkpoint's distilled light "
+         'decoder and pooled VAE attention (faster, approximate).', read_only=True),
     Spec('torch_threads', 0, "CPU threads torch may use; 0 keeps torch's default.", (0, 256),
          read_only=True),
     Spec('warmup', True, 'Run one inference at start so the first frame is not slow.',

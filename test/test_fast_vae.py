@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metricgold_core.fast_vae import (encode_mean, FastVAEDecoder, resnet_forward,
-                                      upsample_conv_as_transposed)
+from metricgold_core.fast_vae import (encode_mean, FastVAEDecoder, pooled_attention,
+                                      resnet_forward, upsample_conv_as_transposed)
 
 
 @pytest.mark.parametrize('shape', [(1, 8, 5, 7), (2, 16, 12, 10)])
@@ -57,3 +57,38 @@ def test_fast_encode_and_decode_match_diffusers(vaes):
     torch.testing.assert_close(enc, enc_ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dec, dec_ref, atol=1e-5, rtol=1e-4)
     assert dec.shape == (1, 1, 64, 96)
+
+
+def test_pooled_attention(vaes):
+    plain, _ = vaes
+    attn = plain.encoder.mid_block.attentions[0]
+    channels = attn.to_q.in_features
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 10, 14)
+    with torch.inference_mode():
+        expected = attn(x)
+        # kv_pool 1 is diffusers' attention
+        torch.testing.assert_close(pooled_attention(attn, x, 1), expected, atol=1e-5, rtol=1e-5)
+        # on a map constant over 2x2 blocks, pooling keys/values drops only repeated tokens
+        # (each repeated 4 times: same softmax weights), so the result is exact
+        blocky = F.interpolate(torch.randn(2, channels, 5, 7), scale_factor=2.0)
+        torch.testing.assert_close(pooled_attention(attn, blocky, 2), attn(blocky),
+                                   atol=1e-5, rtol=1e-5)
+        # on a general map it is an approximation, but not the identity nor the exact result
+        pooled = pooled_attention(attn, x, 2)
+        assert pooled.shape == x.shape
+        assert 0 < (pooled - expected).abs().max() < 0.5 * (expected - x).abs().max()
+        # odd sizes: the last row/column pool over what is there
+        odd = torch.randn(1, channels, 7, 9)
+        assert pooled_attention(attn, odd, 2).shape == odd.shape
+
+
+def test_pooled_encode_is_close_to_exact(vaes):
+    _, fast = vaes
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 64, 96) * 2 - 1
+    with torch.inference_mode():
+        exact = encode_mean(fast, image.contiguous(memory_format=torch.channels_last))
+        pooled = encode_mean(fast, image.contiguous(memory_format=torch.channels_last), 2)
+    assert pooled.shape == exact.shape
+    assert 0 < (pooled - exact).abs().mean() < 0.1 * exact.abs().mean()

@@ -107,10 +107,18 @@ def test_the_shipped_yaml_is_accepted_by_the_real_node(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
+def test_fast_mode_without_a_light_decoder_stops_the_node(tmp_path, tiny_checkpoint):
+    result = run_node(tmp_path, {'checkpoint': str(tiny_checkpoint), 'mode': 'fast'})
+    assert result.returncode == 2, result.stderr
+    assert 'cannot load the model' in result.stderr and 'light decoder' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
 @pytest.mark.parametrize('params,needle', [
     ({'max_latency_ms': -5.0}, 'max_latency_ms'),
     ({'steps': 'three'}, '`steps`'),
     ({'input_transport': 'udp'}, '`input_transport`'),
+    ({'mode': 'turbo'}, '`mode`'),
     ({'points_decimation': 'many'}, 'points_decimation'),
     ({'colored_min_m': 5.0, 'colored_max_m': 1.0}, '`colored_min_m`'),
 ])

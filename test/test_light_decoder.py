@@ -23,7 +23,7 @@ def distilled(tmp_path_factory):
     (source / WEIGHTS_FILE).unlink(missing_ok=True)
     out = source.parent / 'ck'
     assert main(['--checkpoint', str(source), '--output', str(out), '--scenes', '24',
-                 '--val-scenes', '4', '--steps', '150', '--size', '72', '96']) == 0
+                 '--val-scenes', '4', '--steps', '150', '--sizes', '72', '96', '48', '64']) == 0
     assert not (source / WEIGHTS_FILE).exists()  # --output leaves the source alone
     return out
 
@@ -33,8 +33,12 @@ def test_distillation_stores_the_head_in_the_checkpoint(distilled):
     model = MetricGoldModel.load(distilled)
     head = model.light_head
     assert isinstance(head, LightDepthHead)
-    assert head.cut_block == 2 and head.conv.in_channels == 32
-    assert model.meta['light_decoder']['steps'] == 150
+    assert head.config() == {'in_channels': 64, 'channels': 32, 'factor': 8}
+    record = model.meta['light_decoder']
+    assert record['steps'] == 150
+    assert [row['size_hw'] for row in record['held_out']] == [[72, 96], [48, 64]]
+    assert all(row['abs_rel_light'] > 0 and row['abs_rel_exact'] > 0
+               for row in record['held_out'])
     # a save/load round trip keeps the head's weights
     again_path = distilled.parent / 'again'
     model.save(again_path)
@@ -46,7 +50,7 @@ def test_distillation_stores_the_head_in_the_checkpoint(distilled):
 def test_light_decoder_approximates_the_exact_one(distilled):
     model = MetricGoldModel.load(distilled)
     exact = DepthEstimator(model, device='cpu')
-    light = DepthEstimator(model, device='cpu', decoder='light')
+    light = DepthEstimator(model, device='cpu', mode='fast')
     errors, spreads = [], []
     for scene in ProceduralScenes(3, 72, 96, seed=123):
         a = exact(scene['rgb'], seed=0, processing_resolution=0).normalized
@@ -58,11 +62,24 @@ def test_light_decoder_approximates_the_exact_one(distilled):
     assert np.mean(errors) < 0.5 * np.mean(spreads)
 
 
-def test_light_decoder_needs_a_head(tiny_model):
+def test_head_maps_latent_pixels_to_blocks():
+    head = LightDepthHead(in_channels=16, channels=8, factor=8)
+    features = torch.randn(2, 16, 5, 7)
+    out = head(features)
+    assert out.shape == (2, 1, 40, 56)
+    # each 8x8 output block depends on its latent pixel's 2-conv (5x5) neighbourhood only
+    changed = features.clone()
+    changed[:, :, 0, 0] += 1.0
+    diff = (head(changed) - out).abs()[0, 0] > 0
+    rows, cols = torch.nonzero(diff, as_tuple=True)
+    assert diff.any() and rows.max() < 8 * 3 and cols.max() < 8 * 3
+
+
+def test_fast_mode_needs_a_head(tiny_model):
     with pytest.raises(ValueError, match='light decoder'):
-        DepthEstimator(tiny_model, device='cpu', decoder='light')
-    with pytest.raises(ValueError, match='`decoder`'):
-        DepthEstimator(tiny_model, device='cpu', decoder='tiny')
+        DepthEstimator(tiny_model, device='cpu', mode='fast')
+    with pytest.raises(ValueError, match='`mode`'):
+        DepthEstimator(tiny_model, device='cpu', mode='light')
 
 
 def test_damaged_head_file_names_the_file(distilled, tmp_path):

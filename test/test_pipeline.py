@@ -127,3 +127,17 @@ def test_bad_device_and_dtype(tiny_model):
         DepthEstimator(tiny_model, device='tpu')
     with pytest.raises(ValueError, match='`dtype`'):
         DepthEstimator(tiny_model, device='cpu', dtype='int8')
+
+
+def test_concurrent_calls_and_estimators_sharing_a_model_do_not_interfere(tiny_model, estimator):
+    from concurrent.futures import ThreadPoolExecutor
+    image = _image(48, 64, seed=3)
+    expected = {steps: estimator(image, steps=steps, seed=1).normalized for steps in (1, 2)}
+    other = DepthEstimator(tiny_model, device='cpu')   # same modules, its own scheduler
+    assert other.scheduler is not estimator.scheduler
+    jobs = [(est, steps) for est in (estimator, other) for steps in (1, 2)] * 3
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: (job[1], job[0](image, steps=job[1], seed=1)),
+                                jobs))
+    for steps, pred in results:
+        np.testing.assert_array_equal(pred.normalized, expected[steps])

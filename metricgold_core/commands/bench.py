@@ -31,8 +31,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--dtype', default='auto')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
-    p.add_argument('--decoder', choices=('exact', 'light'), default='exact',
-                   help="our decoder: exact, or the checkpoint's distilled light decoder")
+    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
+                   help="ours: exact (diffusers' maths), or fast (the checkpoint's light "
+                   'decoder and pooled VAE attention: approximate)')
     p.add_argument('--json', default=None, help='also write the figures to this JSON file')
     p.add_argument('--matrix', action='store_true',
                    help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '
@@ -56,7 +57,7 @@ def run(args) -> int:
         model = load_default_or(None)
     else:
         model = MetricGoldModel.from_preset(args.preset, seed=0)
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype, decoder=args.decoder)
+    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
     pipe = _diffusers_pipeline(model, est)
     # diffusers gets its own copies in the default memory format: its reference is the stock
     # pipeline, and our channels_last conversion must not leak into its measurement.
@@ -69,7 +70,7 @@ def run(args) -> int:
         result.update({'preset': args.checkpoint or args.preset, 'device': str(est.device),
                        'dtype': str(est.dtype).replace('torch.', ''), 'threads':
                        torch.get_num_threads(), 'height': height, 'width': width,
-                       'steps': steps, 'torch': torch.__version__, 'decoder': args.decoder,
+                       'steps': steps, 'torch': torch.__version__, 'mode': args.mode,
                        'peak_memory_mb': _peak_memory_mb(est.device), 'peak_before_mb':
                        peak_before, 'machine': platform.processor() or platform.machine()})
         print(format_table(result), flush=True)
@@ -215,7 +216,7 @@ def format_table(result: dict) -> str:
         f"MetricGold vs diffusers MarigoldDepthPipeline: {result['preset']}, "
         f"{result['height']}x{result['width']}, {result['steps']} step(s), "
         f"{result['device']} {result['dtype']}, {result['threads']} threads, "
-        f"{result.get('decoder', 'exact')} decoder, median of {result['repeats']}",
+        f"{result.get('mode', 'exact')} mode, median of {result['repeats']}",
         '',
         '| stage | ours (ms) | diffusers (ms) |',
         '|---|---:|---:|',

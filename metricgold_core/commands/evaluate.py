@@ -58,6 +58,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
+                   help="exact, or fast (the checkpoint's light decoder: approximate)")
     p.add_argument('--save-visuals', action='store_true',
                    help='write visuals/<frame>.png: RGB | prediction | ground truth | error')
     p.add_argument('--save-predictions', action='store_true',
@@ -113,7 +115,7 @@ def run(args) -> int:
     if model.meta.get('untrained'):
         LOG.warning('this checkpoint is UNTRAINED (random weights): scores only exercise the '
                     'evaluation, they say nothing about the method.')
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype)
+    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
     min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
     max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
     max_depth = None if not np.isfinite(max_depth) else float(max_depth)
@@ -162,7 +164,7 @@ def run(args) -> int:
     summary = {
         'dataset': args.dataset, 'root': args.root, 'split': args.split,
         'checkpoint': args.checkpoint or 'default', 'untrained': bool(model.meta.get('untrained')),
-        'images': count - failed, 'failed': failed, 'steps': args.steps,
+        'images': count - failed, 'failed': failed, 'steps': args.steps, 'mode': args.mode,
         'processing_resolution': args.processing_resolution
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
@@ -174,7 +176,7 @@ def run(args) -> int:
     save_text(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=True) + '\n')
     title = (f'{args.dataset}: {count - failed} images, depth in '
              f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
-             f'{args.steps} step(s)')
+             f'{args.steps} step(s), {args.mode} mode')
     table = markdown_table({f'{Path(args.checkpoint or "default").name}, {mode}': summaries[mode]
                             for mode in args.alignment})
     save_text(out_dir / 'summary.md', f'{title}\n\n{table}')

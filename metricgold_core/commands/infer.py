@@ -24,6 +24,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
+                   help="exact, or fast (the checkpoint's light decoder: approximate)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +39,7 @@ def run(args) -> int:
     if model.meta.get('untrained'):
         LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is meaningless; '
                     'it only exercises the pipeline.')
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype)
+    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0

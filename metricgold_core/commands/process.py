@@ -41,6 +41,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
+                   help="exact, or fast (the checkpoint's light decoder: approximate)")
     p.add_argument('--cloud-every', type=int, default=10, metavar='N',
                    help='write a PLY cloud for every N-th frame (0 = none; bag points topics '
                    'get every frame)')
@@ -207,7 +209,7 @@ class FrameRunner:
                 LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
                             'meaningless; it only exercises the pipeline.')
             self.estimator = DepthEstimator(model, device=self.args.device,
-                                            dtype=self.args.dtype)
+                                            dtype=self.args.dtype, mode=self.args.mode)
         return self.estimator
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
