@@ -82,7 +82,7 @@ class DepthNode(Node):
         self.worker.start()
         self.get_logger().info(
             f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
-            f'({self.model_facts["dtype"]}), listening on '
+            f'({self.model_facts["dtype"]}, {self.model_facts["mode"]} mode), listening on '
             f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
 
     # ------------------------------------------------------------------ set-up

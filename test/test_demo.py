@@ -112,14 +112,15 @@ def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
 def test_demo_on_a_folder_of_own_images(tmp_path, shared_data):
     out = tmp_path / 'own'
     result = subprocess.run([sys.executable, '-m', 'metricgold_ros.demo.run', '--out', str(out),
-                             '--count', '2', '--rate', '2', '--images',
+                             '--count', '2', '--rate', '2', '--mode', 'fast', '--images',
                              str(shared_data / 'real' / 'redwood' / 'rgb')],
                             cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['received'] == 2 and summary['metrics'] is None
     report = (out / 'report.md').read_text()
-    assert 'No ground truth' in report
+    assert 'No ground truth' in report and 'Fast mode' in report
+    assert 'fast mode' in (out / 'logs' / 'depth_node.log').read_text()  # the node's own word
     camera = json.loads((out / 'frames.json').read_text())
     # the folder's intrinsics.json (one level up) was used, not the FOV fallback
     assert camera[0]['K'][0][0] == pytest.approx(525.0)

@@ -32,6 +32,8 @@ def parse_args(argv):
     p.add_argument('--images', default=None, help='replay your own image folder instead')
     p.add_argument('--checkpoint', default='', help="checkpoint dir ('' = packaged model)")
     p.add_argument('--params', default=None, help='node parameters (default config/depth.yaml)')
+    p.add_argument('--mode', choices=('exact', 'fast'), default=None,
+                   help='inference mode (default: as the parameters file says)')
     p.add_argument('--max-latency-ms', type=float, default=None)
     p.add_argument('--timeout', type=float, default=150.0, help='hard stop (s)')
     return p.parse_args(argv)
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
         node_args += ['-p', f'checkpoint:={Path(args.checkpoint).resolve()}']
     if args.max_latency_ms:
         node_args += ['-p', f'max_latency_ms:={args.max_latency_ms}']
+    if args.mode:
+        node_args += ['-p', f'mode:={args.mode}']
     started = time.monotonic()
     print(f'demo: output in {out}; ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}', flush=True)
     node = _spawn(node_args, env, out / 'logs' / 'depth_node.log')
@@ -126,6 +130,8 @@ def main(argv=None) -> int:
             'see MODEL_CARD.md).' if not args.checkpoint else f'Model: {args.checkpoint}')
     if meta.get('untrained'):
         note += ' This checkpoint is UNTRAINED: its depth is meaningless.'
+    if args.mode == 'fast':
+        note += ' Fast mode (light decoder, pooled attention: approximate).'
     summary = build_report(out, args.max_latency_ms or _budget(args.params or params_file()),
                            model_note=note)
     lat = summary['latency_ms']
