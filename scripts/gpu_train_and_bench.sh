@@ -46,6 +46,9 @@ fi
 echo "== bench: sd2 preset (random weights) on CUDA, fp16, 480x640, 1 step"
 timeout 150 "$PY" -m metricgold_core.cli bench --preset sd2 --device cuda --dtype float16 \
   --repeats 5 --json "$OUT/bench_sd2_cuda.json"
+echo "== bench: sd2 preset, fast mode (untrained light decoder head: speed only)"
+timeout 150 "$PY" -m metricgold_core.cli bench --preset sd2 --device cuda --dtype float16 \
+  --mode fast --repeats 5 --json "$OUT/bench_sd2_cuda_fast.json"
 echo "== bench: tiny preset on this machine's CPU, 2 threads"
 timeout 90 "$PY" -m metricgold_core.cli bench --preset tiny --device cpu --threads 2 \
   --repeats 5 --json "$OUT/bench_tiny_cpu2.json"

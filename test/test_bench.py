@@ -19,6 +19,15 @@ def test_bench_reports_stage_times_ratio_and_agreement(tmp_path, capsys):
     assert 'ratio ours/diffusers' in printed and '| decode |' in printed
 
 
+def test_fast_mode_on_a_preset_times_an_untrained_light_decoder(tmp_path):
+    out = tmp_path / 'bench.json'
+    assert main(['bench', '--height', '48', '--width', '64', '--repeats', '1', '--device', 'cpu',
+                 '--mode', 'fast', '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['mode'] == 'fast' and result['ours_ms']['decode'] > 0
+    assert result['max_abs_diff'] > 1e-4   # an approximation (here: an untrained one)
+
+
 def test_matrix_table_has_one_row_per_case():
     # a real matrix run takes minutes at 480x640; the suite checks the table it prints
     from metricgold_core.commands.bench import matrix_table
