@@ -44,8 +44,8 @@ def collect(est: DepthEstimator, scenes, seed: int, batch: int = 16):
         latent_rgb = est._encode(x.contiguous(memory_format=est.vae_format))
         latent = est._denoise(latent_rgb, est._noise(latent_rgb, generator), 1, False)[-1]
         latent = latent.contiguous(memory_format=est.vae_format)
-        features.append(est.fast_decoder.mid_features(latent, FAST_KV_POOL).float().contiguous())
-        codes.append(est.fast_decoder.decode_mean(latent).float().contiguous())
+        features.append(est.fast_decoder.mid_features(latent, FAST_KV_POOL).float().cpu())
+        codes.append(est.fast_decoder.decode_mean(latent).float().cpu())
         depths.extend(s['depth'] for s in items)
     return torch.cat(features), torch.cat(codes), np.stack(depths)
 
@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--lr', type=float, default=3e-3)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
     args = p.parse_args(argv)
     if len(args.sizes) % 2:
         p.error('--sizes takes H W pairs')
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
 
     model = MetricGoldModel.load(args.checkpoint)
-    est = DepthEstimator(model, device='cpu')
+    est = DepthEstimator(model, device=args.device)
     head = LightDepthHead.for_vae(model.vae, args.channels)
     LOG.info('light decoder head: %d parameters', sum(p.numel() for p in head.parameters()))
     train, val = [], []
@@ -115,14 +116,15 @@ def main(argv=None) -> int:
         val.append(collect(est, ProceduralScenes(args.val_scenes, h, w, seed=9_000_000), 2))
         LOG.info('collected %dx%d', h, w)
 
-    head.train()
+    head.to(est.device).train()
     optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     generator = torch.Generator().manual_seed(args.seed)
     for step in range(args.steps):
         features, codes, _ = train[step % len(train)]  # sizes take turns
         idx = torch.randint(0, len(features), (args.batch,), generator=generator)
-        loss = F.l1_loss(head(features[idx]), codes[idx])
+        loss = F.l1_loss(head(features[idx].to(est.device).contiguous()),
+                         codes[idx].to(est.device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     held_out = []
     for (h, w), (features, codes, depth) in zip(sizes, val):
         with torch.no_grad():
-            light = head(features)
+            light = head(features.to(est.device).contiguous()).cpu()
         row = {'size_hw': [h, w], 'code_l1': round(F.l1_loss(light, codes).item(), 5),
                'abs_rel_exact': round(metric_abs_rel(model.codec, codes, depth), 5),
                'abs_rel_light': round(metric_abs_rel(model.codec, light, depth), 5)}
