@@ -124,7 +124,7 @@ def bench_overhead(args) -> None:
                                 (outputs.depth, outputs.points, outputs.colored)), 20.0):
             raise SystemExit('the subscriber process never matched')
         stages = {k: [] for k in ('convert', 'depth+info', 'cloud pack', 'cloud publish',
-                                  'colorize', 'colored publish', 'total')}
+                                  'colorize', 'colored publish', 'total', 'node publish')}
         for i in range(args.iterations + 10):
             image, info = camera_messages(10 ** 9 + i, rgb_src)
             t0 = time.perf_counter()
@@ -143,11 +143,17 @@ def bench_overhead(args) -> None:
             t5 = time.perf_counter()
             outputs.colored.publish(colored)
             t6 = time.perf_counter()
+            # the node's own path for the same frame: Outputs.publish
+            t7 = time.perf_counter()
+            rgb = image_to_rgb8(image)
+            model = camera_model_from_info(info)
+            outputs.publish(image.header, depth, model, info, rgb, None, cfg)
+            t8 = time.perf_counter()
             if i >= 10:   # warm-up frames excluded
                 for key, (a, b) in (('convert', (t0, t1)), ('depth+info', (t1, t2)),
                                     ('cloud pack', (t2, t3)), ('cloud publish', (t3, t4)),
                                     ('colorize', (t4, t5)), ('colored publish', (t5, t6)),
-                                    ('total', (t0, t6))):
+                                    ('total', (t0, t6)), ('node publish', (t7, t8))):
                     stages[key].append((b - a) * 1e3)
         print(f'node overhead per {W}x{H} frame (no model), {args.iterations} frames, '
               f'LARGE_DATA={"on" if args.large_data else "off"}:')
@@ -157,10 +163,12 @@ def bench_overhead(args) -> None:
         publish = ('depth+info', 'cloud publish', 'colored publish')
         compute = [total - sum(stages[k][i] for k in publish)
                    for i, total in enumerate(stages['total'])]
+        print("  (total: the parts timed one by one; node publish: the node's Outputs.publish "
+              'on the same frame, conversion included)')
         print(f'  node compute without publish calls: min {min(compute):.2f}, median '
               f'{np.median(compute):.2f} ms')
-        verdict = 'meets' if np.median(stages['total']) <= 5.0 else 'MISSES'
-        print(f'  -> total {verdict} the 5 ms target (median)')
+        verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
+        print(f'  -> node publish {verdict} the 5 ms target (median)')
         bench_pack(outputs.packer, depth, model, rgb, args.iterations)
     finally:
         node.destroy_node()
