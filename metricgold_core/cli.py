@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    except ValueError as exc:   # CheckpointError, bad device/dtype/mode: the user's to fix
+        logging.getLogger('metricgold').debug('details', exc_info=True)
+        print(f'metricgold {args.command}: error: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 from PIL import Image
-import pytest
 
 from metricgold_core.cli import main
 
@@ -60,8 +59,16 @@ def test_console_script_and_seed_determinism(tmp_path, tiny_checkpoint, shared_d
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path, shared_data):
-    from metricgold_core.model import CheckpointError
-    with pytest.raises(CheckpointError, match='does not exist'):
-        main(['infer', '--checkpoint', str(tmp_path / 'nope'), '--output', str(tmp_path),
-              str(shared_data / 'real/tum/rgb/1.png')])
+def test_missing_checkpoint_is_a_clear_error(tmp_path, shared_data, capsys):
+    assert main(['infer', '--checkpoint', str(tmp_path / 'nope'), '--output', str(tmp_path),
+                 str(shared_data / 'real/tum/rgb/1.png')]) == 2
+    err = capsys.readouterr().err
+    assert 'metricgold infer: error:' in err and 'does not exist' in err
+    assert 'Traceback' not in err
+
+
+def test_fast_mode_needs_a_light_decoder(tmp_path, tiny_checkpoint, shared_data, capsys):
+    assert main(['infer', '--checkpoint', str(tiny_checkpoint), '--mode', 'fast', '--output',
+                 str(tmp_path / 'out'), str(shared_data / 'real/tum/rgb/1.png')]) == 2
+    assert 'light decoder' in capsys.readouterr().err
+    assert not list((tmp_path / 'out').glob('*depth*'))

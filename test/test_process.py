@@ -251,6 +251,16 @@ def test_topic_choice_errors_tell_what_to_pass(tmp_path, redwood, caplog):
     assert 'does not exist' in caplog.text
 
 
+def test_a_model_that_cannot_load_stops_the_run_instead_of_failing_each_frame(
+        tmp_path, tiny_checkpoint, redwood, caplog):
+    bag = write_bag(tmp_path / 'in', 'mcap', redwood)
+    out = tmp_path / 'out'
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--mode', 'fast') == 2
+    assert 'cannot load the model' in caplog.text and 'light decoder' in caplog.text
+    assert 'skipped frame' not in caplog.text
+    assert not (out / 'bag').exists() and not list(out.rglob('*.tmp*'))
+
+
 def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, shared_data, caplog):
     folder = tmp_path / 'scene' / 'rgb'
     folder.mkdir(parents=True)

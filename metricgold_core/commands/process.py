@@ -127,8 +127,6 @@ def resize_rgb(rgb: np.ndarray, hw: tuple) -> np.ndarray:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
         return 2
@@ -136,6 +134,16 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if remove_stale_temporaries(out_dir):
         LOG.info('removed temporary files an interrupted run left in %s', out_dir)
+    try:
+        return _process(args, out_dir)
+    except SetupError as exc:   # an output bag in progress was removed on the way out
+        LOG.error('%s', exc)
+        return 2
+
+
+def _process(args, out_dir: Path) -> int:
+    from tqdm import tqdm
+
     with contextlib.ExitStack() as stack:
         try:
             kind, total, frames, bag, camera = open_source(args, stack)
@@ -189,6 +197,10 @@ def run(args) -> int:
     return 1 if failures else 0
 
 
+class SetupError(RuntimeError):
+    """The run cannot go on (e.g. the model does not load): no frame is to blame."""
+
+
 class FrameRunner:
     """Depth for one frame: loaded when --resume finds it complete, else predicted and saved."""
 
@@ -204,12 +216,15 @@ class FrameRunner:
             from ..model import load_default_or
             from ..pipeline import DepthEstimator
 
-            model = load_default_or(self.args.checkpoint)
-            if model.meta.get('untrained'):
-                LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
-                            'meaningless; it only exercises the pipeline.')
-            self.estimator = DepthEstimator(model, device=self.args.device,
-                                            dtype=self.args.dtype, mode=self.args.mode)
+            try:
+                model = load_default_or(self.args.checkpoint)
+                if model.meta.get('untrained'):
+                    LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
+                                'meaningless; it only exercises the pipeline.')
+                self.estimator = DepthEstimator(model, device=self.args.device,
+                                                dtype=self.args.dtype, mode=self.args.mode)
+            except (OSError, ValueError) as exc:   # not a frame's fault: stop the run
+                raise SetupError(f'cannot load the model: {exc}') from exc
         return self.estimator
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
