@@ -191,6 +191,7 @@ class DepthNode(Node):
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.infos.add(stamp_ns, InfoEntry(msg, model))
+        self.stats.count('camera_info_received')
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         config = dict(self.cfg)
@@ -300,8 +301,9 @@ class DepthNode(Node):
         wait_s = cfg['camera_info_wait_ms'] / 1e3 if latest is not None else 0.0
         entry = self.infos.wait_for(frame.stamp_ns, wait_s)
         if entry is None and latest is not None:
-            # No exact pair: intrinsics rarely change, so the newest ones are the best guess.
-            entry = self.infos.latest
+            # No exact pair (late or lost): intrinsics rarely change, so the newest ones for an
+            # image of this size are the best guess.
+            entry = self.infos.latest_for(height, width)
             self.stats.count('camera_info_unmatched')
         if entry is None:
             if self._fallback is None:

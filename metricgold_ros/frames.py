@@ -62,11 +62,15 @@ class InfoEntry:
 
 
 class CameraInfoCache:
-    """The last `size` valid camera_info messages by stamp, with waiting for a given stamp."""
+    """The last `size` valid camera_info messages by stamp, with waiting for a given stamp;
+    and the newest one of each image size, for frames whose own camera_info is late or lost."""
+
+    SIZES_KEPT = 8
 
     def __init__(self, size: int = 30):
         self.size = max(1, int(size))
         self._entries = OrderedDict()    # stamp_ns -> InfoEntry, oldest first
+        self._by_size = OrderedDict()    # (height, width) -> newest InfoEntry of that size
         self._latest = None
         self._cond = threading.Condition()
 
@@ -76,6 +80,11 @@ class CameraInfoCache:
             self._entries.move_to_end(stamp_ns)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+            size = (entry.model.height, entry.model.width)
+            self._by_size[size] = entry
+            self._by_size.move_to_end(size)
+            while len(self._by_size) > self.SIZES_KEPT:
+                self._by_size.popitem(last=False)
             self._latest = entry
             self._cond.notify_all()
 
@@ -83,6 +92,14 @@ class CameraInfoCache:
     def latest(self) -> InfoEntry | None:
         with self._cond:
             return self._latest
+
+    def latest_for(self, height: int, width: int) -> InfoEntry | None:
+        """The newest entry for an image of this size, else the newest of any size.
+
+        Intrinsics do not change with time, so a clock jump does not forget these.
+        """
+        with self._cond:
+            return self._by_size.get((height, width), self._latest)
 
     def clear_history(self, after_ns: int) -> None:
         """After a clock jump back to `after_ns`: forget the stamps of the old timeline's future.
