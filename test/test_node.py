@@ -195,7 +195,12 @@ def test_input_encodings_reach_the_cloud_with_their_true_colours(rig, encoding, 
 def test_resolution_change_mid_stream_recomputes_rays(rig):
     small = rig.rgbs[1][::2, ::2].copy()   # 320x240 with camera_info scaled to match
     for pixels in (small, rig.rgbs[1]):
-        out = rig.roundtrip(pixels, outputs=('depth', 'depth/camera_info', 'points'))
+        # the camera_info of a new size must be there first: a late one would be replaced by
+        # the newest camera_info, of the old size, and the frame dropped
+        stamp_ns = next(STAMPS)
+        rig.send_info_first(camera_info_msg(rig.intr, stamp_ns, scale=pixels.shape[1] / 640))
+        out = rig.roundtrip(pixels, info=None, stamp_ns=stamp_ns,
+                            outputs=('depth', 'depth/camera_info', 'points'))
         assert out, (rig.node.log(), rig.client.fresh_diagnostics())
         h, w = pixels.shape[:2]
         assert (out['depth'].height, out['depth'].width) == (h, w)
@@ -399,11 +404,21 @@ def test_a_best_effort_camera_is_matched_without_large_data(rig):
             diag = client.latest_diagnostics()
             return diag and diag['input_reliability'] == 'best_effort'
         assert wait_until(switched, 10.0), 'node did not follow the best-effort publisher'
-        got = wait_until(lambda: rig.roundtrip(timeout_s=1.0), 20.0, period_s=0.0)
-        assert got, 'no depth from a best-effort 640x480 camera'
+        assert any_answered(rig, 30.0), 'no depth from a best-effort 640x480 camera'
     finally:
         client.node.destroy_publisher(client.image_pub)
         client.image_pub = reliable
     assert wait_until(lambda: client.latest_diagnostics()['input_reliability'] == 'reliable',
                       10.0)
-    assert wait_until(lambda: rig.roundtrip(timeout_s=1.0), 20.0, period_s=0.0)
+    assert any_answered(rig, 30.0), 'no depth after going back to a reliable camera'
+
+
+def any_answered(rig, timeout_s: float) -> bool:
+    """Send a frame every 0.5 s until one of them is answered: best-effort transport may lose
+    frames, and a loaded machine may answer after the next one is sent."""
+    headers = []
+
+    def answered():
+        headers.append(rig.send())
+        return any(rig.client.by_stamp('depth', h.stamp) for h in headers)
+    return bool(wait_until(answered, timeout_s, period_s=0.5))
