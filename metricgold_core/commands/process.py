@@ -178,7 +178,7 @@ def _process(args, out_dir: Path) -> int:
             if bag_out is not None:
                 points = runner.points(frame, depth, K_depth)
                 bag_out.write(frame.header, frame.log_time_ns, depth, K_depth,
-                              frame.camera_info, frame.rgb.shape[:2], points)
+                              frame.camera_info, points)
         progress.close()
     seen = runner.done + runner.resumed + len(failures)
     report = {'input': str(args.input), 'kind': kind, 'frames': seen,

@@ -12,8 +12,7 @@ import shutil
 
 import numpy as np
 
-from .bag_reader import camera_matrix
-from ..geometry import scale_intrinsics
+from ..ros_messages import CameraModel, depth_camera_info_fields
 
 PARTIAL_DIR = '.partial'
 POINT_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
@@ -26,34 +25,16 @@ def output_topics(namespace: str) -> dict:
             'points': f'{namespace}/points'}
 
 
-def depth_camera_info(types, header, source, K_depth: np.ndarray, image_hw, depth_hw):
-    """CameraInfo of the depth image: `source` with K and P scaled to `depth_hw`.
-
-    Like image_proc's resize: distortion and R are kept (they act on normalised coordinates);
-    binning and ROI are cleared because the depth image is a full frame. Without a source it
-    describes an undistorted pinhole.
-    """
-    sy, sx = depth_hw[0] / image_hw[0], depth_hw[1] / image_hw[1]
-    if source is None:
-        model, d, r, tx, ty = 'plumb_bob', np.zeros(5), np.eye(3).ravel(), 0.0, 0.0
-        K_out = K_depth
-    else:
-        model, d, r = source.distortion_model, np.asarray(source.d), np.asarray(source.r)
-        tx, ty = float(source.p[3]) * sx, float(source.p[7]) * sy
-        # K describes the unrectified camera when P is the rectified one: scale each alone.
-        try:
-            K_out = scale_intrinsics(camera_matrix(source, 'k')[0], image_hw, depth_hw)
-        except ValueError:
-            K_out = K_depth
-    P = np.zeros((3, 4))
-    P[:, :3] = K_depth
-    P[0, 3], P[1, 3] = tx, ty
-    roi_type = types['sensor_msgs/msg/RegionOfInterest']
-    roi = roi_type(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return types['sensor_msgs/msg/CameraInfo'](
-        header=header, height=int(depth_hw[0]), width=int(depth_hw[1]), distortion_model=model,
-        d=np.asarray(d, np.float64), k=np.asarray(K_out, np.float64).ravel(),
-        r=np.asarray(r, np.float64), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
+def depth_camera_info(types, header, source, K_depth: np.ndarray, depth_hw) -> object:
+    """CameraInfo of the depth image (the node's rules: ros_messages.depth_camera_info_fields)."""
+    model = CameraModel(int(depth_hw[1]), int(depth_hw[0]), K_depth[0, 0], K_depth[1, 1],
+                        K_depth[0, 2], K_depth[1, 2])
+    fields = depth_camera_info_fields(source, model)
+    roi = types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                    do_rectify=False)
+    arrays = {name: np.asarray(fields.pop(name), np.float64) for name in ('d', 'k', 'r', 'p')}
+    return types['sensor_msgs/msg/CameraInfo'](header=header, binning_x=0, binning_y=0, roi=roi,
+                                               **fields, **arrays)
 
 
 class BagOutput:
@@ -85,7 +66,7 @@ class BagOutput:
         return self
 
     def write(self, header, log_time_ns: int, depth_m: np.ndarray, K_depth: np.ndarray,
-              source_info, image_hw: tuple, points: np.ndarray) -> None:
+              source_info, points: np.ndarray) -> None:
         """One frame: depth (H, W) float32 metres, its K, and organized points (H, W, 4)."""
         types = self.typestore.types
         height, width = depth_m.shape
@@ -93,7 +74,7 @@ class BagOutput:
         depth = types['sensor_msgs/msg/Image'](
             header=header, height=height, width=width, encoding='32FC1', is_bigendian=0,
             step=width * 4, data=depth_bytes)
-        info = depth_camera_info(types, header, source_info, K_depth, image_hw, (height, width))
+        info = depth_camera_info(types, header, source_info, K_depth, (height, width))
         field = types['sensor_msgs/msg/PointField']
         cloud = types['sensor_msgs/msg/PointCloud2'](
             header=header, height=height, width=width,

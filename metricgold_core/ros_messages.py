@@ -1,0 +1,218 @@
+"""sensor_msgs decoding without ROS: Image, CompressedImage and CameraInfo -> numpy.
+
+The functions read message fields by name, so they serve rclpy messages (the node) and `rosbags`
+messages (offline processing) alike, and import nothing of ROS. Every one checks the message
+against the encoding rules (REP 118 / sensor_msgs docs) and raises `BadInput` (a ValueError) with
+a short `kind` (the node's diagnostics counter) and a message a user can act on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import io
+
+import numpy as np
+
+from .geometry import intrinsics_from_hfov, scale_intrinsics
+
+# Refuse anything larger: a corrupt header claiming 100k x 100k must not allocate 30 GB.
+MAX_SIDE_PX = 16384
+MIN_SIDE_PX = 8   # the pipeline needs at least 8x8
+
+# encoding -> (channels, numpy dtype, channel order of colour inputs or None for mono)
+ENCODINGS = {
+    'rgb8': (3, np.uint8, 'rgb'),
+    'bgr8': (3, np.uint8, 'bgr'),
+    'rgba8': (4, np.uint8, 'rgb'),
+    'bgra8': (4, np.uint8, 'bgr'),
+    'mono8': (1, np.uint8, None),
+    'mono16': (1, np.uint16, None),
+    # OpenCV-style aliases: 8UC3/8UC4 are BGR(A) by OpenCV convention, as cv_bridge reads them.
+    '8UC1': (1, np.uint8, None),
+    '8UC3': (3, np.uint8, 'bgr'),
+    '8UC4': (4, np.uint8, 'bgr'),
+    '16UC1': (1, np.uint16, None),
+    '32FC1': (1, np.float32, None),
+}
+INPUT_ENCODINGS = tuple(ENCODINGS)
+
+
+class BadInput(ValueError):
+    """A message that cannot be used; `kind` names the diagnostics counter it goes to."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def image_to_array(msg) -> np.ndarray:
+    """Image -> (H, W, C) array in the encoding's dtype, native byte order; may be a view."""
+    encoding = msg.encoding
+    if encoding not in ENCODINGS:
+        raise BadInput('encoding', f'unsupported image encoding {encoding!r}; expected one of '
+                       f'{", ".join(INPUT_ENCODINGS)}')
+    channels, dtype, _ = ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (MIN_SIDE_PX <= height <= MAX_SIDE_PX and MIN_SIDE_PX <= width <= MAX_SIDE_PX):
+        raise BadInput('size', f'image size {width}x{height} is outside '
+                       f'[{MIN_SIDE_PX}, {MAX_SIDE_PX}] pixels per side')
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise BadInput('size', f'step {step} is smaller than width x pixel size = {row_bytes} '
+                       f'for {width} px of {encoding}')
+    if step % itemsize:
+        raise BadInput('size', f'step {step} is not a multiple of the {itemsize}-byte sample')
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < height * step:
+        raise BadInput('data', f'data has {data.size} bytes, height x step needs '
+                       f'{height * step}')
+    # Rows are `step` bytes apart; the strided view skips the padding without copying.
+    rows = data[:height * step].reshape(height, step)[:, :row_bytes]
+    byteorder = '>' if msg.is_bigendian else '<'
+    wire = np.dtype(dtype).newbyteorder(byteorder) if itemsize > 1 else np.dtype(dtype)
+    if itemsize > 1:
+        rows = np.ascontiguousarray(rows)   # multi-byte views need aligned rows
+    out = rows.view(wire).reshape(height, width, channels)
+    if itemsize > 1 and not wire.isnative:
+        out = out.astype(wire.newbyteorder('='))
+    return out
+
+
+def _mono_to_u8(mono: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit or float intensity image to uint8 by its own min..max (IR cameras)."""
+    if mono.dtype == np.uint8:
+        return mono
+    values = mono.astype(np.float32)
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise BadInput('nonfinite', f'intensity image has {bad} NaN/inf pixels')
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(mono.shape, np.uint8)
+    return ((values - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+
+
+def image_to_rgb8(msg) -> np.ndarray:
+    """Image -> uint8 RGB (H, W, 3); a strided view of the message for rgb8/bgr8."""
+    pixels = image_to_array(msg)
+    _, _, order = ENCODINGS[msg.encoding]
+    if order is None:
+        gray = _mono_to_u8(pixels[..., 0])
+        return np.repeat(gray[..., None], 3, axis=2)
+    rgb = pixels[..., :3]
+    return rgb[..., ::-1] if order == 'bgr' else rgb
+
+
+def compressed_to_rgb8(msg) -> np.ndarray:
+    """CompressedImage (jpeg/png, as image_transport's compressed plugin sends) -> RGB uint8."""
+    from PIL import Image as PILImage   # Pillow is only needed for compressed input
+
+    fmt = (msg.format or '').lower()
+    if fmt and not any(name in fmt for name in ('jpeg', 'jpg', 'png')):
+        raise BadInput('encoding', f'unsupported compressed format {msg.format!r}; expected '
+                       'jpeg or png')
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+            if img.width * img.height > MAX_SIDE_PX * MAX_SIDE_PX or \
+                    max(img.width, img.height) > MAX_SIDE_PX:
+                raise BadInput('size', f'compressed image of {img.width}x{img.height} is '
+                               'too large')
+            rgb = np.asarray(img.convert('RGB'))
+    except BadInput:
+        raise
+    except Exception as exc:   # Pillow raises many types for corrupt data
+        raise BadInput('decode', f'cannot decode compressed image ({msg.format}): {exc}')
+    if min(rgb.shape[:2]) < MIN_SIDE_PX:
+        raise BadInput('size', f'image size {rgb.shape[1]}x{rgb.shape[0]} is below '
+                       f'{MIN_SIDE_PX} px per side')
+    return rgb
+
+
+# ------------------------------------------------------------------------- CameraInfo
+
+@dataclass(frozen=True)
+class CameraModel:
+    """What the node needs of a camera: image size and the P (or K) pinhole parameters."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def scaled(self, height: int, width: int) -> 'CameraModel':
+        """The model of this image resized to (height, width), pixel centres at integers."""
+        K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
+        return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+
+
+def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:
+    """CameraInfo -> CameraModel of the published image, from P (or K when P is unset).
+
+    `matrix='k'` reads K instead. Binning and ROI are applied (sensor_msgs/CameraInfo docs):
+    the model describes the image that is actually sent.
+    """
+    width, height = int(info.width), int(info.height)
+    binning_x, binning_y = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+    roi = info.roi
+    has_roi = bool(roi.width and roi.height)
+    if has_roi:
+        width, height = int(roi.width), int(roi.height)
+    width, height = width // binning_x, height // binning_y
+    if width <= 0 or height <= 0:
+        raise BadInput('camera_info', f'camera_info has image size {info.width}x{info.height}')
+    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if matrix == 'p' and P[0, 0] > 0 and P[1, 1] > 0:
+        fx, fy, cx, cy = P[0, 0], P[1, 1], P[0, 2], P[1, 2]
+    else:
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    values = np.array([fx, fy, cx, cy])
+    if not (np.isfinite(values).all() and fx > 0 and fy > 0):
+        raise BadInput('camera_info', f'camera_info has no usable focal length (P and K give '
+                       f'fx={fx}, fy={fy})')
+    if has_roi:
+        cx, cy = cx - roi.x_offset, cy - roi.y_offset
+    return CameraModel(width, height, fx / binning_x, fy / binning_y,
+                       (cx + 0.5) / binning_x - 0.5, (cy + 0.5) / binning_y - 0.5)
+
+
+def depth_camera_info_fields(source, model: CameraModel) -> dict:
+    """CameraInfo fields of a depth image of `model`'s size made from the input's `source`.
+
+    Like image_proc's resize: distortion and R are kept (they act on normalised coordinates),
+    K and P are scaled; binning and ROI are for the caller to clear, because the depth image is a
+    full frame. Without a source (fallback intrinsics) the fields describe an undistorted
+    pinhole. Returns width, height, distortion_model, d, r, k (9) and p (12) as plain lists.
+    """
+    if source is None:
+        distortion_model, d = 'plumb_bob', [0.0] * 5
+        r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        tx = ty = 0.0
+        k_model = model
+    else:
+        distortion_model, d, r = source.distortion_model, list(source.d), list(source.r)
+        source_model = camera_model_from_info(source)
+        sx, sy = model.width / source_model.width, model.height / source_model.height
+        tx, ty = float(source.p[3]) * sx, float(source.p[7]) * sy
+        # K describes the unrectified camera when P is the rectified one: scale each alone.
+        try:
+            k_model = camera_model_from_info(source, 'k').scaled(model.height, model.width)
+        except BadInput:
+            k_model = model
+    return {'width': int(model.width), 'height': int(model.height),
+            'distortion_model': distortion_model, 'd': [float(v) for v in d],
+            'r': [float(v) for v in r],
+            'k': [k_model.fx, 0.0, k_model.cx, 0.0, k_model.fy, k_model.cy, 0.0, 0.0, 1.0],
+            'p': [model.fx, 0.0, model.cx, tx, 0.0, model.fy, model.cy, ty, 0.0, 0.0, 1.0, 0.0]}
+
+
+def fallback_camera_model(height: int, width: int, hfov_deg: float) -> CameraModel:
+    """A centred pinhole with square pixels and the given horizontal field of view."""
+    K = intrinsics_from_hfov(width, height, hfov_deg)
+    return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
