@@ -68,22 +68,14 @@ def ros_env(domain_id: int, large_data: bool) -> dict:
 
 
 def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
-    import array
+    """A fresh rgb8 Image and its pinhole CameraInfo (fx = fy = 525), as a camera sends them."""
+    from std_msgs.msg import Header
 
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from metricgold_ros.conversions import new_msg
-    data = array.array('B')
-    data.frombytes(rgb.tobytes())
-    image = new_msg(Image, height=H, width=W, encoding='rgb8', step=W * 3, data=data)
-    image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
-    image.header.frame_id = frame_id
-    info = CameraInfo(width=W, height=H, distortion_model='plumb_bob')
-    info.header = image.header
-    info.d = [0.0] * 5
-    info.k = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [525.0, 0.0, 319.5, 0.0, 0.0, 525.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    from metricgold_ros.conversions import array_to_image, CameraModel, scaled_camera_info
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
+    image = array_to_image(np.ascontiguousarray(rgb), 'rgb8', header)
+    info = scaled_camera_info(None, CameraModel(W, H, 525.0, 525.0, 319.5, 239.5), header)
     return image, info
 
 

@@ -47,32 +47,6 @@ def folder_frames(folder: Path, count: int, hfov_deg: float):
     return frames
 
 
-def camera_info_msg(K: np.ndarray, height: int, width: int, header):
-    from sensor_msgs.msg import CameraInfo
-    info = CameraInfo()
-    info.header = header
-    info.height, info.width = height, width
-    info.distortion_model = 'plumb_bob'
-    info.d = [0.0] * 5
-    info.k = [float(v) for v in K.reshape(-1)]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [float(K[0, 0]), 0.0, float(K[0, 2]), 0.0, 0.0, float(K[1, 1]), float(K[1, 2]),
-              0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
-
-
-def image_msg(rgb: np.ndarray, header):
-    from sensor_msgs.msg import Image
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width = rgb.shape[:2]
-    msg.encoding = 'rgb8'
-    msg.is_bigendian = 0
-    msg.step = rgb.shape[1] * 3
-    msg.data = np.ascontiguousarray(rgb).tobytes()
-    return msg
-
-
 def save_ground_truth(out: Path, frames) -> None:
     from metricgold_core.io_utils import save_npy, save_png
     (out / 'gt').mkdir(parents=True, exist_ok=True)
@@ -106,6 +80,7 @@ def main(argv=None) -> int:
     from std_msgs.msg import Header
 
     from rclpy.utilities import remove_ros_args
+    from ..conversions import array_to_image, CameraModel, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])
@@ -139,8 +114,9 @@ def main(argv=None) -> int:
             header = Header()
             header.stamp = node.get_clock().now().to_msg()
             header.frame_id = FRAME_ID
-            info_pub.publish(camera_info_msg(K, rgb.shape[0], rgb.shape[1], header))
-            image_pub.publish(image_msg(rgb, header))
+            model = CameraModel(rgb.shape[1], rgb.shape[0], K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+            info_pub.publish(scaled_camera_info(None, model, header))   # a plain pinhole
+            image_pub.publish(array_to_image(np.ascontiguousarray(rgb), 'rgb8', header))
             index.append({'index': i, 'name': name, 'stamp_ns': header.stamp.sec * 10**9
                           + header.stamp.nanosec, 'has_gt': gt is not None,
                           'K': K.tolist(), 'height': int(rgb.shape[0]),
