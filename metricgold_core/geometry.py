@@ -89,3 +89,16 @@ def focal_rescale_factor(fx_px: float, canonical_focal_px: float | None) -> floa
         raise ValueError(f'focal lengths must be > 0 px, got fx={fx_px}, '
                          f'canonical={canonical_focal_px}.')
     return float(fx_px) / float(canonical_focal_px)
+
+
+def processing_focal_factor(fx_px: float, image_width: int, processing_width: int,
+                            canonical_focal_px: float | None) -> float:
+    """focal_rescale_factor for a prediction made at `processing_width` (0: the image's own).
+
+    A model trained on canonical-focal labels predicts depth for that focal at the resolution
+    it processes; the camera's focal at that resolution gives the metric scale.
+    """
+    if canonical_focal_px is None:
+        return 1.0
+    scale = (processing_width or image_width) / image_width
+    return focal_rescale_factor(fx_px * scale, canonical_focal_px)

@@ -324,13 +324,10 @@ class DepthNode(Node):
 
     def _focal_factor(self, camera, processing_hw) -> float:
         """Depth scale for checkpoints trained at a canonical focal length (1.0 otherwise)."""
-        from metricgold_core.geometry import focal_rescale_factor
+        from metricgold_core.geometry import processing_focal_factor
 
-        canonical = self.model_facts['canonical_focal_px']
-        if canonical is None:
-            return 1.0
-        fx_at_processing = camera.fx * processing_hw[1] / camera.width
-        return focal_rescale_factor(fx_at_processing, canonical)
+        return processing_focal_factor(camera.fx, camera.width, processing_hw[1],
+                                       self.model_facts['canonical_focal_px'])
 
     def shutdown(self) -> None:
         self._stop.set()

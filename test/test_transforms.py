@@ -7,6 +7,7 @@ import pytest
 from metricgold_core.data.transforms import (CanonicalFocal, ColorJitter, Compose, crop, hflip,
                                              RandomHorizontalFlip, RandomResizedCrop, resize)
 from metricgold_core.geometry import backproject, focal_rescale_factor, make_K
+from metricgold_core.geometry import processing_focal_factor
 
 
 def tilted_plane(h=90, w=120) -> dict:
@@ -125,3 +126,10 @@ def test_transformed_dataset_is_reproducible_per_item_and_epoch():
     ds.set_epoch(1)
     assert not np.array_equal(ds[0]['K'], first)  # a new epoch draws a new crop
     assert ds[1]['depth'].shape == (32, 40)
+
+
+def test_processing_focal_factor_uses_the_focal_at_the_processing_width():
+    # 640 px wide, fx 500, processed at 320: fx there is 250; canonical 500 -> factor 0.5
+    assert processing_focal_factor(500.0, 640, 320, 500.0) == pytest.approx(0.5)
+    assert processing_focal_factor(500.0, 640, 0, 500.0) == pytest.approx(1.0)  # 0 = native
+    assert processing_focal_factor(500.0, 640, 320, None) == 1.0

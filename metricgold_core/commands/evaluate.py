@@ -96,7 +96,7 @@ def file_stem(name: str) -> str:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..geometry import focal_rescale_factor
+    from ..geometry import processing_focal_factor
     from ..io_utils import save_npy, save_png, save_text
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..model import load_default_or
@@ -134,11 +134,8 @@ def run(args) -> int:
         pred = est(sample['rgb'], steps=args.steps,
                    processing_resolution=args.processing_resolution, seed=args.seed)
         times.append(pred.timings['total'])
-        # a model trained on canonical-focal labels predicts depth for focal canonical_focal_px
-        # at the resolution it processes; the camera's own focal there gives the metric scale
-        h, w = sample['depth'].shape
-        proc_w = pred.processing_hw[1] or w
-        factor = focal_rescale_factor(sample['K'][0, 0] * proc_w / w, model.canonical_focal_px)
+        factor = processing_focal_factor(sample['K'][0, 0], sample['depth'].shape[1],
+                                         pred.processing_hw[1], model.canonical_focal_px)
         depth_pred = (pred.depth * np.float32(factor)).astype(np.float32)
         mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
         for mode in args.alignment:

@@ -229,7 +229,7 @@ class FrameRunner:
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
-        from ..geometry import focal_rescale_factor, scale_intrinsics
+        from ..geometry import processing_focal_factor, scale_intrinsics
         from ..io_utils import depth_to_mm_png, save_npy, save_png
         from ..offline.clouds import organized_points, write_ply
 
@@ -248,10 +248,8 @@ class FrameRunner:
                    match_input_resolution=self.args.depth_resolution == 'input')
         depth = pred.depth
         canonical = est.model.canonical_focal_px
-        if canonical is not None:
-            # Checkpoints trained at a canonical focal predict depth for that focal at the
-            # processing size; rescale to this camera's focal there (as the node does).
-            depth *= focal_rescale_factor(K[0, 0] * pred.processing_hw[1] / width, canonical)
+        if canonical is not None:   # checkpoints trained at a canonical focal (as the node does)
+            depth *= processing_focal_factor(K[0, 0], width, pred.processing_hw[1], canonical)
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
