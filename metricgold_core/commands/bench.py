@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from . import add_mode_argument
+
 LOG = logging.getLogger('metricgold.bench')
 
 
@@ -31,9 +33,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--device', default='auto')
     p.add_argument('--dtype', default='auto')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
-    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
-                   help="ours: exact (diffusers' maths), or fast (the checkpoint's light "
-                   'decoder and pooled VAE attention: approximate)')
+    add_mode_argument(p)
     p.add_argument('--json', default=None, help='also write the figures to this JSON file')
     p.add_argument('--matrix', action='store_true',
                    help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from . import add_mode_argument
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger('metricgold.evaluate')
@@ -58,8 +59,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
-    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
-                   help="exact, or fast (the checkpoint's light decoder: approximate)")
+    add_mode_argument(p)
     p.add_argument('--save-visuals', action='store_true',
                    help='write visuals/<frame>.png: RGB | prediction | ground truth | error')
     p.add_argument('--save-predictions', action='store_true',

@@ -18,6 +18,8 @@ import shutil
 
 import numpy as np
 
+from . import add_mode_argument
+
 LOG = logging.getLogger('metricgold.process')
 
 
@@ -41,8 +43,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
-    p.add_argument('--mode', choices=('exact', 'fast'), default='exact',
-                   help="exact, or fast (the checkpoint's light decoder: approximate)")
+    add_mode_argument(p)
     p.add_argument('--cloud-every', type=int, default=10, metavar='N',
                    help='write a PLY cloud for every N-th frame (0 = none; bag points topics '
                    'get every frame)')
