@@ -70,8 +70,7 @@ class CameraInfoCache:
     def __init__(self, size: int = 30):
         self.size = max(1, int(size))
         self._entries = OrderedDict()    # stamp_ns -> InfoEntry, oldest first
-        self._by_size = OrderedDict()    # (height, width) -> newest InfoEntry of that size
-        self._latest = None
+        self._by_size = OrderedDict()    # (height, width) -> newest InfoEntry, newest last
         self._cond = threading.Condition()
 
     def add(self, stamp_ns: int, entry: InfoEntry) -> None:
@@ -85,13 +84,15 @@ class CameraInfoCache:
             self._by_size.move_to_end(size)
             while len(self._by_size) > self.SIZES_KEPT:
                 self._by_size.popitem(last=False)
-            self._latest = entry
             self._cond.notify_all()
 
     @property
     def latest(self) -> InfoEntry | None:
         with self._cond:
-            return self._latest
+            return self._newest()
+
+    def _newest(self) -> InfoEntry | None:
+        return next(reversed(self._by_size.values()), None)
 
     def latest_for(self, height: int, width: int) -> InfoEntry | None:
         """The newest entry for an image of this size, else the newest of any size.
@@ -99,7 +100,7 @@ class CameraInfoCache:
         Intrinsics do not change with time, so a clock jump does not forget these.
         """
         with self._cond:
-            return self._by_size.get((height, width), self._latest)
+            return self._by_size.get((height, width)) or self._newest()
 
     def clear_history(self, after_ns: int) -> None:
         """After a clock jump back to `after_ns`: forget the stamps of the old timeline's future.
