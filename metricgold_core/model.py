@@ -63,7 +63,7 @@ class MetricGoldModel:
         self.empty_text_embedding = empty_text_embedding  # [1, tokens, cross_attention_dim]
         self.meta = dict(meta) if meta else default_meta(codec, 768)
         self.meta['codec'] = codec.to_dict()
-        self.light_head = light_head  # optional LightDepthHead (the `light` decoder)
+        self.light_head = light_head  # optional LightDepthHead (fast mode's light decoder)
 
     @property
     def processing_resolution(self) -> int:

@@ -232,7 +232,7 @@ class FrameRunner:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
         from ..geometry import processing_focal_factor, scale_intrinsics
         from ..io_utils import depth_to_mm_png, save_npy, save_png
-        from ..offline.clouds import organized_points, write_ply
+        from ..offline.clouds import write_ply
 
         height, width = frame.rgb.shape[:2]
         K = frame.K if frame.K is not None else self.camera.K(height, width)
@@ -254,8 +254,7 @@ class FrameRunner:
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
-            write_ply(paths['ply'], organized_points(depth, K_depth,
-                                                     resize_rgb(frame.rgb, depth.shape)))
+            write_ply(paths['ply'], self.points(frame, depth, K_depth))
             self.clouds += 1
         save_png(paths['png'], depth_to_mm_png(depth))
         save_npy(paths['npy'], depth)
