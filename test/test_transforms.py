@@ -133,3 +133,21 @@ def test_processing_focal_factor_uses_the_focal_at_the_processing_width():
     assert processing_focal_factor(500.0, 640, 320, 500.0) == pytest.approx(0.5)
     assert processing_focal_factor(500.0, 640, 0, 500.0) == pytest.approx(1.0)  # 0 = native
     assert processing_focal_factor(500.0, 640, 320, None) == 1.0
+
+
+def test_kitti_benchmark_crop_is_bottom_centre_and_moves_k():
+    from metricgold_core.data.transforms import kitti_benchmark_crop
+    from metricgold_core.training.data import KittiBenchmarkCrop
+    h, w = 375, 1242
+    depth = np.arange(h * w, dtype=np.float32).reshape(h, w)
+    sample = {'rgb': np.zeros((h, w, 3), np.uint8), 'depth': depth,
+              'valid': np.ones((h, w), bool), 'K': make_K(700.0, 700.0, 620.0, 187.0)}
+    out = KittiBenchmarkCrop([sample])[0]
+    assert out['depth'].shape == (352, 1216) and out['rgb'].shape == (352, 1216, 3)
+    top, left = 375 - 352, (1242 - 1216) // 2
+    np.testing.assert_array_equal(out['depth'], depth[top:, left:left + 1216])
+    assert out['K'][0, 2] == 620.0 - left and out['K'][1, 2] == 187.0 - top
+    # smaller images keep their size on that side; a sample without K stays without
+    part = {key: sample[key][:300, :1000] for key in ('rgb', 'depth', 'valid')}
+    small = kitti_benchmark_crop(dict(part, K=None))
+    assert small['depth'].shape == (300, 1000) and small['K'] is None

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import _existing, DepthDataset, load_npy, read_depth_png, scaled_depth
+from .transforms import kitti_benchmark_crop
 from ..geometry import make_K, scale_intrinsics
 
 LOG = logging.getLogger('metricgold.data')
@@ -88,15 +89,7 @@ class KITTIDataset(DepthDataset):
 
     def __getitem__(self, i: int) -> dict:
         sample = super().__getitem__(i)
-        if self.kb_crop:  # KITTI benchmark crop: bottom 352 rows, centre 1216 columns
-            h, w = sample['depth'].shape
-            top, left = h - 352, (w - 1216) // 2
-            for key in ('rgb', 'depth', 'valid'):
-                sample[key] = np.ascontiguousarray(sample[key][top:top + 352, left:left + 1216])
-            sample['K'] = sample['K'].copy()
-            sample['K'][0, 2] -= left
-            sample['K'][1, 2] -= top
-        return sample
+        return kitti_benchmark_crop(sample) if self.kb_crop else sample
 
     def read_depth(self, record: dict) -> np.ndarray:
         return scaled_depth(read_depth_png(record['depth']), 256.0)

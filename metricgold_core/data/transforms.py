@@ -23,8 +23,20 @@ def crop(sample: dict, top: int, left: int, height: int, width: int) -> dict:
     out = dict(sample)
     for key in GEOMETRIC_KEYS:
         out[key] = np.ascontiguousarray(sample[key][top:top + height, left:left + width])
-    out['K'] = crop_intrinsics(sample['K'], top, left)
+    if sample.get('K') is not None:
+        out['K'] = crop_intrinsics(sample['K'], top, left)
     return out
+
+
+KITTI_BENCHMARK_HW = (352, 1216)
+
+
+def kitti_benchmark_crop(sample: dict) -> dict:
+    """The KITTI benchmark crop: the bottom 352 rows and centre 1216 columns (as Marigold trains
+    and evaluates on KITTI-like data); a smaller image keeps its size on that side."""
+    h, w = sample['depth'].shape
+    height, width = min(KITTI_BENCHMARK_HW[0], h), min(KITTI_BENCHMARK_HW[1], w)
+    return crop(sample, h - height, (w - width) // 2, height, width)
 
 
 def resize(sample: dict, height: int, width: int) -> dict:

@@ -119,25 +119,18 @@ def build_dataset(entry: dict, cfg: dict):
 
 
 class KittiBenchmarkCrop(torch.utils.data.Dataset):
-    """The KITTI benchmark crop: bottom-centre 352 x 1216 (what Marigold trains VKITTI on)."""
+    """Any dataset's samples through transforms.kitti_benchmark_crop (what Marigold trains
+    VKITTI on)."""
 
-    def __init__(self, dataset, height: int = 352, width: int = 1216):
-        self.dataset, self.height, self.width = dataset, height, width
+    def __init__(self, dataset):
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict:
-        item = dict(self.dataset[i])
-        h, w = item['depth'].shape
-        top, left = max(0, h - self.height), max(0, (w - self.width) // 2)
-        for key in ('rgb', 'depth', 'valid'):
-            item[key] = item[key][top:top + self.height, left:left + self.width]
-        if item.get('K') is not None:
-            item['K'] = item['K'].copy()
-            item['K'][0, 2] -= left
-            item['K'][1, 2] -= top
-        return item
+        from ..data.transforms import kitti_benchmark_crop
+        return kitti_benchmark_crop(self.dataset[i])
 
 
 def build_train_dataset(cfg: dict) -> MixtureDataset:
