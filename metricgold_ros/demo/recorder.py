@@ -92,16 +92,15 @@ class Recorder:
             self.pending_clouds[rec['stamp_ns']] = msg
 
     def _save_cloud(self, rec: dict, msg) -> None:
-        from metricgold_core.ply import unpack_rgb_float, write_ply
+        from metricgold_core.offline.clouds import write_ply
 
         from ..pointcloud import unpack_cloud
         rec['cloud_points'] = int(msg.width * msg.height)
         if rec['index'] % self.ply_every:
             return
         cloud = unpack_cloud(msg)
-        xyz = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=-1).reshape(-1, 3)
         path = self.out / 'clouds' / f'{rec["name"]}.ply'
-        write_ply(path, xyz, unpack_rgb_float(cloud['rgb'].reshape(-1)))
+        write_ply(path, np.stack([cloud[name] for name in ('x', 'y', 'z', 'rgb')], axis=-1))
         rec['ply'] = str(path.relative_to(self.out))
 
     def _on_diag(self, msg) -> None:
