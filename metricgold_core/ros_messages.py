@@ -36,6 +36,12 @@ ENCODINGS = {
 INPUT_ENCODINGS = tuple(ENCODINGS)
 
 
+# PointCloud2 layout of the node's and the offline bags' clouds: x y z float32 + rgb, a float32
+# whose bits are 0x00RRGGBB (PCL / depth_image_proc convention).
+CLOUD_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
+CLOUD_POINT_STEP = 16
+
+
 class BadInput(ValueError):
     """A message that cannot be used; `kind` names the diagnostics counter it goes to."""
 

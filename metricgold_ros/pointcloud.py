@@ -9,15 +9,13 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
+from metricgold_core.ros_messages import CLOUD_FIELDS, CLOUD_POINT_STEP as POINT_STEP
 from .conversions import ByteBuffer, CameraModel, new_msg
-
-POINT_STEP = 16
-FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
 
 
 def point_fields() -> list:
     return [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
-            for name, offset in FIELDS]
+            for name, offset in CLOUD_FIELDS]
 
 
 class CloudPacker:

@@ -12,11 +12,9 @@ import shutil
 
 import numpy as np
 
-from ..ros_messages import CameraModel, depth_camera_info_fields
+from ..ros_messages import CameraModel, CLOUD_FIELDS, CLOUD_POINT_STEP, depth_camera_info_fields
 
 PARTIAL_DIR = '.partial'
-POINT_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
-POINT_STEP = 16
 
 
 def output_topics(namespace: str) -> dict:
@@ -79,8 +77,8 @@ class BagOutput:
         cloud = types['sensor_msgs/msg/PointCloud2'](
             header=header, height=height, width=width,
             fields=[field(name=n, offset=o, datatype=field.FLOAT32, count=1)
-                    for n, o in POINT_FIELDS],
-            is_bigendian=False, point_step=POINT_STEP, row_step=width * POINT_STEP,
+                    for n, o in CLOUD_FIELDS],
+            is_bigendian=False, point_step=CLOUD_POINT_STEP, row_step=width * CLOUD_POINT_STEP,
             data=np.ascontiguousarray(points, dtype='<f4').view(np.uint8).ravel(),
             is_dense=False)
         for key, msg in (('depth', depth), ('info', info), ('points', cloud)):
