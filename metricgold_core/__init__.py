@@ -1,14 +1,16 @@
 """MetricGold core: log-depth codec, model, 1-2 step depth pipeline, data, metrics, training.
 
-Pure Python + torch; never imports ROS.
+Pure Python + torch; never imports ROS. Names here load lazily: the node reads messages with
+metricgold_core.ros_messages before it has validated its parameters and imported torch.
 """
-from .codec import LogDepthCodec
-
 __all__ = ['LogDepthCodec', 'MetricGoldModel', 'DepthEstimator', 'DepthPrediction']
 __version__ = '0.1.0'
 
 
-def __getattr__(name):  # lazy: importing the codec must not pull in diffusers
+def __getattr__(name):  # lazy: importing the package must not pull in torch or diffusers
+    if name == 'LogDepthCodec':
+        from .codec import LogDepthCodec
+        return LogDepthCodec
     if name == 'MetricGoldModel':
         from .model import MetricGoldModel
         return MetricGoldModel
