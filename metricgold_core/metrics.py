@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10', 'silog', 'delta1', 'delta2',
-           'delta3')
+           'delta3', 'boundary_f1')
 # True where a larger value is better (for tables and comparisons)
-HIGHER_IS_BETTER = {name: name.startswith('delta') for name in METRICS}
+HIGHER_IS_BETTER = {name: name.startswith('delta') or name == 'boundary_f1' for name in METRICS}
+# Depth Pro's boundary thresholds: a neighbour more than 5 % ... 25 % farther is an occlusion.
+BOUNDARY_THRESHOLDS = tuple(float(t) for t in np.linspace(1.05, 1.25, 10))
 ALIGNMENTS = ('none', 'median', 'affine')
 
 
@@ -40,6 +42,46 @@ def evaluation_mask(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = 
     return keep if mask is None else keep & mask
 
 
+def occlusion_edges(depth: np.ndarray, valid: np.ndarray, ratio: float) -> list:
+    """Foreground-side occlusion edges of a depth map, one bool map per neighbour direction.
+
+    Pixel i is an edge towards neighbour j (right, left, down, up) when depth_j / depth_i >
+    `ratio` and both are valid: i occludes j. Maps are (H, W-1) or (H-1, W).
+    """
+    with np.errstate(divide='ignore', invalid='ignore'):
+        pairs = (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),   # right
+                 ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),   # left
+                 ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),   # down
+                 ((slice(1, None), slice(None)), (slice(None, -1), slice(None))))   # up
+        return [(depth[j] / depth[i] > ratio) & valid[i] & valid[j] for i, j in pairs]
+
+
+def boundary_f1(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
+                thresholds=BOUNDARY_THRESHOLDS) -> float:
+    """Depth-boundary F1 (Depth Pro): occlusion edges of pred vs those of gt, mean over ratios.
+
+    Edges come from depth ratios between neighbouring pixels (`occlusion_edges`), so the score
+    is scale-invariant and tests sharpness, not metres. Precision and recall count edge pixels
+    over all four directions. NaN when gt has no edge at any threshold (nothing to find).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    valid = evaluation_mask(gt, pred, mask) & (pred > 0)
+    scores = []
+    for t in thresholds:
+        hits = found = truth = 0
+        for e_pred, e_gt in zip(occlusion_edges(pred, valid, t), occlusion_edges(gt, valid, t)):
+            hits += int(np.count_nonzero(e_pred & e_gt))
+            found += int(np.count_nonzero(e_pred))
+            truth += int(np.count_nonzero(e_gt))
+        if truth == 0:
+            continue
+        precision = hits / found if found else 0.0
+        recall = hits / truth
+        scores.append(0.0 if hits == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(scores)) if scores else float('nan')
+
+
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
                     min_depth: float = 1e-3, max_depth: float | None = None,
                     alignment: str = 'none') -> dict:
@@ -48,7 +90,8 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = 
     After alignment the prediction is clipped to [min_depth, max_depth] (the standard
     protocol: a prediction of 0 or beyond the cap must not blow up log metrics). Returns the
     metrics plus `valid_pixels`, `scale` and `shift` of the alignment. With no valid pixel all
-    metrics are NaN.
+    metrics are NaN. `boundary_f1` is scored on the unaligned prediction (it is
+    scale-invariant) over the same pixels.
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
@@ -76,6 +119,7 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = 
         delta1=float(np.mean(ratio < 1.25)),
         delta2=float(np.mean(ratio < 1.25 ** 2)),
         delta3=float(np.mean(ratio < 1.25 ** 3)),
+        boundary_f1=boundary_f1(pred, gt, keep),
         scale=scale, shift=shift)
     return result
 

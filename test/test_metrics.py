@@ -79,3 +79,50 @@ def test_aggregate_and_table():
     assert lines[0].startswith('| | abs_rel ↓ | sq_rel ↓') and 'delta1 ↑' in lines[0]
     assert lines[2].startswith('| tiny | 0.062 | ')
     assert len(lines[2].split('|')) == len(METRICS) + 3
+
+
+def _step_scene(edge_col: int = 8) -> np.ndarray:
+    """A 16x16 depth map: a 1 m box on the left, a 3 m wall on the right of `edge_col`."""
+    depth = np.full((16, 16), 3.0)
+    depth[:, :edge_col] = 1.0
+    return depth
+
+
+def test_boundary_f1_by_hand():
+    from metricgold_core.metrics import boundary_f1, occlusion_edges
+    gt = _step_scene()
+    valid = np.ones_like(gt, dtype=bool)
+    right, left, down, up = occlusion_edges(gt, valid, 1.05)
+    # Only the box's last column occludes (towards the right): 16 edge pixels, no others.
+    assert right.sum() == 16 and right[:, 7].all()
+    assert left.sum() == 0 and down.sum() == 0 and up.sum() == 0
+    # The same edge at any scale is perfect; a blurred ramp has no 5 % step anywhere.
+    assert boundary_f1(gt * 7.0, gt) == pytest.approx(1.0)
+    ramp = np.tile(np.linspace(1.0, 1.5, 16), (16, 1))  # < 4 % per pixel: no edge
+    assert boundary_f1(ramp, gt) == 0.0
+    # Edge one column off: precision and recall 0 (edges must fall on the same pixel pair).
+    assert boundary_f1(_step_scene(9), gt) == 0.0
+    # Box only in the top half: 8 of the 16 true edge pixels found (recall 0.5), plus 8 edges
+    # on the box's new bottom side that the truth lacks (precision 8 / 16) -> F1 0.5.
+    half = gt.copy()
+    half[8:, :8] = 3.0
+    assert boundary_f1(half, gt) == pytest.approx(0.5)
+
+
+def test_boundary_f1_thresholds_and_masks():
+    from metricgold_core.metrics import boundary_f1
+    gt = _step_scene()
+    gt[:, 8:] = 1.15  # a 15 % step: an edge for ratios 1.05 .. 1.15, not for 1.1667 .. 1.25
+    pred = _step_scene()  # a 3x step: an edge at every ratio
+    # The 5 thresholds where gt has an edge score 1; where it has none they do not count.
+    assert boundary_f1(pred, gt) == pytest.approx(1.0)
+    # An extra edge in the prediction halves precision at every counted threshold.
+    pred[:, 12:] = 9.0
+    assert boundary_f1(pred, gt) == pytest.approx(2 * 0.5 / 1.5)
+    # Flat truth: nothing to find -> NaN (left out of means); masked pixels make no edge.
+    assert np.isnan(boundary_f1(pred, np.full((16, 16), 2.0)))
+    mask = np.ones((16, 16), dtype=bool)
+    mask[:, 7] = False
+    assert np.isnan(boundary_f1(pred, gt, mask))
+    metrics = compute_metrics(pred, gt)
+    assert metrics['boundary_f1'] == pytest.approx(2 * 0.5 / 1.5)
