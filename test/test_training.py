@@ -204,3 +204,44 @@ def test_keep_last_k_and_rng_roundtrip(tmp_path):
     got = (torch.rand(3), np.random.rand(3), __import__('random').random())
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert got[2] == expected[2]
+
+
+def test_scene_cache_holds_the_rendered_scenes_and_is_reused(tmp_path):
+    from metricgold_core.data.procedural import ProceduralScenes
+    from metricgold_core.data.scene_cache import open_or_write_cache, write_scene_cache
+    path = tmp_path / 'cache'
+    meta = write_scene_cache(path, 3, 24, 32, seed=7, workers=1)
+    assert meta['count'] == 3 and meta['bytes'] > 3 * 24 * 32 * 3
+    assert not list(tmp_path.glob('cache.tmp*'))  # written atomically: no temporary left
+    scenes = ProceduralScenes(3, 24, 32, seed=7)
+    cache = open_or_write_cache(path, 3, 24, 32, seed=7)
+    stamp = (path / 'meta.json').stat().st_mtime_ns
+    for i in range(3):
+        want, got = scenes[i], cache[i]
+        np.testing.assert_array_equal(got['rgb'], want['rgb'])
+        np.testing.assert_array_equal(got['valid'], want['valid'])
+        np.testing.assert_allclose(got['depth'][want['valid']], want['depth'][want['valid']],
+                                   rtol=1e-3)
+        np.testing.assert_allclose(got['K'], want['K'], rtol=1e-6)
+        assert got['kind'] == want['kind']
+    open_or_write_cache(path, 3, 24, 32, seed=7)
+    assert (path / 'meta.json').stat().st_mtime_ns == stamp  # same scenes: not rendered again
+    other = open_or_write_cache(path, 2, 24, 32, seed=8)  # other scenes: rendered anew
+    assert len(other) == 2 and other.meta['seed'] == 8
+
+
+def test_canonical_focal_labels():
+    from metricgold_core.codec import LogDepthCodec
+    from metricgold_core.training.data import canonical_label_factor, to_training_sample
+    codec = LogDepthCodec(0.1, 100.0)
+    depth = np.full((8, 16), 4.0, dtype=np.float32)
+    item = {'rgb': np.zeros((8, 16, 3), np.uint8), 'depth': depth,
+            'valid': np.ones((8, 16), bool), 'K': np.array([[20.0, 0, 8], [0, 20, 4], [0, 0, 1]])}
+    # fx 20 px at width 16 is 10 px at width 8: labels = depth * 30 / 10.
+    assert canonical_label_factor(item, 8, 30.0) == pytest.approx(3.0)
+    assert canonical_label_factor(item, 16, None) == 1.0
+    sample = to_training_sample(item, codec, (4, 8), canonical_focal_px=30.0)
+    want, _ = codec.encode(torch.full((1, 4, 8), 12.0))
+    torch.testing.assert_close(sample['depth_code'], want)
+    with pytest.raises(ValueError, match='intrinsics'):
+        to_training_sample({**item, 'K': None}, codec, canonical_focal_px=30.0)

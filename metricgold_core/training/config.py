@@ -36,6 +36,8 @@ DEFAULTS = {
         'd_min': 0.1,
         'd_max': 100.0,
         'processing_resolution': 0,     # stored in the export; 0 = max(data.height, width)
+        # Labels depth * f_c / fx (fx at the training resolution); stored in the export, and
+        # every entry point multiplies predictions by fx / f_c. None = raw metres.
         'canonical_focal_px': None,
         'gradient_checkpointing': False,
     },
@@ -103,6 +105,8 @@ DATASET_DEFAULTS = {
     'length': 1_000_000,               # procedural: number of distinct scenes
     'seed': 0,                         # procedural: scene stream (val uses data.val_seed)
     'kinds': ['indoor', 'outdoor'],    # procedural
+    'cache': '',                       # procedural: folder of a pre-rendered scene cache
+                                       # (rendered once on first use, then reused)
     'kwargs': {},                      # reader constructor arguments (`root` must exist)
     'height': 0,                       # resize samples to this size; 0 = data.height/width
     'width': 0,

@@ -28,7 +28,8 @@ class MixtureDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, datasets, probabilities, sizes_hw, codec: LogDepthCodec,
-                 micro_batch: int, seed: int = 0, hflip: bool = True):
+                 micro_batch: int, seed: int = 0, hflip: bool = True,
+                 canonical_focal_px: float | None = None):
         if len(datasets) != len(probabilities) or not datasets:
             raise ValueError('`datasets` and `probabilities` must be non-empty and match.')
         p = np.asarray(probabilities, dtype=np.float64)
@@ -39,6 +40,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.micro_batch = int(micro_batch)
         self.seed = int(seed)
         self.hflip = hflip
+        self.canonical_focal_px = canonical_focal_px
 
     def __len__(self) -> int:
         return 2 ** 62  # endless: the step count, not an epoch, ends training
@@ -54,14 +56,33 @@ class MixtureDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 1, index])
         item = dataset[int(rng.integers(len(dataset)))]
         flip = self.hflip and bool(rng.integers(2))
-        return to_training_sample(item, self.codec, self.sizes_hw[which], flip)
+        return to_training_sample(item, self.codec, self.sizes_hw[which], flip,
+                                  self.canonical_focal_px)
 
 
-def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=False) -> dict:
-    """A dataset item (uint8 RGB, depth metres) -> network-ready tensors (see MixtureDataset)."""
+def canonical_label_factor(item: dict, width: int, canonical_focal_px: float | None) -> float:
+    """f_c / fx with fx at `width` px: the factor from metres to canonical-focal labels."""
+    if canonical_focal_px is None:
+        return 1.0
+    if item.get('K') is None:
+        raise ValueError(f'canonical-focal labels need intrinsics, and item '
+                         f'{item.get("name", "?")!r} has no `K`.')
+    fx_px = float(item['K'][0][0]) * width / item['rgb'].shape[1]
+    return float(canonical_focal_px) / fx_px
+
+
+def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=False,
+                       canonical_focal_px: float | None = None) -> dict:
+    """A dataset item (uint8 RGB, depth metres) -> network-ready tensors (see MixtureDataset).
+
+    With `canonical_focal_px`, depth labels are depth * f_c / fx at the output width.
+    """
     rgb = torch.from_numpy(np.ascontiguousarray(item['rgb'])).permute(2, 0, 1).float()
     rgb = rgb / 127.5 - 1.0  # [3, H, W]
+    out_w = size_hw[1] if size_hw is not None else rgb.shape[2]
+    label = canonical_label_factor(item, out_w, canonical_focal_px)
     depth = torch.from_numpy(np.ascontiguousarray(item['depth'], dtype=np.float32))[None]
+    depth = depth * label if label != 1.0 else depth
     valid = torch.from_numpy(np.ascontiguousarray(item['valid']))[None] & \
         codec.valid_mask(depth)  # [1, H, W]
     if size_hw is not None and tuple(size_hw) != tuple(rgb.shape[1:]):
@@ -100,6 +121,10 @@ def build_dataset(entry: dict, cfg: dict):
     entry = {**DATASET_DEFAULTS, **entry}
     height = entry['height'] or cfg['data']['height']
     width = entry['width'] or cfg['data']['width']
+    if entry['type'] == 'procedural' and entry['cache']:
+        from ..data.scene_cache import open_or_write_cache
+        return open_or_write_cache(entry['cache'], entry['length'], height, width,
+                                   seed=entry['seed'], kinds=tuple(entry['kinds']))
     if entry['type'] == 'procedural':
         from ..data.procedural import ProceduralScenes
         return ProceduralScenes(entry['length'], height, width, seed=entry['seed'],
@@ -141,7 +166,8 @@ def build_train_dataset(cfg: dict) -> MixtureDataset:
     codec = LogDepthCodec(cfg['model']['d_min'], cfg['model']['d_max'])
     return MixtureDataset(datasets, [e['probability'] for e in entries], sizes, codec,
                           cfg['data']['micro_batch'], seed=cfg['seed'],
-                          hflip=cfg['data']['hflip'])
+                          hflip=cfg['data']['hflip'],
+                          canonical_focal_px=cfg['model']['canonical_focal_px'])
 
 
 def _seed_worker(worker_id: int) -> None:

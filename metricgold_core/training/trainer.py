@@ -181,7 +181,8 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
     def validate(step):
         weights = ema.shadow if ema is not None else {n: p.detach() for n, p in named}
         values, panel = run_validation(eval_copy(model, weights), cfg['stage'], val_samples,
-                                       accelerator.device, cfg['val']['images'])
+                                       accelerator.device, cfg['val']['images'],
+                                       cfg['model']['canonical_focal_px'])
         _record(metrics_log, writer, step, {f'val/{k}': v for k, v in values.items()})
         if writer is not None and panel is not None:
             writer.add_image('val/rgb_pred_truth', panel, step, dataformats='HWC')

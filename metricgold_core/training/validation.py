@@ -11,6 +11,7 @@ import copy
 import numpy as np
 import torch
 
+from ..geometry import focal_rescale_factor
 from ..metrics import compute_metrics
 from ..visualize import colorize_depth
 
@@ -59,10 +60,16 @@ def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.nda
     return model.codec.decode(recon).float().cpu().numpy()
 
 
-def run_validation(model, stage_name: str, samples: list[dict], device,
-                   panels: int = 4) -> tuple[dict, np.ndarray | None]:
-    """Metrics dict and a uint8 (rows*H, 3*W, 3) panel image (RGB | prediction | truth)."""
+def run_validation(model, stage_name: str, samples: list[dict], device, panels: int = 4,
+                   canonical_focal_px: float | None = None) -> tuple[dict, np.ndarray | None]:
+    """Metrics dict and a uint8 (rows*H, 3*W, 3) panel image (RGB | prediction | truth).
+
+    With `canonical_focal_px` (canonical-focal labels) predictions are scaled by fx / f_c.
+    """
     pred = predict_depth(model, stage_name, samples, device)
+    if canonical_focal_px is not None and stage_name in ('depth', 'single_step'):
+        pred = np.stack([p * focal_rescale_factor(float(s['K'][0][0]), canonical_focal_px)
+                         for p, s in zip(pred, samples)])
     per_image = [depth_errors(p, s['depth'], s['valid']) for p, s in zip(pred, samples)]
     metrics = summarise(per_image, [s['kind'] for s in samples])
     rows = []
