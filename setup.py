@@ -27,6 +27,8 @@ setup(
         'diffusers>=0.30',
         'numpy>=1.24',
         'pillow>=9.0',
+        # Bayer / YUV decoding and rectification (python3-opencv in package.xml)
+        'opencv-python-headless>=4.5',
         'safetensors>=0.4',
         'pyyaml>=6.0',
         'tqdm>=4.60',

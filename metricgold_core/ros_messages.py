@@ -18,12 +18,19 @@ from .geometry import intrinsics_from_hfov, scale_intrinsics
 MAX_SIDE_PX = 16384
 MIN_SIDE_PX = 8   # the pipeline needs at least 8x8
 
-# encoding -> (channels, numpy dtype, channel order of colour inputs or None for mono)
+# encoding -> (channels, numpy dtype, layout): 'rgb' / 'bgr' colour, None mono, 'bayer_XXXX' a
+# colour filter mosaic (one sample per pixel), 'uyvy' / 'yuyv' YUV 4:2:2 (two bytes per pixel),
+# 'nv21' YUV 4:2:0 semi-planar (height x 3/2 rows of `width` bytes). Names as in
+# sensor_msgs/image_encodings.hpp; the Bayer, YUV and 16-bit colour ones are decoded with OpenCV.
 ENCODINGS = {
     'rgb8': (3, np.uint8, 'rgb'),
     'bgr8': (3, np.uint8, 'bgr'),
     'rgba8': (4, np.uint8, 'rgb'),
     'bgra8': (4, np.uint8, 'bgr'),
+    'rgb16': (3, np.uint16, 'rgb'),
+    'bgr16': (3, np.uint16, 'bgr'),
+    'rgba16': (4, np.uint16, 'rgb'),
+    'bgra16': (4, np.uint16, 'bgr'),
     'mono8': (1, np.uint8, None),
     'mono16': (1, np.uint16, None),
     # OpenCV-style aliases: 8UC3/8UC4 are BGR(A) by OpenCV convention, as cv_bridge reads them.
@@ -32,8 +39,49 @@ ENCODINGS = {
     '8UC4': (4, np.uint8, 'bgr'),
     '16UC1': (1, np.uint16, None),
     '32FC1': (1, np.float32, None),
+    'bayer_rggb8': (1, np.uint8, 'bayer_rggb'),
+    'bayer_bggr8': (1, np.uint8, 'bayer_bggr'),
+    'bayer_gbrg8': (1, np.uint8, 'bayer_gbrg'),
+    'bayer_grbg8': (1, np.uint8, 'bayer_grbg'),
+    'bayer_rggb16': (1, np.uint16, 'bayer_rggb'),
+    'bayer_bggr16': (1, np.uint16, 'bayer_bggr'),
+    'bayer_gbrg16': (1, np.uint16, 'bayer_gbrg'),
+    'bayer_grbg16': (1, np.uint16, 'bayer_grbg'),
+    'yuv422': (2, np.uint8, 'uyvy'),         # UYVY (ROS' historical name)
+    'uyvy': (2, np.uint8, 'uyvy'),
+    'yuv422_yuy2': (2, np.uint8, 'yuyv'),    # YUYV / YUY2 (usb_cam, v4l2 webcams)
+    'yuyv': (2, np.uint8, 'yuyv'),
+    'nv21': (1, np.uint8, 'nv21'),
 }
 INPUT_ENCODINGS = tuple(ENCODINGS)
+# nv24 (4:4:4 semi-planar) is not listed: OpenCV has no conversion for it.
+
+# ROS Bayer pattern (the colours of the top-left 2x2 block, row by row) -> OpenCV conversion.
+# OpenCV >= 5 names the pattern the same way (COLOR_BayerRGGB2RGB); OpenCV 4 only has the
+# legacy names, which are shifted by one pixel (ROS rggb = legacy BG), as cv_bridge maps them.
+# Checked against a mosaic sampled from a real image in test/test_encodings.py.
+_BAYER_CV = {'bayer_rggb': ('BayerRGGB2RGB', 'BayerBG2RGB'),
+             'bayer_bggr': ('BayerBGGR2RGB', 'BayerRG2RGB'),
+             'bayer_gbrg': ('BayerGBRG2RGB', 'BayerGR2RGB'),
+             'bayer_grbg': ('BayerGRBG2RGB', 'BayerGB2RGB')}
+_YUV_CV = {'uyvy': 'YUV2RGB_UYVY', 'yuyv': 'YUV2RGB_YUY2', 'nv21': 'YUV2RGB_NV21'}
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:   # a declared dependency: only a broken install gets here
+        raise BadInput('encoding', f'decoding this encoding needs OpenCV (pip install '
+                       f'opencv-python-headless): {exc}')
+    return cv2
+
+
+def _cv_code(layout: str) -> int:
+    cv2 = _cv2()
+    if layout in _BAYER_CV:
+        new, legacy = _BAYER_CV[layout]
+        return getattr(cv2, 'COLOR_' + new, None) or getattr(cv2, 'COLOR_' + legacy)
+    return getattr(cv2, 'COLOR_' + _YUV_CV[layout])
 
 
 # PointCloud2 layout of the node's and the offline bags' clouds: x y z float32 + rgb, a float32
@@ -51,16 +99,25 @@ class BadInput(ValueError):
 
 
 def image_to_array(msg) -> np.ndarray:
-    """Image -> (H, W, C) array in the encoding's dtype, native byte order; may be a view."""
+    """Image -> (H, W, C) array in the encoding's dtype, native byte order; may be a view.
+
+    YUV 4:2:2 gives (H, W, 2) bytes as sent; nv21 gives its (H * 3/2, W, 1) planes.
+    """
     encoding = msg.encoding
     if encoding not in ENCODINGS:
         raise BadInput('encoding', f'unsupported image encoding {encoding!r}; expected one of '
                        f'{", ".join(INPUT_ENCODINGS)}')
-    channels, dtype, _ = ENCODINGS[encoding]
+    channels, dtype, layout = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if not (MIN_SIDE_PX <= height <= MAX_SIDE_PX and MIN_SIDE_PX <= width <= MAX_SIDE_PX):
         raise BadInput('size', f'image size {width}x{height} is outside '
                        f'[{MIN_SIDE_PX}, {MAX_SIDE_PX}] pixels per side')
+    if layout in ('uyvy', 'yuyv', 'nv21') and width % 2:
+        raise BadInput('size', f'{encoding} shares chroma between pixel pairs: the width must '
+                       f'be even, got {width}')
+    if layout == 'nv21' and height % 2:
+        raise BadInput('size', f'{encoding} (4:2:0) needs an even height, got {height}')
+    rows_count = height * 3 // 2 if layout == 'nv21' else height
     itemsize = np.dtype(dtype).itemsize
     row_bytes = width * channels * itemsize
     if step < row_bytes:
@@ -69,19 +126,25 @@ def image_to_array(msg) -> np.ndarray:
     if step % itemsize:
         raise BadInput('size', f'step {step} is not a multiple of the {itemsize}-byte sample')
     data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size < height * step:
-        raise BadInput('data', f'data has {data.size} bytes, height x step needs '
-                       f'{height * step}')
+    if data.size < rows_count * step:
+        what = 'height x 3/2 x step' if layout == 'nv21' else 'height x step'
+        raise BadInput('data', f'data has {data.size} bytes, {what} needs '
+                       f'{rows_count * step}')
     # Rows are `step` bytes apart; the strided view skips the padding without copying.
-    rows = data[:height * step].reshape(height, step)[:, :row_bytes]
+    rows = data[:rows_count * step].reshape(rows_count, step)[:, :row_bytes]
     byteorder = '>' if msg.is_bigendian else '<'
     wire = np.dtype(dtype).newbyteorder(byteorder) if itemsize > 1 else np.dtype(dtype)
     if itemsize > 1:
         rows = np.ascontiguousarray(rows)   # multi-byte views need aligned rows
-    out = rows.view(wire).reshape(height, width, channels)
+    out = rows.view(wire).reshape(rows_count, width, channels)
     if itemsize > 1 and not wire.isnative:
         out = out.astype(wire.newbyteorder('='))
     return out
+
+
+def _to_u8(values: np.ndarray) -> np.ndarray:
+    """16-bit colour samples -> 8 bits (the top byte: 65535 -> 255, v * 257 -> v)."""
+    return values if values.dtype == np.uint8 else (values >> 8).astype(np.uint8)
 
 
 def _mono_to_u8(mono: np.ndarray) -> np.ndarray:
@@ -99,14 +162,26 @@ def _mono_to_u8(mono: np.ndarray) -> np.ndarray:
 
 
 def image_to_rgb8(msg) -> np.ndarray:
-    """Image -> uint8 RGB (H, W, 3); a strided view of the message for rgb8/bgr8."""
+    """Image -> uint8 RGB (H, W, 3); a strided view of the message for rgb8/bgr8.
+
+    Bayer mosaics are demosaiced (OpenCV's bilinear), YUV converted with OpenCV's BT.601
+    video-range formulas, 16-bit colour reduced to its top byte.
+    """
     pixels = image_to_array(msg)
-    _, _, order = ENCODINGS[msg.encoding]
-    if order is None:
+    _, _, layout = ENCODINGS[msg.encoding]
+    if layout is None:
         gray = _mono_to_u8(pixels[..., 0])
         return np.repeat(gray[..., None], 3, axis=2)
-    rgb = pixels[..., :3]
-    return rgb[..., ::-1] if order == 'bgr' else rgb
+    if layout in ('rgb', 'bgr'):
+        rgb = pixels[..., :3]
+        rgb = rgb[..., ::-1] if layout == 'bgr' else rgb
+        return _to_u8(rgb)
+    cv2 = _cv2()
+    if layout.startswith('bayer_'):
+        mosaic = np.ascontiguousarray(_to_u8(pixels[..., 0]))
+        return cv2.cvtColor(mosaic, _cv_code(layout))
+    planes = np.ascontiguousarray(pixels if layout != 'nv21' else pixels[..., 0])
+    return cv2.cvtColor(planes, _cv_code(layout))
 
 
 def compressed_to_rgb8(msg) -> np.ndarray:

@@ -67,7 +67,7 @@ def test_float_intensity_with_nan_or_inf_is_refused():
 
 
 @pytest.mark.parametrize('mutate,kind', [
-    (lambda m: setattr(m, 'encoding', 'yuv422'), 'encoding'),
+    (lambda m: setattr(m, 'encoding', 'nv24'), 'encoding'),
     (lambda m: setattr(m, 'encoding', ''), 'encoding'),
     (lambda m: setattr(m, 'data', bytes(m.data)[:-1]), 'data'),
     (lambda m: setattr(m, 'step', 29), 'size'),   # < width x 3

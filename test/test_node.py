@@ -224,7 +224,7 @@ def bad_images(rig):
     nan[10:20, 10:20] = np.nan
     inf = rgb[..., 0].astype(np.float32)
     inf[0, 0] = np.inf
-    return {'encoding': image_msg(rgb, 'yuv422', 0), 'data': short, 'size': [zero, huge],
+    return {'encoding': image_msg(rgb, 'nv24', 0), 'data': short, 'size': [zero, huge],
             'nonfinite': [image_msg(nan, '32FC1', 0), image_msg(inf, '32FC1', 0)]}
 
 
