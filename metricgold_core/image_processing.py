@@ -63,11 +63,59 @@ def to_model_input(image_u8: np.ndarray, processing_resolution: int, align: int,
     return x.to(dtype=dtype), (pad_h, pad_w)
 
 
+UPSAMPLING = ('bilinear', 'guided')
+# Guided upsampling: window radius at the processing resolution and the regulariser (in
+# squared [0, 1] units of the normalised map); measured on held-out procedural scenes.
+GUIDED_RADIUS = 8
+GUIDED_EPS = 1e-3
+
+
 def from_model_output(pred: torch.Tensor, padding: tuple[int, int],
-                      size_hw: tuple[int, int] | None) -> torch.Tensor:
-    """[B, 1, PH, PW] -> unpadded and (if size_hw) resized bilinearly to [B, 1, H, W]."""
+                      size_hw: tuple[int, int] | None, upsampling: str = 'bilinear',
+                      guide_u8: np.ndarray | None = None) -> torch.Tensor:
+    """[B, 1, PH, PW] -> unpadded and (if size_hw) resized to [B, 1, H, W].
+
+    `upsampling` 'guided' (needs `guide_u8`, the input RGB (B, H, W, 3)) puts the depth edges
+    on the full-resolution image's edges (`guided_upsample`); 'bilinear' blurs them.
+    """
     pad_h, pad_w = padding
     pred = pred[:, :, :pred.shape[2] - pad_h, :pred.shape[3] - pad_w]
-    if size_hw is not None and tuple(pred.shape[-2:]) != tuple(size_hw):
-        pred = F.interpolate(pred, size_hw, mode='bilinear', antialias=False)
-    return pred
+    if size_hw is None or tuple(pred.shape[-2:]) == tuple(size_hw):
+        return pred
+    if upsampling == 'guided':
+        return guided_upsample(pred, grey_guide(guide_u8), GUIDED_RADIUS, GUIDED_EPS)
+    return F.interpolate(pred, size_hw, mode='bilinear', antialias=False)
+
+
+def grey_guide(image_u8: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (B, H, W, 3) -> luma [B, 1, H, W] float32 in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(image_u8)).float()
+    luma = x @ torch.tensor([0.299, 0.587, 0.114])  # [B, H, W]
+    return (luma / 255.0)[:, None]
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def guided_upsample(low: torch.Tensor, guide: torch.Tensor, radius: int = GUIDED_RADIUS,
+                    eps: float = GUIDED_EPS) -> torch.Tensor:
+    """Upsample `low` [B, 1, h, w] to the size of `guide` [B, 1, H, W] with edges from guide.
+
+    The fast guided filter (He & Sun 2015): per-window linear models low ~ a * guide + b are
+    fitted at low resolution, their coefficients upsampled bilinearly and applied to the
+    full-resolution guide, so a depth step lands on the image edge it belongs to instead of
+    being smeared over the upsampling factor.
+    """
+    h, w = low.shape[-2:]
+    guide = guide.to(low)
+    guide_low = F.interpolate(guide, (h, w), mode='bilinear', antialias=True)
+    mean_i, mean_p = _box(guide_low, radius), _box(low, radius)
+    cov = _box(guide_low * low, radius) - mean_i * mean_p
+    var = _box(guide_low * guide_low, radius) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    size = tuple(guide.shape[-2:])
+    a = F.interpolate(_box(a, radius), size, mode='bilinear', antialias=False)
+    b = F.interpolate(_box(b, radius), size, mode='bilinear', antialias=False)
+    return (a * guide + b).clamp(0.0, 1.0)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from .fast_vae import encode_mean, FastVAEDecoder
-from .image_processing import check_rgb, from_model_output, processing_size, to_model_input
+from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
+                               UPSAMPLING)
 from .model import MetricGoldModel
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
@@ -74,7 +75,13 @@ class DepthEstimator:
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
                  channels_last: bool = True, fast_decoder: bool = True,
-                 mode: str = 'exact'):
+                 mode: str = 'exact', upsampling: str = 'guided'):
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f'`upsampling` must be one of {", ".join(UPSAMPLING)}, '
+                             f'got {upsampling!r}.')
+        # 'guided' puts depth edges on the input image's edges when the processing resolution
+        # is below the input's; 'bilinear' is diffusers' Marigold resize (for parity).
+        self.upsampling = upsampling
         if mode not in MODES:
             raise ValueError(f'`mode` must be one of {", ".join(MODES)}, got {mode!r}.')
         if mode == 'fast' and model.light_head is None:
@@ -163,7 +170,8 @@ class DepthEstimator:
         sync()
         t4 = time.perf_counter()
         target = tuple(size_hw) if match_input_resolution else None
-        outs = [from_model_output(p.float(), padding, target)[:, 0].cpu().numpy() for p in preds]
+        outs = [from_model_output(p.float(), padding, target, self.upsampling, image)[:, 0]
+                .cpu().numpy() for p in preds]
         normalized = outs[-1]
         depth = self.codec.normalized_to_depth(normalized).astype(np.float32)
         depth[~np.isfinite(normalized)] = np.nan

@@ -8,7 +8,7 @@ from metricgold_core.pipeline import DepthEstimator
 
 @pytest.fixture(scope='module')
 def estimator(tiny_model):
-    return DepthEstimator(tiny_model, device='cpu')
+    return DepthEstimator(tiny_model, device='cpu', upsampling='bilinear')  # diffusers' resize
 
 
 @pytest.fixture(scope='module')
@@ -133,7 +133,8 @@ def test_concurrent_calls_and_estimators_sharing_a_model_do_not_interfere(tiny_m
     from concurrent.futures import ThreadPoolExecutor
     image = _image(48, 64, seed=3)
     expected = {steps: estimator(image, steps=steps, seed=1).normalized for steps in (1, 2)}
-    other = DepthEstimator(tiny_model, device='cpu')   # same modules, its own scheduler
+    # Same modules, its own scheduler.
+    other = DepthEstimator(tiny_model, device='cpu', upsampling=estimator.upsampling)
     assert other.scheduler is not estimator.scheduler
     jobs = [(est, steps) for est in (estimator, other) for steps in (1, 2)] * 3
     with ThreadPoolExecutor(4) as pool:
@@ -141,3 +142,35 @@ def test_concurrent_calls_and_estimators_sharing_a_model_do_not_interfere(tiny_m
                                 jobs))
     for steps, pred in results:
         np.testing.assert_array_equal(pred.normalized, expected[steps])
+
+
+def test_guided_upsampling_puts_depth_edges_on_image_edges():
+    import torch
+    from metricgold_core.image_processing import grey_guide, guided_upsample
+    # Full resolution 64 x 80: dark box (near) left of column 37, bright wall (far) right.
+    image = np.full((1, 64, 80, 3), 200, np.uint8)
+    image[:, :, :37] = 40
+    truth = np.where(np.arange(80) < 37, 0.3, 0.7)
+    # The model's map at 1/8 resolution: the step smeared over one low-res pixel.
+    low = torch.nn.functional.interpolate(torch.from_numpy(truth).float()[None, None, None]
+                                          .expand(1, 1, 64, 80), (8, 10), mode='area')
+    guided = guided_upsample(low, grey_guide(image), radius=2, eps=1e-3)[0, 0].numpy()
+    bilinear = torch.nn.functional.interpolate(low, (64, 80), mode='bilinear')[0, 0].numpy()
+    err_guided = np.abs(guided - truth[None]).max()
+    err_bilinear = np.abs(bilinear - truth[None]).max()
+    assert err_guided < 0.05 < err_bilinear
+    assert np.abs(np.diff(guided[32]))[36] > 0.35  # the whole step in one pixel pair
+
+
+def test_upsampling_modes(tiny_model, estimator):
+    image = _image(48, 64)
+    guided = DepthEstimator(tiny_model, device='cpu')
+    assert guided.upsampling == 'guided'  # the product default
+    # Native resolution: nothing to upsample, both modes give the same map.
+    np.testing.assert_array_equal(guided(image, seed=1, processing_resolution=0).depth,
+                                  estimator(image, seed=1, processing_resolution=0).depth)
+    a = guided(image, seed=1, processing_resolution=32).depth
+    b = estimator(image, seed=1, processing_resolution=32).depth
+    assert a.shape == b.shape == (48, 64) and np.isfinite(a).all() and not np.allclose(a, b)
+    with pytest.raises(ValueError, match='`upsampling`'):
+        DepthEstimator(tiny_model, device='cpu', upsampling='bicubic')
