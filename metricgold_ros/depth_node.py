@@ -268,20 +268,19 @@ class DepthNode(Node):
             cfg['min_processing_resolution'],
             lambda res: self.estimator.processing_hw(height, width, res))
         want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
-        pred = self.estimator(frame.rgb, steps=plan.steps,
-                              processing_resolution=plan.processing_resolution, seed=cfg['seed'],
-                              output_uncertainty=want_uncertainty,
-                              match_input_resolution=cfg['depth_resolution'] == 'input')
+        from metricgold_core.metric_depth import estimate_metric_depth
+
+        out = estimate_metric_depth(
+            self.estimator, frame.rgb, camera, steps=plan.steps,
+            processing_resolution=plan.processing_resolution, seed=cfg['seed'],
+            output_uncertainty=want_uncertainty,
+            match_input_resolution=cfg['depth_resolution'] == 'input')
+        pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
         publish_s = time.monotonic()
 
-        depth, uncertainty = pred.depth, pred.uncertainty
+        depth, uncertainty = out.depth, out.uncertainty
         model = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
-        factor = self._focal_factor(camera, pred.processing_hw)
-        if factor != 1.0:
-            depth *= factor
-            if uncertainty is not None:
-                uncertainty *= factor
         self.outputs.publish(frame.header, depth, model, source_info, frame.rgb, uncertainty,
                              cfg)
 
@@ -321,13 +320,6 @@ class DepthNode(Node):
                            f'{entry.model.height} image, the image is {width}x{height}')
         self.stats.set(camera_info_source='camera_info')
         return entry.info, entry.model
-
-    def _focal_factor(self, camera, processing_hw) -> float:
-        """Depth scale for checkpoints trained at a canonical focal length (1.0 otherwise)."""
-        from metricgold_core.geometry import processing_focal_factor
-
-        return processing_focal_factor(camera.fx, camera.width, processing_hw[1],
-                                       self.model_facts['canonical_focal_px'])
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -96,8 +96,8 @@ def file_stem(name: str) -> str:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..geometry import processing_focal_factor
     from ..io_utils import save_npy, save_png, save_text
+    from ..metric_depth import estimate_metric_depth
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..model import load_default_or
     from ..pipeline import DepthEstimator
@@ -131,12 +131,11 @@ def run(args) -> int:
             LOG.error('skipping frame %d: %s', i, exc)
             failed += 1
             continue
-        pred = est(sample['rgb'], steps=args.steps,
-                   processing_resolution=args.processing_resolution, seed=args.seed)
+        out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
+                                    processing_resolution=args.processing_resolution,
+                                    seed=args.seed)
+        pred, factor, depth_pred = out.prediction, out.focal_factor, out.depth
         times.append(pred.timings['total'])
-        factor = processing_focal_factor(sample['K'][0, 0], sample['depth'].shape[1],
-                                         pred.processing_hw[1], model.canonical_focal_px)
-        depth_pred = (pred.depth * np.float32(factor)).astype(np.float32)
         mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
         for mode in args.alignment:
             metrics = compute_metrics(depth_pred, sample['depth'], mask, min_depth, max_depth,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import add_mode_argument
+from ..metric_depth import DEFAULT_FALLBACK_HFOV_DEG, fallback_K
 
 LOG = logging.getLogger('metricgold.infer')
 
@@ -26,16 +27,49 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    p.add_argument('--intrinsics', default=None, metavar='JSON',
+                   help='camera intrinsics: JSON with fx, fy, cx, cy in pixels [, width, '
+                   'height of the image they describe] (e.g. a data/real/*/intrinsics.json)')
+    p.add_argument('--hfov', type=float, default=None, metavar='DEG',
+                   help='horizontal field of view of the camera, when there is no '
+                   f'--intrinsics file (default: {DEFAULT_FALLBACK_HFOV_DEG:g} deg, the '
+                   "node's fallback_hfov_deg)")
     add_mode_argument(p)
     p.set_defaults(func=run)
 
 
+def camera_fx(args, height: int, width: int, intrinsics: dict | None) -> tuple[float, str]:
+    """(fx in px of an image of this size, where it came from) from the arguments."""
+    if intrinsics is not None:
+        fx = abs(intrinsics['fx'])
+        hw = intrinsics.get('hw')
+        if hw is not None and tuple(hw) != (height, width):
+            fx *= width / hw[1]   # intrinsics of another resolution: scale to this image
+        return fx, f'--intrinsics {args.intrinsics}'
+    hfov = args.hfov if args.hfov is not None else DEFAULT_FALLBACK_HFOV_DEG
+    fx = float(fallback_K(height, width, hfov)[0, 0])
+    how = '--hfov' if args.hfov is not None else 'fallback (no --intrinsics / --hfov)'
+    return fx, f'{how}: hfov {hfov:g} deg'
+
+
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
+    from ..metric_depth import estimate_metric_depth
     from ..model import load_default_or
     from ..pipeline import DepthEstimator
     from ..visualize import colorize_depth
 
+    intrinsics = None
+    if args.intrinsics is not None:
+        from ..data.base import read_intrinsics_json
+        try:
+            intrinsics = read_intrinsics_json(args.intrinsics)
+        except (FileNotFoundError, ValueError) as exc:
+            LOG.error('%s', exc)
+            return 2
+    elif args.hfov is not None and not 0.0 < args.hfov < 180.0:
+        LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
+        return 2
     model = load_default_or(args.checkpoint)
     if model.meta.get('untrained'):
         LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is meaningless; '
@@ -44,6 +78,7 @@ def run(args) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
+    fallback_said = [False]
     for name in args.images:
         try:
             rgb = read_rgb(name)
@@ -51,15 +86,22 @@ def run(args) -> int:
             LOG.error('skipping %s', exc)
             failed += 1
             continue
-        pred = est(rgb, steps=args.steps, processing_resolution=args.processing_resolution,
-                   seed=args.seed)
+        fx, fx_source = camera_fx(args, rgb.shape[0], rgb.shape[1], intrinsics)
+        if intrinsics is None and args.hfov is None and not fallback_said[0]:
+            print(f'no camera intrinsics given: assuming {fx_source} (fx {fx:.1f} px at '
+                  f'{rgb.shape[1]} px wide); pass --intrinsics FILE or --hfov DEG')
+            fallback_said[0] = True
+        pred = estimate_metric_depth(est, rgb, fx, steps=args.steps,
+                                     processing_resolution=args.processing_resolution,
+                                     seed=args.seed)
         stem = out_dir / Path(name).stem
         save_npy(f'{stem}_depth.npy', pred.depth)
         save_png(f'{stem}_depth.png', depth_to_mm_png(pred.depth))
         save_png(f'{stem}_depth_colored.png', colorize_depth(pred.depth))
         valid = pred.depth[np.isfinite(pred.depth)]
-        LOG.info('%s: %dx%d, depth %.2f..%.2f m (median %.2f m), %.0f ms -> %s_depth.*', name,
-                 rgb.shape[1], rgb.shape[0], valid.min(), valid.max(), np.median(valid),
+        LOG.info('%s: %dx%d, fx %.1f px (%s, focal rescale %.4g), depth %.2f..%.2f m '
+                 '(median %.2f m), %.0f ms -> %s_depth.*', name, rgb.shape[1], rgb.shape[0],
+                 fx, fx_source, pred.focal_factor, valid.min(), valid.max(), np.median(valid),
                  pred.timings['total'], stem)
     if failed:
         LOG.error('%d of %d images failed', failed, len(args.images))

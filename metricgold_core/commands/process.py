@@ -230,7 +230,8 @@ class FrameRunner:
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
-        from ..geometry import processing_focal_factor, scale_intrinsics
+        from ..geometry import scale_intrinsics
+        from ..metric_depth import estimate_metric_depth
         from ..io_utils import depth_to_mm_png, save_npy, save_png
         from ..offline.clouds import write_ply
 
@@ -243,14 +244,11 @@ class FrameRunner:
             self.resumed += 1
             return depth, scale_intrinsics(K, (height, width), depth.shape)
 
-        est = self._estimator()
-        pred = est(frame.rgb, steps=self.args.steps,
-                   processing_resolution=self.args.processing_resolution, seed=self.args.seed,
-                   match_input_resolution=self.args.depth_resolution == 'input')
-        depth = pred.depth
-        canonical = est.model.canonical_focal_px
-        if canonical is not None:   # checkpoints trained at a canonical focal (as the node does)
-            depth *= processing_focal_factor(K[0, 0], width, pred.processing_hw[1], canonical)
+        out = estimate_metric_depth(
+            self._estimator(), frame.rgb, K, steps=self.args.steps,
+            processing_resolution=self.args.processing_resolution, seed=self.args.seed,
+            match_input_resolution=self.args.depth_resolution == 'input')
+        depth = out.depth
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
