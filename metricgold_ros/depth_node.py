@@ -30,6 +30,7 @@ from .diagnostics import build_diagnostics, NodeStats, Throttle
 from .frames import CameraInfoCache, Frame, InfoEntry, Mailbox
 from .latency import LatencyPlanner
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
+from metricgold_core import rectify
 
 NODE_NAME = 'metricgold_depth'
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
@@ -52,6 +53,7 @@ class DepthNode(Node):
         self.planner = LatencyPlanner()
         self.mailbox = Mailbox()
         self.infos = CameraInfoCache(self.cfg['camera_info_cache_size'])
+        self.rectifier = rectify.Rectifier()   # maps cached per camera_info (worker thread)
         self.estimator, self.model_facts = self._load_model()
         from .outputs import Outputs   # pulls in metricgold_core (torch): after validation
 
@@ -263,6 +265,9 @@ class DepthNode(Node):
             return
         height, width = frame.rgb.shape[:2]
         source_info, camera = self._camera_for(frame, height, width, cfg)
+        rectify_start = time.monotonic()
+        rgb, source_info = self._rectify(frame.rgb, source_info, cfg)
+        rectify_ms = (time.monotonic() - rectify_start) * 1e3
         plan = self.planner.choose(
             cfg['max_latency_ms'] - age_ms, cfg['steps'], self._resolution(height, width),
             cfg['min_processing_resolution'],
@@ -271,7 +276,7 @@ class DepthNode(Node):
         from metricgold_core.metric_depth import estimate_metric_depth
 
         out = estimate_metric_depth(
-            self.estimator, frame.rgb, camera, steps=plan.steps,
+            self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
             output_uncertainty=want_uncertainty,
             match_input_resolution=cfg['depth_resolution'] == 'input')
@@ -281,11 +286,11 @@ class DepthNode(Node):
 
         depth, uncertainty = out.depth, out.uncertainty
         model = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
-        self.outputs.publish(frame.header, depth, model, source_info, frame.rgb, uncertainty,
-                             cfg)
+        self.outputs.publish(frame.header, depth, model, source_info, rgb, uncertainty, cfg)
 
         done_s = time.monotonic()
-        self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms)
+        self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms +
+                                      rectify_ms)
         self.stats.latency.add((done_s - frame.received_s) * 1e3)
         self.stats.output_rate.tick(done_s)
         self.stats.count('published')
@@ -293,6 +298,23 @@ class DepthNode(Node):
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
                        else float('nan'), focal_rescale=round(factor, 4))
+
+    def _rectify(self, rgb, source_info, cfg: dict):
+        """(image, camera_info) in the rectified geometry of P when the input needs it.
+
+        The camera model is P's either way (camera_model_from_info), so only the image and the
+        camera_info of the outputs (zero d, identity R) change.
+        """
+        if source_info is None:
+            return rgb, None
+        result = self.rectifier.apply(rgb, source_info, cfg['rectify'])
+        self.stats.set(rectify=result.status)
+        if result.status == rectify.RECTIFIED:
+            self.stats.count('rectified')
+        elif result.status in (rectify.UNKNOWN_MODEL, rectify.UNSUPPORTED):
+            self.stats.count('rectify_' + result.status)
+            self._log_throttled('rectify_' + result.status, result.detail)
+        return result.image, result.info
 
     def _camera_for(self, frame: Frame, height: int, width: int, cfg: dict):
         """(input CameraInfo or None, CameraModel of the image) for this frame."""

@@ -94,6 +94,10 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'camera_info_unmatched': counts['camera_info_unmatched'],
         'stamp_jumps': counts['stamp_jumps'],
         'input_reliability': last.get('input_reliability', '-'),
+        'rectify': last.get('rectify', '-'),
+        'frames_rectified': counts['rectified'],
+        'rectify_unknown_model': counts['rectify_unknown_model'],
+        'rectify_unsupported': counts['rectify_unsupported'],
         'focal_rescale': last.get('focal_rescale', 1.0),
     }
     values.update(static)
@@ -112,6 +116,9 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
                          f'{max_latency_ms:.0f} ms budget'))
     if last.get('camera_info_source') == 'fallback_hfov':
         problems.append((DiagnosticStatus.WARN, 'no camera_info: using fallback_hfov_deg'))
+    if last.get('rectify') in ('unknown_model', 'unsupported'):
+        problems.append((DiagnosticStatus.WARN, 'camera_info distortion not rectifiable: '
+                         'outputs are in the raw image geometry'))
     level = max((lvl for lvl, _ in problems), default=DiagnosticStatus.OK)
     message = '; '.join(text for _, text in problems) or 'ok'
     status = DiagnosticStatus(level=level, name=STATUS_NAME, message=message,

@@ -15,6 +15,7 @@ CHOICES = {
     'mode': ('exact', 'fast'),
     'input_transport': ('raw', 'compressed'),
     'input_reliability': ('auto', 'reliable', 'best_effort'),
+    'rectify': ('auto', 'on', 'off'),
     'output_reliability': ('reliable', 'best_effort'),
     'depth_resolution': ('input', 'processing'),
     'steps': ('auto', '1', '2'),
@@ -54,6 +55,9 @@ PARAMETERS = (
          'exact-stamp pairing.', (1, 1000), read_only=True),
     Spec('camera_info_wait_ms', 50.0, 'How long a frame waits for the camera_info with its '
          'exact stamp before the newest one is used.', (0.0, 1000.0)),
+    Spec('rectify', 'auto', 'Rectify raw images with camera_info K, D, R, P (as image_proc): '
+         'auto (when D has a non-zero coefficient or R is not identity), on or off (the driver '
+         'already publishes image_rect). Rectified outputs live in the geometry of P.'),
     Spec('fallback_hfov_deg', 60.0, 'Horizontal field of view assumed when no camera_info '
          'has arrived (warned once).', (1.0, 179.0)),
     # Inference and latency.
