@@ -173,9 +173,8 @@ def image_to_rgb8(msg) -> np.ndarray:
         gray = _mono_to_u8(pixels[..., 0])
         return np.repeat(gray[..., None], 3, axis=2)
     if layout in ('rgb', 'bgr'):
-        rgb = pixels[..., :3]
-        rgb = rgb[..., ::-1] if layout == 'bgr' else rgb
-        return _to_u8(rgb)
+        rgb = _to_u8(pixels)[..., :3]   # shift the whole (contiguous) array: ~10x faster
+        return rgb[..., ::-1] if layout == 'bgr' else rgb
     cv2 = _cv2()
     if layout.startswith('bayer_'):
         mosaic = np.ascontiguousarray(_to_u8(pixels[..., 0]))
