@@ -5,8 +5,9 @@
     python scripts/bench_node.py flood --frames 300  # 30 Hz 640x480 stream into the real node
 
 `overhead`: image conversion + camera_info + depth + point cloud + colored depth, built and
-published to a subscriber in another process, per 640x480 frame (target <= 5 ms), and the cloud
-packing against a memcpy of the same bytes (target <= 3x).
+published to a subscriber in another process, per 640x480 frame (target <= 5 ms), the cloud
+packing against a memcpy of the same bytes (target <= 3x), and the added cost of raw driver
+inputs: Bayer / YUV decoding and rectification (target < 2 ms).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
 rgb8 camera at --rate Hz for --frames frames and reports output rate, latency (receipt minus
 image stamp; same clock) p50/p95/max against max_latency_ms, drop counts and the node's RSS.
@@ -162,6 +163,7 @@ def bench_overhead(args) -> None:
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
         print(f'  -> node publish {verdict} the 5 ms target (median)')
         bench_pack(outputs.packer, depth, model, rgb, args.iterations)
+        bench_raw_camera(rgb_src, args.iterations)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -188,6 +190,56 @@ def bench_pack(packer, depth, model, rgb, iterations: int) -> None:
           f'{copy:.2f} ms = {pack / copy:.2f}x ({"meets" if pack <= 3 * copy else "MISSES"} '
           f'the 3x target); best runs {min(pack_ms):.2f} vs {min(copy_ms):.2f} ms = '
           f'{min(pack_ms) / min(copy_ms):.2f}x')
+
+
+def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
+    """Added per-frame cost of a raw driver stream: decoding Bayer / YUV instead of rgb8, and
+    rectifying (cv2.remap with cached maps, both map types) a plumb_bob / equidistant camera."""
+    from metricgold_core import rectify
+    from metricgold_ros.conversions import image_to_rgb8
+    from std_msgs.msg import Header
+
+    _, info = camera_messages(10 ** 9, rgb)
+    bayer = np.empty((H, W), np.uint8)   # RGGB mosaic by slicing
+    bayer[0::2, 0::2], bayer[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
+    bayer[1::2, 0::2], bayer[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
+    yuyv = np.dstack([rgb[..., 1], rgb[..., 0]])   # bytes of the right size (timing only)
+    nv21 = np.concatenate([rgb[..., 1], rgb[:H // 2, :, 0]])
+
+    def image(pixels, encoding, height=H):
+        from sensor_msgs.msg import Image
+        pixels = np.ascontiguousarray(pixels)
+        return Image(header=Header(), height=height, width=W, encoding=encoding,
+                     step=pixels[0].nbytes, data=pixels.tobytes())
+
+    def median_ms(fn):
+        fn()
+        times = []
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times))
+
+    print(f'raw camera inputs, {W}x{H}, median of {iterations}, decode of a built message:')
+    for encoding, pixels, height in (('rgb8', rgb, H), ('bayer_rggb8', bayer, H),
+                                     ('bayer_rggb16', bayer.astype(np.uint16) * 257, H),
+                                     ('yuv422_yuy2', yuyv, H), ('yuv422', yuyv, H),
+                                     ('nv21', nv21, H)):
+        msg = image(pixels, encoding, height)
+        ms = median_ms(lambda: image_to_rgb8(msg))
+        print(f'  decode {encoding:13s} {ms:6.3f} ms')
+    for map_type in ('16SC2', '32FC1'):
+        for model, d in (('plumb_bob', [-0.28, 0.07, 0.001, -0.0005, 0.0]),
+                         ('equidistant', [-0.02, 0.01, -0.004, 0.001])):
+            info.distortion_model, info.d = model, d
+            rectifier = rectify.Rectifier(map_type)
+            t0 = time.perf_counter()
+            rectifier.maps(info)
+            build = (time.perf_counter() - t0) * 1e3
+            ms = median_ms(lambda: rectifier.apply(rgb, info, 'auto'))
+            print(f'  rectify {model:11s} maps {map_type}: {ms:6.3f} ms per frame '
+                  f'(maps built once per camera_info: {build:.1f} ms)')
 
 
 def wait(predicate, timeout_s: float) -> bool:
