@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .geometry import intrinsics_from_hfov, processing_focal_factor
+from .geometry import intrinsics_from_hfov, make_K, processing_focal_factor, scale_intrinsics
 
 # Horizontal field of view assumed when a caller knows nothing about the camera (the node's
 # `fallback_hfov_deg` default, `metricgold infer` without --intrinsics / --hfov).
@@ -31,6 +31,10 @@ class MetricDepth:
     uncertainty: np.ndarray | None     # float32 metres, or None
     prediction: object                 # the estimator's DepthPrediction (normalized, timings)
     focal_factor: float = 1.0
+    relative: bool = False             # True: `depth` is unitless relative depth, not metres
+    fit: object = None                 # this frame's scale.ScaleFit (None: no scale source)
+    scale: float = 1.0                 # depth = scale * model output (+ shift)
+    shift: float = 0.0
 
     @property
     def timings(self) -> dict:
@@ -43,6 +47,25 @@ class MetricDepth:
     @property
     def steps(self) -> int:
         return self.prediction.steps
+
+
+def is_relative_model(model) -> bool:
+    """True for affine-invariant checkpoints (Marigold; metricgold.json depth_type says so)."""
+    meta = getattr(model, 'meta', {}) or {}
+    kind = meta.get('depth_type')
+    if kind is not None:
+        return kind == 'affine_invariant'
+    return bool(meta.get('affine_invariant'))
+
+
+def camera_K(camera, height: int, width: int) -> np.ndarray:
+    """3x3 K of an image (height, width) from fx, a K or a CameraModel (fx only: centred)."""
+    if hasattr(camera, 'K'):
+        return np.asarray(camera.K, dtype=np.float64)
+    arr = np.asarray(camera, dtype=np.float64)
+    if arr.shape == (3, 3):
+        return arr
+    return make_K(float(arr), float(arr), (width - 1) * 0.5, (height - 1) * 0.5)
 
 
 def focal_px(camera) -> float:
@@ -65,26 +88,65 @@ def fallback_K(height: int, width: int, hfov_deg: float = DEFAULT_FALLBACK_HFOV_
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                           processing_resolution: int | None = None, seed: int | None = None,
                           output_uncertainty: bool = False,
-                          match_input_resolution: bool = True) -> MetricDepth:
+                          match_input_resolution: bool = True, sparse_m: np.ndarray | None = None,
+                          camera_height_m: float | None = None, ground_max_tilt_deg: float = 15.0,
+                          scale_filter=None) -> MetricDepth:
     """Run `estimator` on uint8 RGB (H, W, 3) and return metres for the camera `camera`.
 
     `camera` is the focal length fx (px) of `rgb` at its own size, a 3x3 K, or a CameraModel.
     The factor is fx at the processing width / the checkpoint's canonical focal (1.0 when the
     checkpoint has none).
+
+    Scale anchors (metricgold_core.scale), at most one: `sparse_m` (float32 metres, NaN = none,
+    any grid: scaled to the depth's), or `camera_height_m` (ground plane; metric models only).
+    `scale_filter` (a scale.ScaleFilter) carries the scale across frames; without a good fit
+    the last good scale is kept. Affine-invariant checkpoints give their linear [0, 1] output
+    (near = 0) and `relative=True` until a sparse fit anchors them.
     """
+    from . import scale as scale_mod
+
     height, width = rgb.shape[:2]
     fx = focal_px(camera)
     if not (math.isfinite(fx) and fx > 0):
         raise ValueError(f'fx must be a finite focal length > 0 px, got {fx}.')
+    relative = is_relative_model(estimator.model)
+    if relative and camera_height_m is not None:
+        raise ValueError('the ground_plane scale source needs a metric model; this checkpoint '
+                         'is affine-invariant (relative depth): use sparse_depth.')
     pred = estimator(rgb, steps=steps, processing_resolution=processing_resolution, seed=seed,
                      output_uncertainty=output_uncertainty,
                      match_input_resolution=match_input_resolution)
-    factor = processing_focal_factor(fx, width, pred.processing_hw[1],
-                                     estimator.model.canonical_focal_px)
-    depth, uncertainty = pred.depth, pred.uncertainty
-    if factor != 1.0:
-        depth = (depth * np.float32(factor)).astype(np.float32)
-        if uncertainty is not None:
-            uncertainty = (uncertainty * np.float32(factor)).astype(np.float32)
-    return MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
-                       focal_factor=float(factor))
+    if relative:
+        factor = 1.0
+        depth = np.asarray(pred.normalized, dtype=np.float32)
+        uncertainty = None
+    else:
+        factor = processing_focal_factor(fx, width, pred.processing_hw[1],
+                                         estimator.model.canonical_focal_px)
+        depth, uncertainty = pred.depth, pred.uncertainty
+        if factor != 1.0:
+            depth = (depth * np.float32(factor)).astype(np.float32)
+            if uncertainty is not None:
+                uncertainty = (uncertainty * np.float32(factor)).astype(np.float32)
+    out = MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
+                      focal_factor=float(factor), relative=relative)
+    if sparse_m is None and camera_height_m is None:
+        return out
+    if sparse_m is not None:
+        fit = scale_mod.fit_sparse(depth, np.asarray(sparse_m, np.float32), relative=relative)
+    else:
+        K = scale_intrinsics(camera_K(camera, height, width), (height, width), depth.shape)
+        fit = scale_mod.fit_ground_plane(depth, K, camera_height_m, ground_max_tilt_deg)
+    out.fit = fit
+    if scale_filter is not None:
+        s = scale_filter.update(fit)
+        t = scale_filter.shift
+    else:
+        s, t = (fit.scale, fit.shift) if fit.ok else (None, 0.0)
+    if s is None:   # no good fit yet: the model's own scale (relative stays relative)
+        return out
+    out.scale, out.shift, out.relative = float(s), float(t), False
+    out.depth = (depth * np.float32(s) + np.float32(t)).astype(np.float32)
+    if uncertainty is not None:
+        out.uncertainty = (uncertainty * np.float32(s)).astype(np.float32)
+    return out

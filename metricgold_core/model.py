@@ -44,6 +44,9 @@ def default_meta(codec: LogDepthCodec, processing_resolution: int) -> dict:
         'processing_resolution': int(processing_resolution),
         'canonical_focal_px': None,
         'training_data': None,
+        # 'metric_log' (the log codec's metres) or 'affine_invariant' (Marigold: linear [0, 1],
+        # near = 0, relative depth: published as depth/relative unless a scale source anchors it)
+        'depth_type': 'metric_log',
     }
 
 
@@ -208,8 +211,10 @@ class MetricGoldModel:
             meta = default_meta(codec, index.get('default_processing_resolution') or 768)
             meta['source'] = 'marigold'
             meta['affine_invariant'] = bool(index.get('scale_invariant', True))
+            meta['depth_type'] = 'affine_invariant' if meta['affine_invariant'] else 'metric_log'
             LOG.warning('%s has no %s: loading it as a Marigold checkpoint; its output is '
-                        'affine-invariant depth, not metres.', path, META_FILE)
+                        'affine-invariant (relative) depth, not metres: it needs a scale source '
+                        '(sparse depth) to give metres.', path, META_FILE)
 
         embedding = _load_or_compute_embedding(path)
         from .light_decoder import LightDepthHead

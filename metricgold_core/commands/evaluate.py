@@ -60,6 +60,15 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
     add_mode_argument(p)
+    p.add_argument('--sparse-points', type=int, default=0, metavar='N',
+                   help='scale source sparse_depth: N ground-truth pixels per frame (fixed seed, '
+                   'the depth-completion protocol) anchor the scale (0 = none)')
+    p.add_argument('--camera-height', default=None, metavar='M|gt',
+                   help="scale source ground_plane: the camera's height over the floor in "
+                   "metres, or `gt` for the dataset's true height (procedural scenes)")
+    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
+                   help='ground_plane: largest floor tilt from the camera down direction')
+    p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
     p.add_argument('--save-visuals', action='store_true',
                    help='write visuals/<frame>.png: RGB | prediction | ground truth | error')
     p.add_argument('--save-predictions', action='store_true',
@@ -122,7 +131,10 @@ def run(args) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    rows, failed, times = [], 0, []
+    rows, failed, times, fits = [], 0, [], []
+    if args.sparse_points and args.camera_height is not None:
+        LOG.error('--sparse-points and --camera-height are two scale sources: pass one.')
+        return 2
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
         try:
@@ -131,17 +143,22 @@ def run(args) -> int:
             LOG.error('skipping frame %d: %s', i, exc)
             failed += 1
             continue
+        anchor = scale_anchor(args, sample, i)
         out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                     processing_resolution=args.processing_resolution,
-                                    seed=args.seed)
+                                    seed=args.seed, **anchor)
         pred, factor, depth_pred = out.prediction, out.focal_factor, out.depth
+        if out.fit is not None:
+            fits.append(out.fit)
         times.append(pred.timings['total'])
         mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
         for mode in args.alignment:
             metrics = compute_metrics(depth_pred, sample['depth'], mask, min_depth, max_depth,
                                       alignment=mode)
             rows.append({'name': sample['name'], 'alignment': mode, **metrics,
-                         'focal_factor': factor, 'time_ms': pred.timings['total']})
+                         'focal_factor': factor, 'time_ms': pred.timings['total'],
+                         'anchor_scale': out.scale, 'anchor_ok': None if out.fit is None
+                         else out.fit.ok})
         stem = file_stem(sample['name'])
         if args.save_predictions:
             save_npy(out_dir / 'predictions' / f'{stem}.npy', depth_pred)
@@ -151,7 +168,7 @@ def run(args) -> int:
     summaries = {mode: aggregate([r for r in rows if r['alignment'] == mode])
                  for mode in args.alignment}
     columns = ['name', 'alignment', *METRICS, 'valid_pixels', 'scale', 'shift', 'focal_factor',
-               'time_ms']
+               'anchor_scale', 'anchor_ok', 'time_ms']
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction='ignore')
     writer.writeheader()
@@ -165,6 +182,10 @@ def run(args) -> int:
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
         'canonical_focal_px': model.canonical_focal_px,
+        'scale_source': 'sparse_depth' if args.sparse_points else
+        'ground_plane' if args.camera_height is not None else 'none',
+        'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
+        'scale_fits_failed': sum(1 for f in fits if not f.ok),
         'mean_time_ms': float(np.mean(times)) if times else None,
         'metrics': summaries,
         'date': time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -181,6 +202,37 @@ def run(args) -> int:
     if failed:
         LOG.error('%d of %d frames failed', failed, count)
     return 1 if failed else 0
+
+
+def sparse_sample(depth: np.ndarray, mask, count: int, seed: int) -> np.ndarray:
+    """float32 (H, W): `count` valid ground-truth pixels (fixed seed), NaN elsewhere."""
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(depth) & (depth > 0)
+    if mask is not None:
+        valid &= mask
+    index = np.flatnonzero(valid)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(index, min(count, index.size), replace=False) if index.size else index
+    out = np.full(depth.shape, np.nan, np.float32)
+    out.flat[pick] = depth.flat[pick]
+    return out
+
+
+def scale_anchor(args, sample: dict, index: int) -> dict:
+    """estimate_metric_depth keyword arguments for the scale source the arguments ask for."""
+    if args.sparse_points:
+        return {'sparse_m': sparse_sample(sample['depth'], sample.get('valid'),
+                                          args.sparse_points, args.sparse_seed + index)}
+    if args.camera_height is not None:
+        if args.camera_height == 'gt':
+            if 'camera_height_m' not in sample:
+                raise ValueError('--camera-height gt needs a dataset that knows the camera '
+                                 'height (procedural)')
+            height = sample['camera_height_m']
+        else:
+            height = float(args.camera_height)
+        return {'camera_height_m': height, 'ground_max_tilt_deg': args.ground_max_tilt}
+    return {}
 
 
 def visual_panel(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray,

@@ -152,7 +152,8 @@ def _corner_occlusion(p: np.ndarray, half: np.ndarray, height: float) -> np.ndar
 
 def render_scene(seed: int, height: int, width: int, kind: str | None = None) -> dict:
     """One procedural frame: `rgb` uint8 (H, W, 3), `depth` float32 (H, W) metres (NaN = sky),
-    `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor'.
+    `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor',
+    `camera_height_m` float (the eye's height over the floor / ground plane y = 0).
 
     Deterministic: the same (seed, height, width, kind) gives the same arrays.
     """
@@ -197,8 +198,10 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None) ->
     depth = depth.reshape(height, width).astype(np.float32)
     valid = valid.reshape(height, width)
     depth[~valid] = np.nan
+    # The floor / ground is the plane y = 0 (layouts.py), so the eye's y is the camera height.
     return {'rgb': rgb, 'depth': depth, 'valid': valid, 'K': K,
-            'name': f'procedural_{kind}_{seed}', 'kind': kind}
+            'name': f'procedural_{kind}_{seed}', 'kind': kind,
+            'camera_height_m': float(origin[1])}
 
 
 def _response_lut() -> np.ndarray:

@@ -1,0 +1,141 @@
+"""Scale anchors of metricgold_core.scale: sparse fits, ground plane, the cross-frame filter."""
+import math
+
+import numpy as np
+import pytest
+
+from metricgold_core import scale
+from metricgold_core.geometry import backproject, make_K
+
+
+def scene(h=60, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(1.0, 10.0, (h, w))).astype(np.float32)
+
+
+def sparse_of(depth, n, seed=0, outliers=0, noise=0.0):
+    rng = np.random.default_rng(seed)
+    out = np.full(depth.shape, np.nan, np.float32)
+    idx = rng.choice(depth.size, n, replace=False)
+    vals = depth.flat[idx] * (1 + noise * rng.standard_normal(n))
+    if outliers:
+        vals[:outliers] = rng.uniform(0.1, 100.0, outliers)
+    out.flat[idx] = vals
+    return out
+
+
+def test_metric_scale_is_robust_to_outliers():
+    gt = scene()
+    pred = gt / 2.5
+    fit = scale.fit_sparse(pred, sparse_of(gt, 200, outliers=60, noise=0.01))
+    assert fit.ok and fit.points == 200
+    assert fit.scale == pytest.approx(2.5, rel=0.01) and fit.shift == 0.0
+    assert fit.residual < 0.03
+
+
+def test_relative_scale_and_shift_in_the_model_output_space():
+    gt = scene()
+    rel = (gt - 1.0) / 9.0          # linear [0, 1], near = 0
+    fit = scale.fit_sparse(rel, sparse_of(gt, 300, outliers=50, noise=0.005), relative=True)
+    assert fit.ok
+    assert fit.scale == pytest.approx(9.0, rel=0.02) and fit.shift == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize('values', [np.nan, -3.0, 1e9, 0.0])
+def test_garbage_sparse_values_give_no_fit_and_no_non_finite_scale(values):
+    pred = scene()
+    fit = scale.fit_sparse(pred, np.full(pred.shape, values, np.float32))
+    assert not fit.ok and fit.points == 0 and math.isfinite(fit.scale)
+    filt = scale.ScaleFilter(0.5)
+    assert filt.update(fit) is None and filt.rejected == 1
+
+
+def test_too_few_points_keep_the_last_good_scale():
+    gt = scene()
+    filt = scale.ScaleFilter(0.0)
+    assert filt.update(scale.fit_sparse(gt / 2, sparse_of(gt, 100))) == pytest.approx(2.0)
+    assert filt.update(scale.fit_sparse(gt / 3, sparse_of(gt, 3))) == pytest.approx(2.0)
+    assert filt.rejected == 1
+
+
+def test_sparse_image_of_another_size_is_registered_nearest():
+    gt = scene(60, 80)
+    small = scale.register_to(gt, (30, 40))   # every other pixel
+    np.testing.assert_array_equal(small, gt[::2, ::2][:30, :40] * 0 + small)
+    sparse = np.full((30, 40), np.nan, np.float32)
+    sparse[::3, ::3] = gt[::6, ::6]
+    up = scale.register_to(sparse, (60, 80))
+    assert up.shape == (60, 80) and np.nanmax(np.abs(up[::2, ::2] - sparse)) == 0
+    big = np.full((120, 160), np.nan, np.float32)
+    big[5, 7], big[100, 150] = 3.0, 4.0
+    down = scale.register_to(big, (60, 80))
+    assert down[2, 3] == 3.0 and down[50, 75] == 4.0 and np.isfinite(down).sum() == 2
+    fit = scale.fit_sparse(gt / 2, scale.register_to(sparse_of(gt, 400)[::1, ::1], (60, 80)))
+    assert fit.ok
+
+
+def test_16uc1_millimetres_and_32fc1_zero_is_none():
+    mm = np.array([[0, 1500], [65535, 250]], np.uint16)
+    m = scale.sparse_to_metres(mm, '16UC1')
+    assert np.isnan(m[0, 0]) and m[0, 1] == pytest.approx(1.5) and m[1, 1] == pytest.approx(0.25)
+    f = scale.sparse_to_metres(np.array([[0.0, 2.0]], np.float32))
+    assert np.isnan(f[0, 0]) and f[0, 1] == 2.0
+
+
+def floor_depth(h=120, w=160, height=1.4, pitch_deg=-10.0):
+    """Z-depth of a camera at `height` over a floor, pitched down; far wall at 8 m."""
+    K = make_K(120.0, 120.0, (w - 1) / 2, (h - 1) / 2)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    ry = (v - K[1, 2]) / K[1, 1]
+    p = math.radians(-pitch_deg)          # looking down: rays rotate towards the floor
+    # camera y (down) in world = cos p * ry + sin p * 1 (for z = 1 along the ray)
+    down = ry * math.cos(p) + math.sin(p)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        z = np.where(down > 1e-6, height / down, np.inf)
+    return np.minimum(z, 8.0).astype(np.float32), K
+
+
+def test_ground_plane_scale_from_the_camera_height():
+    depth, K = floor_depth()
+    fit = scale.fit_ground_plane(depth / 2.0, K, 1.4, max_tilt_deg=20.0)
+    assert fit.ok and fit.points > 100
+    assert fit.scale == pytest.approx(2.0, rel=0.02)
+    # a floor tilted beyond the bound is refused
+    assert not scale.fit_ground_plane(depth, K, 1.4, max_tilt_deg=5.0).ok
+    assert not scale.fit_ground_plane(depth, K, float('nan')).ok
+    pts = backproject(depth, K)
+    assert np.isfinite(pts).any()
+
+
+def test_filter_smooths_in_log_space_and_rejects_one_bad_frame():
+    filt = scale.ScaleFilter(smoothing=0.8, reject_log=0.3, reset_after=3)
+    ok = lambda s: scale.ScaleFit(scale=s, ok=True, residual=0.01, points=100)
+    assert filt.update(ok(2.0)) == pytest.approx(2.0)
+    assert filt.update(ok(2.2)) == pytest.approx(math.exp(0.8 * math.log(2) + 0.2 * math.log(2.2)))
+    before = filt.scale
+    assert filt.update(ok(20.0)) == pytest.approx(before) and filt.rejected == 1
+    filt.update(ok(20.0))
+    assert filt.update(ok(20.0)) == pytest.approx(20.0)   # the scene really changed
+
+
+def test_procedural_camera_height_is_the_floor_distance_of_the_true_depth():
+    from metricgold_core.data.procedural import render_scene
+    good = 0
+    for seed in range(6):
+        s = render_scene(seed, 96, 128, 'indoor')
+        fit = scale.fit_ground_plane(s['depth'], s['K'], s['camera_height_m'], 30.0)
+        good += fit.ok and abs(fit.scale - 1.0) < 0.05
+    assert good >= 4
+
+
+def test_evaluate_with_sparse_points_and_true_camera_height(tmp_path, tiny_checkpoint):
+    import json
+    from metricgold_core.cli import main
+    for opts in (['--sparse-points', '200'], ['--camera-height', 'gt']):
+        out = tmp_path / opts[0]
+        assert main(['evaluate', '--checkpoint', str(tiny_checkpoint), '--dataset',
+                     'procedural', '--count', '2', '--size', '48', '64', '--output', str(out),
+                     '--processing-resolution', '64', '--device', 'cpu', '--no-progress',
+                     *opts]) == 0
+        summary = json.loads((out / 'summary.json').read_text())
+        assert summary['scale_source'] in ('sparse_depth', 'ground_plane')
