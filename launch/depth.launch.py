@@ -21,11 +21,15 @@ def generate_launch_description():
     default_params = os.path.join(get_package_share_directory(PACKAGE), 'config', 'depth.yaml')
     image = LaunchConfiguration('image')
     camera_info = LaunchConfiguration('camera_info')
+    sparse_depth = LaunchConfiguration('sparse_depth')
     return LaunchDescription([
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
                               description='Camera image topic (sensor_msgs/Image).'),
         DeclareLaunchArgument('camera_info', default_value='/camera/camera_info',
                               description='CameraInfo topic of that camera.'),
+        DeclareLaunchArgument('sparse_depth', default_value='sparse_depth',
+                              description='Sparse metric depth registered to the image '
+                              '(sensor_msgs/Image), used when scale_source is sparse_depth.'),
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='Node parameters (YAML).'),
         DeclareLaunchArgument('namespace', default_value='',
@@ -38,7 +42,8 @@ def generate_launch_description():
             parameters=[LaunchConfiguration('params_file')],
             # image/compressed follows image, as image_transport names it.
             remappings=[('image', image), ('camera_info', camera_info),
-                        ('image/compressed', [image, '/compressed'])],
+                        ('image/compressed', [image, '/compressed']),
+                        ('sparse_depth', sparse_depth)],
             output='screen',
             emulate_tty=True,
         ),

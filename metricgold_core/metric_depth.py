@@ -131,18 +131,22 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
     out = MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
                       focal_factor=float(factor), relative=relative)
     if sparse_m is None and camera_height_m is None:
-        return out
-    if sparse_m is not None:
+        if scale_filter is None or scale_filter.scale is None:
+            return out
+        # no measurement this frame (a late or lost sparse image): keep the last good scale
+        fit, s, t = None, scale_filter.scale, scale_filter.shift
+    elif sparse_m is not None:
         fit = scale_mod.fit_sparse(depth, np.asarray(sparse_m, np.float32), relative=relative)
     else:
         K = scale_intrinsics(camera_K(camera, height, width), (height, width), depth.shape)
         fit = scale_mod.fit_ground_plane(depth, K, camera_height_m, ground_max_tilt_deg)
-    out.fit = fit
-    if scale_filter is not None:
-        s = scale_filter.update(fit)
-        t = scale_filter.shift
-    else:
-        s, t = (fit.scale, fit.shift) if fit.ok else (None, 0.0)
+    if fit is not None:
+        out.fit = fit
+        if scale_filter is not None:
+            s = scale_filter.update(fit)
+            t = scale_filter.shift
+        else:
+            s, t = (fit.scale, fit.shift) if fit.ok else (None, 0.0)
     if s is None:   # no good fit yet: the model's own scale (relative stays relative)
         return out
     out.scale, out.shift, out.relative = float(s), float(t), False

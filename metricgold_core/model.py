@@ -212,9 +212,15 @@ class MetricGoldModel:
             meta['source'] = 'marigold'
             meta['affine_invariant'] = bool(index.get('scale_invariant', True))
             meta['depth_type'] = 'affine_invariant' if meta['affine_invariant'] else 'metric_log'
-            LOG.warning('%s has no %s: loading it as a Marigold checkpoint; its output is '
-                        'affine-invariant (relative) depth, not metres: it needs a scale source '
-                        '(sparse depth) to give metres.', path, META_FILE)
+            if meta['affine_invariant']:
+                LOG.warning('%s has no %s: loading it as a Marigold checkpoint; its output is '
+                            'affine-invariant (relative) depth, not metres: it needs a scale '
+                            'source (sparse depth) to give metres.', path, META_FILE)
+            else:
+                LOG.warning('%s has no %s: loading it as a Marigold-layout checkpoint whose '
+                            'model_index.json says scale_invariant: false; decoding it with the '
+                            'default log codec (%g..%g m).', path, META_FILE, codec.d_min,
+                            codec.d_max)
 
         embedding = _load_or_compute_embedding(path)
         from .light_decoder import LightDepthHead

@@ -39,6 +39,15 @@ RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
 BUILTIN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 
 
+class SparseEntry:
+    """A received sparse_depth image (float32 metres, NaN = none) for the stamp cache."""
+
+    def __init__(self, metres):
+        self.metres = metres
+        self.model = self   # the cache keys its per-size entries by .model.height / .width
+        self.height, self.width = metres.shape[:2]
+
+
 class StartupError(RuntimeError):
     """The node cannot start as configured (message says what to change)."""
 
@@ -67,7 +76,11 @@ class DepthNode(Node):
             'image/compressed' if compressed else 'image':
                 (CompressedImage if compressed else Image, self._on_image, 2),
             'camera_info': (CameraInfo, self._on_camera_info, 10),
+            'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
+        self.sparse = CameraInfoCache(10)   # sparse_depth images by stamp (SparseEntry)
+        self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
+        self.relative_pub = self.create_publisher(Image, 'depth/relative', out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None
@@ -86,6 +99,7 @@ class DepthNode(Node):
             f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
             f'({self.model_facts["dtype"]}, {self.model_facts["mode"]} mode), listening on '
             f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
+        self._say_scale_source(self.cfg)
 
     # ------------------------------------------------------------------ set-up
 
@@ -124,6 +138,8 @@ class DepthNode(Node):
                  'canonical_focal_px': model.canonical_focal_px,
                  'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1],
                  'mode': self.cfg['mode']}
+        from metricgold_core.metric_depth import is_relative_model
+        facts['depth_type'] = 'affine_invariant' if is_relative_model(model) else 'metric'
         return estimator, facts
 
     def _update_subscriptions(self) -> None:
@@ -145,7 +161,7 @@ class DepthNode(Node):
                              reliability=RELIABILITY[wanted])
             self._subscriptions_by_topic[topic] = (
                 self.create_subscription(msg_type, topic, callback, qos), wanted)
-            if msg_type is not CameraInfo:
+            if callback == self._on_image:
                 self.stats.set(input_reliability=wanted)
 
     def _wanted_reliability(self, topic: str, current: str | None) -> str:
@@ -195,6 +211,54 @@ class DepthNode(Node):
         self.infos.add(stamp_ns, InfoEntry(msg, model))
         self.stats.count('camera_info_received')
 
+    def _on_sparse_depth(self, msg: Image) -> None:
+        from metricgold_core.ros_messages import image_to_array
+        from metricgold_core.scale import sparse_to_metres
+
+        if msg.encoding not in ('32FC1', '16UC1', 'mono16'):
+            self._bad_input(BadInput('sparse_depth_encoding', f'sparse_depth must be 32FC1 '
+                                     f'(m) or 16UC1 (mm), got {msg.encoding!r}'))
+            return
+        try:
+            metres = sparse_to_metres(image_to_array(msg)[..., 0], msg.encoding)
+        except Exception as exc:   # malformed message (step, size): never fatal
+            self._bad_input(BadInput('sparse_depth', f'unreadable sparse_depth image: {exc}'))
+            return
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.sparse.add(stamp_ns, SparseEntry(metres))
+        self.stats.count('sparse_depth_received')
+
+    def _sparse_for(self, frame: Frame, cfg: dict):
+        """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest)."""
+        entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
+        if entry is None:
+            entry = self.sparse.latest
+            if entry is None:
+                self.stats.count('sparse_depth_missing')
+                self._log_throttled('sparse_missing', 'scale_source is sparse_depth but no '
+                                    'sparse_depth image has arrived: keeping the last good '
+                                    'scale')
+                return None
+            self.stats.count('sparse_depth_unmatched')
+        return entry.metres
+
+    def _say_scale_source(self, cfg: dict) -> None:
+        """Log (and keep for diagnostics) why the outputs are what they are."""
+        relative = self.model_facts['depth_type'] == 'affine_invariant'
+        source, warning = cfg['scale_source'], ''
+        if relative and source == 'none':
+            warning = ('the checkpoint is affine-invariant (relative depth) and scale_source is '
+                       'none: publishing depth/relative only, no depth or points (set '
+                       'scale_source to sparse_depth for metres)')
+        elif relative and source == 'ground_plane':
+            warning = ('scale_source ground_plane needs a metric model; this checkpoint is '
+                       'affine-invariant: publishing depth/relative only (use sparse_depth)')
+        elif source == 'ground_plane' and not cfg['camera_height_m'] > 0:
+            warning = 'scale_source ground_plane needs camera_height_m > 0: using the model scale'
+        self.stats.set(scale_warning=warning, scale_source=source)
+        if warning:
+            self.get_logger().warning(warning)
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         config = dict(self.cfg)
         try:
@@ -204,7 +268,10 @@ class DepthNode(Node):
             check_consistency(config)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        changed = any(config[k] != self.cfg[k] for k in ('scale_source', 'camera_height_m'))
         self.cfg = config   # one assignment: the worker sees the old or the new set, never half
+        if changed:
+            self._say_scale_source(config)
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
@@ -275,18 +342,25 @@ class DepthNode(Node):
         want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
         from metricgold_core.metric_depth import estimate_metric_depth
 
+        anchor, scale_filter = self._anchor(frame, cfg)
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
             output_uncertainty=want_uncertainty,
-            match_input_resolution=cfg['depth_resolution'] == 'input')
+            match_input_resolution=cfg['depth_resolution'] == 'input',
+            scale_filter=scale_filter, **anchor)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
         publish_s = time.monotonic()
 
         depth, uncertainty = out.depth, out.uncertainty
         model = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
-        self.outputs.publish(frame.header, depth, model, source_info, rgb, uncertainty, cfg)
+        if out.relative:   # unitless: never on `depth` or `points`
+            from metricgold_ros.conversions import array_to_image
+            self.relative_pub.publish(array_to_image(depth, '32FC1', frame.header))
+        else:
+            self.outputs.publish(frame.header, depth, model, source_info, rgb, uncertainty, cfg)
+        self._scale_stats(out, cfg, scale_filter)
 
         done_s = time.monotonic()
         self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms +
@@ -298,6 +372,40 @@ class DepthNode(Node):
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
                        else float('nan'), focal_rescale=round(factor, 4))
+
+    def _anchor(self, frame: Frame, cfg: dict):
+        """(estimate_metric_depth anchor arguments, ScaleFilter or None) for this frame."""
+        from metricgold_core.scale import ScaleFilter
+
+        source = cfg['scale_source']
+        relative = self.model_facts['depth_type'] == 'affine_invariant'
+        if source == 'none' or (source == 'ground_plane' and
+                                (relative or not cfg['camera_height_m'] > 0)):
+            return {}, None
+        key = (source, cfg['scale_smoothing'], cfg['camera_height_m'])
+        if self._scale_filter is None or self._scale_filter[0] != key:
+            self._scale_filter = (key, ScaleFilter(cfg['scale_smoothing']))
+        scale_filter = self._scale_filter[1]
+        if source == 'sparse_depth':
+            sparse = self._sparse_for(frame, cfg)
+            return ({} if sparse is None else {'sparse_m': sparse}), scale_filter
+        return {'camera_height_m': cfg['camera_height_m'],
+                'ground_max_tilt_deg': cfg['ground_max_tilt_deg']}, scale_filter
+
+    def _scale_stats(self, out, cfg: dict, scale_filter) -> None:
+        fit = out.fit
+        if fit is not None and not fit.ok:
+            self._log_throttled('scale_fit', f'scale fit rejected ({fit.reason}): keeping the '
+                                'last good scale')
+        if scale_filter is not None:   # bad fits and outliers the filter rejected
+            new = scale_filter.rejected - getattr(scale_filter, 'reported', 0)
+            scale_filter.reported = scale_filter.rejected
+            if new:
+                self.stats.count('scale_rejected', new)
+        self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
+                       scale_points=0 if fit is None else fit.points,
+                       scale_residual=float('nan') if fit is None else fit.residual,
+                       output='depth/relative' if out.relative else 'depth')
 
     def _rectify(self, rgb, source_info, cfg: dict):
         """(image, camera_info) in the rectified geometry of P when the input needs it.

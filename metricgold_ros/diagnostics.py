@@ -99,6 +99,16 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'rectify_unknown_model': counts['rectify_unknown_model'],
         'rectify_unsupported': counts['rectify_unsupported'],
         'focal_rescale': last.get('focal_rescale', 1.0),
+        'scale_source': last.get('scale_source', 'none'),
+        'scale': last.get('scale', 1.0),
+        'shift': last.get('shift', 0.0),
+        'scale_points': last.get('scale_points', 0),
+        'scale_residual': last.get('scale_residual', float('nan')),
+        'scale_rejected': counts['scale_rejected'],
+        'sparse_depth_received': counts['sparse_depth_received'],
+        'sparse_depth_unmatched': counts['sparse_depth_unmatched'],
+        'sparse_depth_missing': counts['sparse_depth_missing'],
+        'output': last.get('output', '-'),
     }
     values.update(static)
     for kind in sorted(bad):
@@ -119,6 +129,8 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     if last.get('rectify') in ('unknown_model', 'unsupported'):
         problems.append((DiagnosticStatus.WARN, 'camera_info distortion not rectifiable: '
                          'outputs are in the raw image geometry'))
+    if last.get('scale_warning'):
+        problems.append((DiagnosticStatus.WARN, last['scale_warning']))
     level = max((lvl for lvl, _ in problems), default=DiagnosticStatus.OK)
     message = '; '.join(text for _, text in problems) or 'ok'
     status = DiagnosticStatus(level=level, name=STATUS_NAME, message=message,

@@ -19,6 +19,7 @@ CHOICES = {
     'output_reliability': ('reliable', 'best_effort'),
     'depth_resolution': ('input', 'processing'),
     'steps': ('auto', '1', '2'),
+    'scale_source': ('none', 'sparse_depth', 'ground_plane'),
 }
 
 
@@ -93,6 +94,19 @@ PARAMETERS = (
          (0.0, 10000.0)),
     Spec('publish_uncertainty', False, 'Publish depth/uncertainty (|2-step - 1-step| depth, '
          'm) on frames run with 2 steps.'),
+    # Metric scale (DESIGN.md section 8).
+    Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
+         'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
+         '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image) or ground_plane '
+         '(camera_height_m over a fitted floor; metric models only).'),
+    Spec('sparse_depth_wait_ms', 50.0, 'How long a frame waits for the sparse_depth image with '
+         'its exact stamp before the newest one is used.', (0.0, 1000.0)),
+    Spec('camera_height_m', 0.0, 'ground_plane: height of the camera over the floor / road '
+         '(m).', (0.0, 1000.0)),
+    Spec('ground_max_tilt_deg', 15.0, 'ground_plane: largest angle between the floor normal '
+         'and the camera down direction.', (0.0, 89.0)),
+    Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
+         'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
 

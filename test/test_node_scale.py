@@ -1,0 +1,162 @@
+"""The node as a real process with an affine-invariant checkpoint: depth/relative only without a
+scale source; sparse_depth anchoring (other sizes, missing/late, garbage values)."""
+import itertools
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from metricgold_ros.conversions import image_to_array
+from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
+from node_harness import pick_domain_id, ros_env, wait_until, write_params
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+RES = 64
+STAMPS = itertools.count(1_680_000_000 * 10 ** 9, 40_000_000)
+
+
+class ScaleClient(Client):
+    OUTPUTS = {**Client.OUTPUTS, 'depth/relative': 'Image'}
+
+    def __init__(self, domain_id):
+        super().__init__(domain_id)
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        self.sparse_pub = self.node.create_publisher(
+            Image, '/test/sparse_depth', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+
+
+@pytest.fixture(scope='module')
+def rig(tmp_path_factory, tiny_checkpoint, shared_data):
+    tmp = tmp_path_factory.mktemp('node_scale')
+    ckpt = tmp / 'relative'
+    shutil.copytree(tiny_checkpoint, ckpt)
+    meta = json.loads((ckpt / 'metricgold.json').read_text())
+    meta['depth_type'] = 'affine_invariant'
+    (ckpt / 'metricgold.json').write_text(json.dumps(meta))
+    params = write_params(tmp / 'params.yaml', {
+        'checkpoint': str(ckpt), 'steps': '1', 'processing_resolution': RES,
+        'min_processing_resolution': RES, 'max_latency_ms': 60000.0,
+        'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 500.0,
+        'sparse_depth_wait_ms': 500.0, 'torch_threads': 1})
+    domain = pick_domain_id()
+    node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
+    client = ScaleClient(domain)
+    rgbs, intr = load_sequence(shared_data / 'real' / 'redwood', 1)
+    rig = Rig(node, client, rgbs[0], intr)
+    try:
+        assert wait_until(lambda: rig.send(wait='depth/relative', timeout_s=2.0), 120.0,
+                          period_s=0.0), node.log()
+        yield rig
+    finally:
+        client.close()
+        code = node.stop()
+        print(node.log()[-3000:])
+    assert code == 0
+
+
+class Rig:
+    def __init__(self, node, client, rgb, intr):
+        self.node, self.client, self.rgb, self.intr = node, client, rgb, intr
+
+    def send(self, sparse=None, encoding='32FC1', wait='depth', timeout_s=20.0,
+             sparse_stamp_offset=0):
+        stamp = next(STAMPS)
+        self.client.info_pub.publish(camera_info_msg(self.intr, stamp))
+        if sparse is not None:
+            self.client.sparse_pub.publish(image_msg(sparse, encoding,
+                                                     stamp + sparse_stamp_offset))
+        msg = image_msg(self.rgb, 'rgb8', stamp)
+        self.client.image_pub.publish(msg)
+        if wait is None:
+            return msg.header
+        return self.client.wait_output(wait, msg.header.stamp, timeout_s)
+
+    def set(self, name, value):
+        result = self.client.set_parameter(name, value)
+        assert result.successful, result.reason
+
+
+def array(msg):
+    assert msg.encoding == '32FC1'
+    return image_to_array(msg)[..., 0].astype(np.float64)
+
+
+def sparse_from(target, n=500, seed=0, shape=None):
+    rng = np.random.default_rng(seed)
+    out = np.full(target.shape, np.nan, np.float32)
+    idx = rng.choice(target.size, n, replace=False)
+    out.flat[idx] = target.flat[idx]
+    if shape is not None:   # the same measurements on a coarser grid (nearest)
+        rows = (np.arange(shape[0]) + 0.5) * target.shape[0] / shape[0]
+        cols = (np.arange(shape[1]) + 0.5) * target.shape[1] / shape[1]
+        out = target[rows.astype(int)[:, None], cols.astype(int)[None, :]].astype(np.float32)
+        mask = rng.random(shape) < n / (shape[0] * shape[1])
+        out[~mask] = np.nan
+    return out
+
+
+def test_relative_model_publishes_depth_relative_only(rig):
+    rig.client.clear()
+    header = rig.send(wait=None)
+    rel = rig.client.wait_output('depth/relative', header.stamp, 20.0)
+    assert rel is not None, rig.node.log()
+    r = array(rel)
+    assert r.shape == (480, 640) and np.nanmin(r) >= 0 and np.nanmax(r) <= 1
+    assert rig.client.by_stamp('depth', header.stamp) is None
+    assert rig.client.by_stamp('points', header.stamp) is None
+    diag = rig.client.fresh_diagnostics()
+    assert diag['depth_type'] == 'affine_invariant' and diag['output'] == 'depth/relative'
+    assert 'depth/relative' in diag['_message']
+    assert 'publishing depth/relative only' in rig.node.log()
+    rig.relative = r
+
+
+def test_sparse_depth_anchors_scale_and_shift(rig):
+    target = 3.0 * rig.relative + 1.0          # metres of this scene, by construction
+    rig.set('scale_source', 'sparse_depth')
+    depth_msg = rig.send(sparse_from(target))
+    assert depth_msg is not None, rig.node.log()
+    depth = array(depth_msg)
+    diag = rig.client.fresh_diagnostics()
+    assert diag['scale_source'] == 'sparse_depth' and int(diag['scale_points']) >= 400
+    residual = float(diag['scale_residual'])
+    np.testing.assert_allclose(depth, target, rtol=max(1e-3, 3 * residual), atol=1e-3)
+    assert float(diag['scale']) == pytest.approx(3.0, rel=1e-2)
+    assert float(diag['shift']) == pytest.approx(1.0, abs=2e-2)
+
+    # sparse image on another grid (a 320x240 ToF), and 16UC1 millimetres
+    coarse = sparse_from(target, 400, seed=1, shape=(240, 320))
+    depth = array(rig.send(coarse))
+    np.testing.assert_allclose(depth, target, rtol=5e-2, atol=1e-2)
+    mm = np.nan_to_num(coarse * 1000.0, nan=0.0).round().astype(np.uint16)
+    depth = array(rig.send(mm, encoding='16UC1'))
+    np.testing.assert_allclose(depth, target, rtol=5e-2, atol=1e-2)
+
+
+def test_missing_late_and_garbage_sparse_keep_a_finite_scale(rig):
+    before = rig.client.fresh_diagnostics()
+    # no sparse image with this stamp: bounded wait, then the newest one is used
+    assert rig.send(None) is not None
+    # a late one (stamp of an older frame)
+    target = 3.0 * rig.relative + 1.0
+    assert rig.send(sparse_from(target), sparse_stamp_offset=-10 ** 9) is not None
+    for garbage in (np.full(target.shape, np.nan, np.float32),
+                    np.full(target.shape, -2.0, np.float32),
+                    np.full(target.shape, 1e9, np.float32),
+                    np.zeros(target.shape, np.float32)):
+        msg = rig.send(garbage)
+        assert msg is not None, rig.node.log()
+        assert np.isfinite(array(msg)).mean() > 0.9
+    assert rig.node.alive()
+    diag = rig.client.fresh_diagnostics()
+    assert math.isfinite(float(diag['scale'])) and float(diag['scale']) > 0
+    assert int(diag['scale_rejected']) >= int(before['scale_rejected']) + 4
+    assert int(diag['sparse_depth_unmatched']) >= int(before['sparse_depth_unmatched']) + 1
+    # ground_plane is refused for a relative model: back to depth/relative, and it says so
+    rig.set('scale_source', 'ground_plane')
+    assert rig.send(wait='depth/relative') is not None
+    assert 'needs a metric model' in rig.client.fresh_diagnostics()['_message']
+    rig.set('scale_source', 'none')
