@@ -20,7 +20,7 @@ import numpy as np
 
 SOURCES = ('none', 'sparse_depth', 'ground_plane')
 MIN_POINTS = 8              # fewer valid sparse pixels than this: no fit
-MAX_LOG_RESIDUAL = 0.5      # robust spread of log(ref / (s pred)) above this: a bad fit
+MAX_LOG_RESIDUAL = 1.0      # robust spread of log(ref / (s pred)) above this: a bad fit
 MAX_SPARSE_DEPTH_M = 1000.0  # sparse values above this (or <= 0, NaN) are not measurements
 TUKEY_C = 4.685
 IRLS_ITERATIONS = 10
@@ -63,6 +63,26 @@ def sparse_to_metres(array: np.ndarray, encoding: str = '32FC1') -> np.ndarray:
     else:
         out = array.astype(np.float32, copy=True)
     out[~valid_sparse(out)] = np.nan
+    return out
+
+
+def project_points(points_cam: np.ndarray, K: np.ndarray, shape_hw: tuple) -> np.ndarray:
+    """A sparse depth image (float32 metres, NaN = none) from 3-D points in the camera's optical
+    frame (x right, y down, z forward; e.g. a lidar scan transformed with TF), projected with
+    the pinhole K (P's 3x3 for a rectified image). Where several points land in one pixel the
+    nearest wins; points behind the camera or outside the image are dropped."""
+    h, w = shape_hw
+    pts = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    with np.errstate(invalid='ignore'):
+        pts = pts[np.isfinite(pts).all(axis=1) & (pts[:, 2] > 1e-6)]
+    u = np.floor(K[0, 0] * pts[:, 0] / pts[:, 2] + K[0, 1] * pts[:, 1] / pts[:, 2] + K[0, 2]
+                 + 0.5).astype(np.int64)
+    v = np.floor(K[1, 1] * pts[:, 1] / pts[:, 2] + K[1, 2] + 0.5).astype(np.int64)
+    keep = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    u, v, z = u[keep], v[keep], pts[keep, 2].astype(np.float32)
+    out = np.full((h, w), np.inf, np.float32)
+    np.minimum.at(out, (v, u), z)
+    out[~np.isfinite(out)] = np.nan
     return out
 
 
@@ -236,7 +256,7 @@ class ScaleFilter:
     really changed: start again from the new scale).
     """
 
-    def __init__(self, smoothing: float = 0.0, reject_log: float = 0.3, reset_after: int = 5):
+    def __init__(self, smoothing: float = 0.0, reject_log: float = 0.3, reset_after: int = 2):
         self.smoothing = float(smoothing)
         self.reject_log = reject_log
         self.reset_after = reset_after

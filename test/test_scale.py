@@ -139,3 +139,22 @@ def test_evaluate_with_sparse_points_and_true_camera_height(tmp_path, tiny_check
                      *opts]) == 0
         summary = json.loads((out / 'summary.json').read_text())
         assert summary['scale_source'] in ('sparse_depth', 'ground_plane')
+
+
+def test_project_points_makes_a_sparse_image_that_back_projects_to_the_points():
+    from metricgold_core.geometry import make_K
+    K = make_K(100.0, 100.0, 63.5, 47.5)
+    rng = np.random.default_rng(0)
+    pts = np.stack([rng.uniform(-2, 2, 300), rng.uniform(-1.5, 1.5, 300),
+                    rng.uniform(1, 10, 300)], axis=1)
+    behind = np.array([[0.0, 0.0, -3.0], [np.nan, 0.0, 2.0], [50.0, 0.0, 1.0]])
+    sparse = scale.project_points(np.concatenate([pts, behind]), K, (96, 128))
+    assert sparse.shape == (96, 128) and sparse.dtype == np.float32
+    v, u = np.nonzero(np.isfinite(sparse))
+    assert 0 < len(u) <= 300
+    # every measured pixel holds the nearest point that projects into it
+    pu = np.floor(100.0 * pts[:, 0] / pts[:, 2] + 63.5 + 0.5).astype(int)
+    pv = np.floor(100.0 * pts[:, 1] / pts[:, 2] + 47.5 + 0.5).astype(int)
+    for y, x in zip(v, u):
+        hits = pts[(pu == x) & (pv == y), 2]
+        assert sparse[y, x] == pytest.approx(hits.min(), rel=1e-6)

@@ -1,4 +1,9 @@
-"""`metricgold infer`: images -> <stem>_depth.npy (m), _depth.png (uint16 mm), _colored.png."""
+"""`metricgold infer`: images -> <stem>_depth.npy (m), _depth.png (uint16 mm), _colored.png.
+
+An affine-invariant checkpoint (Marigold) without a scale anchor gives relative depth, written
+as <stem>_relative.npy (unitless, linear [0, 1], near = 0) and <stem>_relative_colored.png; with
+--sparse-depth it is anchored to metres like a metric one (--camera-height needs a metric model).
+"""
 from __future__ import annotations
 
 import logging
@@ -34,8 +39,46 @@ def add_parser(sub, name: str) -> None:
                    help='horizontal field of view of the camera, when there is no '
                    f'--intrinsics file (default: {DEFAULT_FALLBACK_HFOV_DEG:g} deg, the '
                    "node's fallback_hfov_deg)")
+    p.add_argument('--sparse-depth', nargs='+', default=None, metavar='FILE',
+                   help='sparse metric depth registered to the image(s) that anchors the scale: '
+                   '.npy float metres (NaN or 0 = no measurement) or a 16-bit PNG in '
+                   'millimetres (0 = none), on any grid (scaled to the image); one file for all '
+                   'images or one per image, in order')
+    p.add_argument('--camera-height', type=float, default=None, metavar='M',
+                   help='height of the camera over a visible floor / road (m): the scale comes '
+                   'from a fitted ground plane (metric checkpoints only)')
+    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
+                   help='--camera-height: largest angle between the floor normal and the '
+                   "camera's down direction (default 15)")
     add_mode_argument(p)
     p.set_defaults(func=run)
+
+
+def read_sparse_depth(path) -> np.ndarray:
+    """float32 metres (NaN = none) from a .npy (metres) or a 16-bit PNG (millimetres)."""
+    from ..scale import sparse_to_metres
+
+    path = Path(path)
+    if path.suffix.lower() == '.npy':
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f'cannot read sparse depth {path}: {exc}') from exc
+        encoding = '16UC1' if array.dtype == np.uint16 else '32FC1'
+    else:
+        import cv2
+
+        array = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+        if array is None:
+            raise ValueError(f'cannot read sparse depth {path} (not an image or missing)')
+        if array.dtype != np.uint16:
+            raise ValueError(f'sparse depth {path} must be a 16-bit PNG in millimetres, got '
+                             f'{array.dtype}')
+        encoding = '16UC1'
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f'sparse depth {path} must be one 2-D depth image, got shape '
+                         f'{array.shape} {array.dtype}')
+    return sparse_to_metres(array, encoding)
 
 
 def camera_fx(args, height: int, width: int, intrinsics: dict | None) -> tuple[float, str]:
@@ -54,7 +97,7 @@ def camera_fx(args, height: int, width: int, intrinsics: dict | None) -> tuple[f
 
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
-    from ..metric_depth import estimate_metric_depth
+    from ..metric_depth import estimate_metric_depth, is_relative_model
     from ..model import load_default_or
     from ..pipeline import DepthEstimator
     from ..visualize import colorize_depth
@@ -70,7 +113,28 @@ def run(args) -> int:
     elif args.hfov is not None and not 0.0 < args.hfov < 180.0:
         LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
         return 2
+    sparse = None
+    if args.sparse_depth is not None and args.camera_height is not None:
+        LOG.error('give one scale anchor: --sparse-depth or --camera-height, not both.')
+        return 2
+    if args.sparse_depth is not None:
+        if len(args.sparse_depth) not in (1, len(args.images)):
+            LOG.error('--sparse-depth takes one file for all images or one per image (%d '
+                      'images, %d files).', len(args.images), len(args.sparse_depth))
+            return 2
+        try:
+            sparse = [read_sparse_depth(f) for f in args.sparse_depth]
+        except ValueError as exc:
+            LOG.error('%s', exc)
+            return 2
+    if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
+        LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
+        return 2
     model = load_default_or(args.checkpoint)
+    if args.camera_height is not None and is_relative_model(model):
+        LOG.error('--camera-height needs a metric model; this checkpoint is affine-invariant '
+                  '(relative depth): anchor it with --sparse-depth.')
+        return 2
     if model.meta.get('untrained'):
         LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is meaningless; '
                     'it only exercises the pipeline.')
@@ -79,7 +143,7 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     fallback_said = [False]
-    for name in args.images:
+    for index, name in enumerate(args.images):
         try:
             rgb = read_rgb(name)
         except ValueError as exc:
@@ -91,10 +155,30 @@ def run(args) -> int:
             print(f'no camera intrinsics given: assuming {fx_source} (fx {fx:.1f} px at '
                   f'{rgb.shape[1]} px wide); pass --intrinsics FILE or --hfov DEG')
             fallback_said[0] = True
+        anchor = {}
+        if sparse is not None:
+            anchor['sparse_m'] = sparse[index if len(sparse) > 1 else 0]
+        elif args.camera_height is not None:
+            anchor = {'camera_height_m': args.camera_height,
+                      'ground_max_tilt_deg': args.ground_max_tilt}
         pred = estimate_metric_depth(est, rgb, fx, steps=args.steps,
                                      processing_resolution=args.processing_resolution,
-                                     seed=args.seed)
+                                     seed=args.seed, **anchor)
         stem = out_dir / Path(name).stem
+        fit = pred.fit
+        if fit is not None:
+            LOG.info('%s: scale anchor %s: scale %.4g, shift %.4g, %d points, residual %.3g%s',
+                     name, 'sparse depth' if sparse is not None else 'ground plane',
+                     pred.scale, pred.shift, fit.points, fit.residual,
+                     '' if fit.ok else f' -- fit rejected ({fit.reason}): model scale kept')
+        if pred.relative:
+            save_npy(f'{stem}_relative.npy', pred.depth)
+            save_png(f'{stem}_relative_colored.png',
+                     colorize_depth(np.maximum(pred.depth, 1e-6), 0.0, 1.0, log_scale=False))
+            print(f'{name}: this checkpoint gives relative depth (affine-invariant, unitless, '
+                  f'0 = near, 1 = far), not metres: wrote {stem}_relative.npy and '
+                  f'{stem}_relative_colored.png; pass --sparse-depth FILE for metres')
+            continue
         save_npy(f'{stem}_depth.npy', pred.depth)
         save_png(f'{stem}_depth.png', depth_to_mm_png(pred.depth))
         save_png(f'{stem}_depth_colored.png', colorize_depth(pred.depth))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from pathlib import Path
 import shutil
 
@@ -56,6 +57,18 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--camera-info-topic', default=None,
                    help='bag camera_info topic (default: <image namespace>/camera_info, or the '
                    'only one)')
+    p.add_argument('--sparse-depth-topic', default=None, metavar='TOPIC',
+                   help='bag Image topic of sparse metric depth registered to the camera image '
+                   '(32FC1 m or 16UC1 mm, 0/NaN = none; e.g. a projected lidar): anchors the '
+                   'scale per frame, paired by exact stamp (then the newest)')
+    p.add_argument('--camera-height', type=float, default=None, metavar='M',
+                   help='scale from a fitted ground plane and this camera height over it (m; '
+                   'metric checkpoints only)')
+    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
+                   help='--camera-height: largest floor-normal tilt from the camera down axis')
+    p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
+                   help='weight of the past in the log-space scale filter across frames, '
+                   'outliers rejected (0 = a new scale per frame; default 0)')
     p.add_argument('--output-namespace', default=None,
                    help="namespace of the output bag topics (default: the image topic's)")
     p.add_argument('--bag-storage', choices=('same', 'sqlite3', 'mcap'), default='same',
@@ -105,6 +118,8 @@ def open_source(args, stack: contextlib.ExitStack):
             LOG.info('using intrinsics from %s', intrinsics_path)
     intrinsics = None if intrinsics_path is None else sources.load_intrinsics(intrinsics_path)
     camera = sources.DefaultCamera(intrinsics, args.hfov)
+    if args.sparse_depth_topic is not None and kind != 'bag':
+        raise ValueError('--sparse-depth-topic needs a bag INPUT.')
     if kind == 'folder':
         files = sources.folder_images(path)
         return kind, len(files), sources.folder_frames(files), None, camera
@@ -113,7 +128,7 @@ def open_source(args, stack: contextlib.ExitStack):
     from ..offline.bag_reader import BagInput, typestore_for
 
     bag = stack.enter_context(BagInput(path, typestore_for(args.ros_distro), args.image_topic,
-                                       args.camera_info_topic))
+                                       args.camera_info_topic, args.sparse_depth_topic))
     LOG.info('bag %s (%s): images from %s, camera_info from %s', path, bag.storage,
              bag.image_topic, bag.info_topic or 'none (using --intrinsics / --hfov)')
     return kind, bag.total, bag.frames(), bag, camera
@@ -130,6 +145,15 @@ def resize_rgb(rgb: np.ndarray, hw: tuple) -> np.ndarray:
 def run(args) -> int:
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
+        return 2
+    if args.sparse_depth_topic is not None and args.camera_height is not None:
+        LOG.error('give one scale anchor: --sparse-depth-topic or --camera-height, not both.')
+        return 2
+    if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
+        LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
+        return 2
+    if not 0.0 <= args.scale_smoothing < 1.0:
+        LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
         return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +209,8 @@ def _process(args, out_dir: Path) -> int:
     report = {'input': str(args.input), 'kind': kind, 'frames': seen,
               'inferred': runner.done, 'resumed': runner.resumed, 'failed': failures,
               'clouds_written': runner.clouds}
+    if runner.scale is not None:
+        report['scale'] = runner.scale_report(bag)
     if bag_out is not None:
         report['bag'] = {'path': str(bag_out.final_path), 'storage': bag_out.storage,
                          'topics': bag_out.topics, 'messages': bag_out.counts}
@@ -211,6 +237,25 @@ class FrameRunner:
         self.camera = camera
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
+        self.scale = None       # ScaleFilter when a scale anchor is given
+        self.scales = []        # per inferred frame: (scale, shift, points, residual, ok)
+        if args.sparse_depth_topic is not None or args.camera_height is not None:
+            from ..scale import ScaleFilter
+            self.scale = ScaleFilter(args.scale_smoothing)
+
+    def scale_report(self, bag) -> dict:
+        values = np.array([s for s, *_ in self.scales], dtype=np.float64)
+        report = {'source': 'sparse_depth' if self.args.sparse_depth_topic else 'ground_plane',
+                  'smoothing': self.args.scale_smoothing,
+                  'frames_fitted': sum(1 for *_, ok in self.scales if ok),
+                  'rejected': self.scale.rejected}
+        if values.size:
+            report.update(scale_median=float(np.median(values)),
+                          scale_cv=float(values.std() / values.mean()) if values.size > 1
+                          else 0.0)
+        if bag is not None and self.args.sparse_depth_topic is not None:
+            report['sparse_depth'] = dict(bag.sparse_counts)
+        return report
 
     def _estimator(self):
         if self.estimator is None:
@@ -218,7 +263,15 @@ class FrameRunner:
             from ..pipeline import DepthEstimator
 
             try:
+                from ..metric_depth import is_relative_model
+
                 model = load_default_or(self.args.checkpoint)
+                if is_relative_model(model) and self.args.sparse_depth_topic is None:
+                    raise SetupError(
+                        'this checkpoint is affine-invariant (relative depth, no metres) and '
+                        'process writes metres: anchor it with --sparse-depth-topic (a bag with '
+                        'sparse metric depth)' + (' (--camera-height needs a metric model)'
+                                                  if self.args.camera_height else ''))
                 if model.meta.get('untrained'):
                     LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
                                 'meaningless; it only exercises the pipeline.')
@@ -244,10 +297,25 @@ class FrameRunner:
             self.resumed += 1
             return depth, scale_intrinsics(K, (height, width), depth.shape)
 
+        anchor = {}
+        if self.args.camera_height is not None:
+            anchor = {'camera_height_m': self.args.camera_height,
+                      'ground_max_tilt_deg': self.args.ground_max_tilt}
+        elif frame.sparse_m is not None:
+            anchor = {'sparse_m': frame.sparse_m}
         out = estimate_metric_depth(
             self._estimator(), frame.rgb, K, steps=self.args.steps,
             processing_resolution=self.args.processing_resolution, seed=self.args.seed,
-            match_input_resolution=self.args.depth_resolution == 'input')
+            match_input_resolution=self.args.depth_resolution == 'input',
+            scale_filter=self.scale, **anchor)
+        if out.relative:   # a relative model before its first good sparse fit: no metres
+            raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
+                             'good sparse depth fit so far)')
+        if self.scale is not None:
+            fit = out.fit
+            self.scales.append((out.scale, out.shift, 0 if fit is None else fit.points,
+                                math.nan if fit is None else fit.residual,
+                                bool(fit is not None and fit.ok)))
         depth = out.depth
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.

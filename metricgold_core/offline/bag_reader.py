@@ -7,6 +7,7 @@ no ROS installed.
 from __future__ import annotations
 
 import bisect
+from collections import deque, OrderedDict
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +20,10 @@ IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 DISTROS = ('humble', 'jazzy')
+# A frame waits this long (bag record time) for the sparse depth image with its own stamp
+# before it is paired with the newest one (the node's sparse_depth_wait_ms).
+SPARSE_WAIT_NS = 500_000_000
+SPARSE_KEPT = 32    # sparse images kept by stamp while pairing
 
 
 def typestore_for(distro: str):
@@ -91,7 +96,7 @@ class BagInput:
     """Frames of one image topic of a bag, each paired with its camera_info."""
 
     def __init__(self, path: Path, typestore, image_topic: str | None = None,
-                 info_topic: str | None = None):
+                 info_topic: str | None = None, sparse_topic: str | None = None):
         from rosbags.rosbag2 import Reader
 
         self.path = path
@@ -105,6 +110,17 @@ class BagInput:
             self._image_conns = [c for c in self.reader.connections
                                  if c.topic == self.image_topic]
             self.total = sum(c.msgcount for c in self._image_conns)
+            self.sparse_topic = sparse_topic
+            self._sparse_conns = []
+            if sparse_topic is not None:
+                self._sparse_conns = [c for c in self.reader.connections
+                                      if c.topic == sparse_topic]
+                if not self._sparse_conns or self._sparse_conns[0].msgtype != IMAGE:
+                    listing = ', '.join(sorted(f'{c.topic} ({c.msgtype})'
+                                               for c in self.reader.connections))
+                    raise ValueError(f'--sparse-depth-topic {sparse_topic} is not an Image '
+                                     f'topic in this bag; it has {listing}.')
+            self.sparse_counts = {'received': 0, 'bad': 0, 'exact': 0, 'newest': 0, 'none': 0}
             self._infos = self._read_infos()
         except BaseException:
             self.reader.close()
@@ -134,8 +150,66 @@ class BagInput:
         return msgs[max(i, 0)]
 
     def frames(self) -> Iterator[Frame]:
-        for index, (conn, log_time_ns, raw) in enumerate(
-                self.reader.messages(connections=self._image_conns)):
+        if not self._sparse_conns:
+            yield from self._image_frames(self.reader.messages(connections=self._image_conns))
+            return
+        yield from self._frames_with_sparse()
+
+    def _frames_with_sparse(self) -> Iterator[Frame]:
+        """Frames paired with the sparse image of the same stamp, waiting SPARSE_WAIT_NS of
+        record time for it (then the newest one), in one pass with bounded memory."""
+        sparse = OrderedDict()   # stamp -> float32 metres, the newest SPARSE_KEPT
+        pending = deque()        # frames read, not yet paired
+        image_topic = self.image_topic
+
+        def ready(frame, now_ns):
+            return frame.error is not None or frame.stamp_ns in sparse or \
+                now_ns - frame.log_time_ns > SPARSE_WAIT_NS
+
+        def paired(frame):
+            if frame.error is None:
+                exact = sparse.get(frame.stamp_ns)
+                frame.sparse_exact = exact is not None
+                frame.sparse_m = exact if exact is not None else \
+                    next(reversed(sparse.values()), None)
+                key = 'exact' if exact is not None else \
+                    'newest' if frame.sparse_m is not None else 'none'
+                self.sparse_counts[key] += 1
+            return frame
+
+        images = []   # one-message feed for _image_frames, which keeps the frame indices
+        frame_iter = self._image_frames(iter(images.pop, None), count_from=0)
+        for conn, log_time_ns, raw in self.reader.messages(
+                connections=self._image_conns + self._sparse_conns):
+            if conn.topic == image_topic:
+                images.append((conn, log_time_ns, raw))
+                pending.append(next(frame_iter))
+            else:
+                self._add_sparse(sparse, conn, raw)
+            while pending and ready(pending[0], log_time_ns):
+                yield paired(pending.popleft())
+        while pending:
+            yield paired(pending.popleft())
+
+    def _add_sparse(self, sparse: OrderedDict, conn, raw) -> None:
+        from ..ros_messages import image_to_array
+        from ..scale import sparse_to_metres
+
+        try:
+            msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
+            if msg.encoding not in ('32FC1', '16UC1', 'mono16'):
+                raise ValueError(f'encoding {msg.encoding!r}')
+            metres = sparse_to_metres(image_to_array(msg)[..., 0], msg.encoding)
+        except Exception:   # a corrupt or wrongly encoded sparse image is not used (counted)
+            self.sparse_counts['bad'] += 1
+            return
+        self.sparse_counts['received'] += 1
+        sparse[stamp_ns(msg.header)] = metres
+        while len(sparse) > SPARSE_KEPT:
+            sparse.popitem(last=False)
+
+    def _image_frames(self, messages, count_from: int = 0) -> Iterator[Frame]:
+        for index, (conn, log_time_ns, raw) in enumerate(messages, count_from):
             name = f'frame_{index:06d}'
             try:
                 msg = self.typestore.deserialize_cdr(raw, conn.msgtype)

@@ -31,6 +31,8 @@ class Frame:
     camera_info: object = None      # rosbags CameraInfo that K came from (bags only)
     header: object = None           # rosbags std_msgs/Header of the input image (bags only)
     log_time_ns: int | None = None  # bag record time of the input image (bags only)
+    sparse_m: np.ndarray | None = None  # paired sparse metric depth (bags with a sparse topic)
+    sparse_exact: bool = False      # sparse_m has the image's stamp (else: the newest one)
 
 
 def input_kind(path: Path) -> str:
