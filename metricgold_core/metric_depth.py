@@ -49,6 +49,26 @@ class MetricDepth:
         return self.prediction.steps
 
 
+def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
+                   mode: str = 'exact'):
+    """The one way from a checkpoint to a ready DepthEstimator: the checkpoint directory (None
+    or '' = the packaged default model), loaded, with one warning when its weights are untrained.
+
+    Raises CheckpointError / OSError / ValueError with a message a user can act on.
+    """
+    import logging
+
+    from .model import load_default_or
+    from .pipeline import DepthEstimator
+
+    model = load_default_or(checkpoint or None)
+    if model.meta.get('untrained'):
+        logging.getLogger('metricgold').warning(
+            'this checkpoint is UNTRAINED (random weights): its depth is meaningless; it only '
+            'exercises the pipeline.')
+    return DepthEstimator(model, device=device, dtype=dtype, mode=mode)
+
+
 def is_relative_model(model) -> bool:
     """True for affine-invariant checkpoints (Marigold; metricgold.json depth_type says so)."""
     meta = getattr(model, 'meta', {}) or {}

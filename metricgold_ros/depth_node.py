@@ -119,16 +119,15 @@ class DepthNode(Node):
     def _load_model(self):
         import torch   # imported here so a bad YAML file fails before the slow imports
 
-        from metricgold_core.model import load_default_or
-        from metricgold_core.pipeline import DepthEstimator
+        from metricgold_core.metric_depth import load_estimator
 
         if self.cfg['torch_threads']:
             torch.set_num_threads(self.cfg['torch_threads'])
         checkpoint = self.cfg['checkpoint']
         try:
-            model = load_default_or(checkpoint or None)
-            estimator = DepthEstimator(model, device=self.cfg['device'], dtype=self.cfg['dtype'],
-                                       mode=self.cfg['mode'])
+            estimator = load_estimator(checkpoint, self.cfg['device'], self.cfg['dtype'],
+                                       self.cfg['mode'])
+            model = estimator.model
         except (OSError, ValueError) as exc:
             raise StartupError(f'cannot load the model (`checkpoint` = {checkpoint!r}, `device` '
                                f'= {self.cfg["device"]!r}): {exc}') from exc

@@ -59,10 +59,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from metricgold_core.data.registry import make_dataset
-    from metricgold_core.model import load_default_or
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.metric_depth import load_estimator
 
-    estimator = DepthEstimator(load_default_or(args.checkpoint), device='cpu')
+    estimator = load_estimator(args.checkpoint, device='cpu')
     results = {}
     print(f'{"sequence":10} {"setting":28} {"frames":>6} {"CV r":>7} {"max jump":>9} '
           f'{"AbsRel":>7}')

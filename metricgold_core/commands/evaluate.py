@@ -106,10 +106,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..io_utils import save_npy, save_png, save_text
-    from ..metric_depth import estimate_metric_depth
+    from ..metric_depth import estimate_metric_depth, load_estimator
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
-    from ..model import load_default_or
-    from ..pipeline import DepthEstimator
 
     try:
         dataset = open_dataset(args)
@@ -117,14 +115,11 @@ def run(args) -> int:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
     try:
-        model = load_default_or(args.checkpoint)
+        est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
     except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
         LOG.error('%s', exc)
         return 2
-    if model.meta.get('untrained'):
-        LOG.warning('this checkpoint is UNTRAINED (random weights): scores only exercise the '
-                    'evaluation, they say nothing about the method.')
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
+    model = est.model
     min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
     max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
     max_depth = None if not np.isfinite(max_depth) else float(max_depth)

@@ -97,9 +97,7 @@ def camera_fx(args, height: int, width: int, intrinsics: dict | None) -> tuple[f
 
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
-    from ..metric_depth import estimate_metric_depth, is_relative_model
-    from ..model import load_default_or
-    from ..pipeline import DepthEstimator
+    from ..metric_depth import estimate_metric_depth, is_relative_model, load_estimator
     from ..visualize import colorize_depth
 
     intrinsics = None
@@ -130,15 +128,11 @@ def run(args) -> int:
     if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
         LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
         return 2
-    model = load_default_or(args.checkpoint)
-    if args.camera_height is not None and is_relative_model(model):
+    est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
+    if args.camera_height is not None and is_relative_model(est.model):
         LOG.error('--camera-height needs a metric model; this checkpoint is affine-invariant '
                   '(relative depth): anchor it with --sparse-depth.')
         return 2
-    if model.meta.get('untrained'):
-        LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is meaningless; '
-                    'it only exercises the pipeline.')
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0

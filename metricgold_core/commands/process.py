@@ -259,26 +259,20 @@ class FrameRunner:
 
     def _estimator(self):
         if self.estimator is None:
-            from ..model import load_default_or
-            from ..pipeline import DepthEstimator
+            from ..metric_depth import is_relative_model, load_estimator
 
             try:
-                from ..metric_depth import is_relative_model
-
-                model = load_default_or(self.args.checkpoint)
-                if is_relative_model(model) and self.args.sparse_depth_topic is None:
-                    raise SetupError(
-                        'this checkpoint is affine-invariant (relative depth, no metres) and '
-                        'process writes metres: anchor it with --sparse-depth-topic (a bag with '
-                        'sparse metric depth)' + (' (--camera-height needs a metric model)'
-                                                  if self.args.camera_height else ''))
-                if model.meta.get('untrained'):
-                    LOG.warning('this checkpoint is UNTRAINED (random weights): its depth is '
-                                'meaningless; it only exercises the pipeline.')
-                self.estimator = DepthEstimator(model, device=self.args.device,
-                                                dtype=self.args.dtype, mode=self.args.mode)
+                estimator = load_estimator(self.args.checkpoint, self.args.device,
+                                           self.args.dtype, self.args.mode)
             except (OSError, ValueError) as exc:   # not a frame's fault: stop the run
                 raise SetupError(f'cannot load the model: {exc}') from exc
+            if is_relative_model(estimator.model) and self.args.sparse_depth_topic is None:
+                raise SetupError(
+                    'this checkpoint is affine-invariant (relative depth, no metres) and '
+                    'process writes metres: anchor it with --sparse-depth-topic (a bag with '
+                    'sparse metric depth)' + (' (--camera-height needs a metric model)'
+                                              if self.args.camera_height else ''))
+            self.estimator = estimator
         return self.estimator
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
