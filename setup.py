@@ -34,7 +34,8 @@ setup(
         'tqdm>=4.60',
     ],
     extras_require={
-        'test': ['pytest>=7', 'transformers>=4.40', 'rosbags>=0.11', 'av>=12'],
+        'test': ['pytest>=7', 'transformers>=4.40', 'rosbags>=0.11', 'av>=12', 'flake8>=6',
+                 'flake8-import-order>=0.18'],
         'train': ['accelerate>=0.30', 'tensorboard>=2.10', 'h5py>=3.8'],
         'data': ['h5py>=3.8'],
         # `metricgold process`: rosbags reads/writes bags without ROS; av (PyAV, FFmpeg in its

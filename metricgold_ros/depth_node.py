@@ -24,13 +24,13 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from metricgold_core import rectify
 from .conversions import BadInput, camera_model_from_info, compressed_to_rgb8
 from .conversions import fallback_camera_model, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
 from .frames import CameraInfoCache, Frame, InfoEntry, Mailbox
 from .latency import LatencyPlanner
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
-from metricgold_core import rectify
 
 NODE_NAME = 'metricgold_depth'
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,

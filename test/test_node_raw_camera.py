@@ -95,7 +95,9 @@ def test_distorted_raw_frames_are_rectified_into_the_geometry_of_p(rig, model, D
     check_cloud_matches_depth(out['points'], depth, list(published.p))
     diag = rig.diagnostics()
     assert int(diag['frames_rectified']) > before and diag['rectify'] == 'rectified', (
-        before, {k: diag.get(k) for k in ('rectify', 'frames_rectified', 'frames_published', 'camera_info_source', 'camera_info_unmatched', 'camera_info_received', '_hardware_id')})
+        before, {k: diag.get(k) for k in ('rectify', 'frames_rectified', 'frames_published',
+                                          'camera_info_source', 'camera_info_unmatched',
+                                          'camera_info_received', '_hardware_id')})
 
     # rectify: off is the behaviour before rectification existed: raw geometry, D passed on.
     rig.set('rectify', 'off')

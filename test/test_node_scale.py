@@ -25,7 +25,8 @@ class ScaleClient(Client):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         self.sparse_pub = self.node.create_publisher(
-            Image, '/test/sparse_depth', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+            Image, '/test/sparse_depth',
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
 
 
 @pytest.fixture(scope='module')

@@ -109,7 +109,10 @@ def test_ground_plane_scale_from_the_camera_height():
 
 def test_filter_smooths_in_log_space_and_rejects_one_bad_frame():
     filt = scale.ScaleFilter(smoothing=0.8, reject_log=0.3, reset_after=3)
-    ok = lambda s: scale.ScaleFit(scale=s, ok=True, residual=0.01, points=100)
+
+    def ok(s):
+        return scale.ScaleFit(scale=s, ok=True, residual=0.01, points=100)
+
     assert filt.update(ok(2.0)) == pytest.approx(2.0)
     assert filt.update(ok(2.2)) == pytest.approx(math.exp(0.8 * math.log(2) + 0.2 * math.log(2.2)))
     before = filt.scale

@@ -8,9 +8,7 @@ from PIL import Image
 import pytest
 
 from metricgold_core.cli import main
-
-pytest.importorskip('rosbags')
-from test_process import redwood  # noqa: E402,F401 (fixture)
+from test_process import redwood  # noqa: F401 (fixture; test_process needs rosbags)
 
 RES = '64'
 IMAGE = 'real/redwood/rgb/00000.jpg'
@@ -105,10 +103,11 @@ def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, shared_da
 
 # ----------------------------------------------------------------------- process (bags)
 
-def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint, redwood):
+def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint,
+                                                     redwood):  # noqa: F811
+    from rosbags.rosbag2 import StoragePlugin, Writer
     from test_process import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
     from test_process import process, read_bag, TYPES, TYPESTORE, write_bag
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     frames, K = redwood
     plain = tmp_path / 'plain'
@@ -160,4 +159,3 @@ def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint, 
 
     assert process(bag, '--output', tmp_path / 'x', '--checkpoint', tiny_checkpoint,
                    '--sparse-depth-topic', '/nope') == 2
-

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from pathlib import Path
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
