@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .checkpoint_format import CheckpointError
+
 WEIGHTS_FILE = 'light_decoder.safetensors'
 
 
@@ -72,6 +74,5 @@ class LightDepthHead(torch.nn.Module):
             head = cls(**config)
             head.load_state_dict(load_file(str(path)))
         except Exception as exc:  # noqa: BLE001 - any damage: say which file
-            from .model import CheckpointError
             raise CheckpointError(f'{path}: cannot read the light decoder ({exc}).') from exc
         return head.eval()

@@ -12,7 +12,6 @@ metricgold.json) loads too: the empty-prompt embedding is computed once and cach
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,20 +20,14 @@ import tempfile
 
 import torch
 
+from .checkpoint_format import CheckpointError, EMBEDDING_FILE, FORMAT_VERSION  # noqa: F401
+from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json, replace_dir
+from .checkpoint_format import WEIGHTS_FILE, write_json
 from .codec import LogDepthCodec
+from .light_decoder import LightDepthHead
 from .presets import get_preset, SCHEDULER_CONFIG
 
 LOG = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-META_FILE = 'metricgold.json'
-EMBEDDING_FILE = 'empty_text_embedding.safetensors'
-WEIGHTS_FILE = 'diffusion_pytorch_model.safetensors'
-PICKLE_SUFFIXES = ('.bin', '.ckpt', '.pt', '.pth', '.pkl', '.pickle')
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory is missing a part, has a malformed one, or holds pickled weights."""
 
 
 def default_meta(codec: LogDepthCodec, processing_resolution: int) -> dict:
@@ -149,9 +142,9 @@ class MetricGoldModel:
                       str(tmp / EMBEDDING_FILE))
             if self.light_head is not None:
                 self.light_head.save(tmp)
-            _write_json(tmp / META_FILE, self.meta)
-            _write_json(tmp / 'model_index.json', self._model_index())
-            _replace_dir(tmp, path)
+            write_json(tmp / META_FILE, self.meta)
+            write_json(tmp / 'model_index.json', self._model_index())
+            replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -186,7 +179,7 @@ class MetricGoldModel:
         refuse_pickled_weights(path)
         unet = _load_component(path / 'unet', UNet2DConditionModel)
         vae = _load_component(path / 'vae', AutoencoderKL)
-        scheduler_config = _read_json(path / 'scheduler' / 'scheduler_config.json')
+        scheduler_config = read_json(path / 'scheduler' / 'scheduler_config.json')
         try:
             scheduler = DDIMScheduler.from_config(scheduler_config)
         except Exception as exc:  # noqa: BLE001 - report which file is bad
@@ -195,7 +188,7 @@ class MetricGoldModel:
 
         meta_path = path / META_FILE
         if meta_path.exists():
-            meta = _read_json(meta_path)
+            meta = read_json(meta_path)
             if meta.get('format_version') != FORMAT_VERSION:
                 raise CheckpointError(f'{meta_path}: format_version {meta.get("format_version")!r}'
                                       f' is not supported (this version reads {FORMAT_VERSION}).')
@@ -205,7 +198,7 @@ class MetricGoldModel:
                 raise CheckpointError(f'{meta_path}: bad "codec" entry: {exc}') from exc
         else:
             # A Marigold checkpoint: affine-invariant depth; the codec maps its [0, 1] output.
-            index = _read_json(path / 'model_index.json') if (
+            index = read_json(path / 'model_index.json') if (
                 path / 'model_index.json').exists() else {}
             codec = LogDepthCodec()
             meta = default_meta(codec, index.get('default_processing_resolution') or 768)
@@ -223,7 +216,6 @@ class MetricGoldModel:
                             codec.d_max)
 
         embedding = _load_or_compute_embedding(path)
-        from .light_decoder import LightDepthHead
         return cls(unet, vae, scheduler, codec, embedding, meta,
                    light_head=LightDepthHead.load(path)).eval()
 
@@ -284,7 +276,7 @@ def refuse_pickled_weights(path: Path) -> None:
 
 
 def _load_component(folder: Path, cls):
-    config = _read_json(folder / 'config.json')
+    config = read_json(folder / 'config.json')
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         alternatives = sorted(p.name for p in folder.glob('*.safetensors'))
@@ -341,37 +333,6 @@ def _cache_embedding(emb_path: Path, embedding: torch.Tensor) -> None:
         os.replace(tmp, emb_path)
     except OSError as exc:  # read-only checkpoint: recompute next time
         LOG.info('could not cache %s (%s)', emb_path, exc)
-
-
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise CheckpointError(f'{path} is missing.')
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f'{path}: not valid JSON ({exc}).') from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f'{path}: expected a JSON object.')
-    return data
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory src to dst; an existing dst is replaced only at the end."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.old-', dir=dst.parent))
-        old.rmdir()
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 # -------------------------------------------------------------------- default model
