@@ -61,6 +61,11 @@ def rig(tmp_path_factory, tiny_checkpoint, shared_data):
 class Rig:
     def __init__(self, node, client, rgb, intr):
         self.node, self.client, self.rgb, self.intr = node, client, rgb, intr
+        self.sparse_sent = 0
+
+    def sparse_received(self):
+        diag = self.client.latest_diagnostics()
+        return int(diag['sparse_depth_received']) if diag else 0
 
     def send(self, sparse=None, encoding='32FC1', wait='depth', timeout_s=20.0,
              sparse_stamp_offset=0):
@@ -69,6 +74,13 @@ class Rig:
         if sparse is not None:
             self.client.sparse_pub.publish(image_msg(sparse, encoding,
                                                      stamp + sparse_stamp_offset))
+            # Over default UDP transports a 1.2 MB reliable message can lose fragments that
+            # Fast DDS repairs only at its next heartbeat (3 s, past any sensible
+            # sparse_depth_wait_ms): let it arrive before its image, so the test checks the
+            # pairing and the fit, not the transport (LARGE_DATA avoids this on robots).
+            self.sparse_sent += 1
+            assert wait_until(lambda: self.sparse_received() >= self.sparse_sent, 30.0), \
+                self.node.log()
         msg = image_msg(self.rgb, 'rgb8', stamp)
         self.client.image_pub.publish(msg)
         if wait is None:
