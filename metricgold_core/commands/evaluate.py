@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger('metricgold.evaluate')
@@ -63,11 +63,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--sparse-points', type=int, default=0, metavar='N',
                    help='scale source sparse_depth: N ground-truth pixels per frame (fixed seed, '
                    'the depth-completion protocol) anchor the scale (0 = none)')
-    p.add_argument('--camera-height', default=None, metavar='M|gt',
-                   help="scale source ground_plane: the camera's height over the floor in "
-                   "metres, or `gt` for the dataset's true height (procedural scenes)")
-    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
-                   help='ground_plane: largest floor tilt from the camera down direction')
+    add_ground_plane_arguments(
+        p, height_type=str, height_metavar='M|gt',
+        height_help="scale source ground_plane: the camera's height over the floor in metres, "
+        "or `gt` for the dataset's true height (procedural scenes)")
     p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
     p.add_argument('--save-visuals', action='store_true',
                    help='write visuals/<frame>.png: RGB | prediction | ground truth | error')

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument
 from ..metric_depth import DEFAULT_FALLBACK_HFOV_DEG, fallback_K
 
 LOG = logging.getLogger('metricgold.infer')
@@ -44,12 +44,7 @@ def add_parser(sub, name: str) -> None:
                    '.npy float metres (NaN or 0 = no measurement) or a 16-bit PNG in '
                    'millimetres (0 = none), on any grid (scaled to the image); one file for all '
                    'images or one per image, in order')
-    p.add_argument('--camera-height', type=float, default=None, metavar='M',
-                   help='height of the camera over a visible floor / road (m): the scale comes '
-                   'from a fitted ground plane (metric checkpoints only)')
-    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
-                   help='--camera-height: largest angle between the floor normal and the '
-                   "camera's down direction (default 15)")
+    add_ground_plane_arguments(p)
     add_mode_argument(p)
     p.set_defaults(func=run)
 

@@ -19,7 +19,7 @@ import shutil
 
 import numpy as np
 
-from . import add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument
 
 LOG = logging.getLogger('metricgold.process')
 
@@ -61,11 +61,7 @@ def add_parser(sub, name: str) -> None:
                    help='bag Image topic of sparse metric depth registered to the camera image '
                    '(32FC1 m or 16UC1 mm, 0/NaN = none; e.g. a projected lidar): anchors the '
                    'scale per frame, paired by exact stamp (then the newest)')
-    p.add_argument('--camera-height', type=float, default=None, metavar='M',
-                   help='scale from a fitted ground plane and this camera height over it (m; '
-                   'metric checkpoints only)')
-    p.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
-                   help='--camera-height: largest floor-normal tilt from the camera down axis')
+    add_ground_plane_arguments(p)
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
                    help='weight of the past in the log-space scale filter across frames, '
                    'outliers rejected (0 = a new scale per frame; default 0)')
