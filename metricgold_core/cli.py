@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     'process': 'metricgold_core.commands.process',
     'evaluate': 'metricgold_core.commands.evaluate',
     'train': 'metricgold_core.commands.train',
+    'distill': 'metricgold_core.commands.distill',
 }
 
 

@@ -8,8 +8,8 @@ down-sampling factor, 8), put in place by a pixel shuffle: a few milliseconds at
 of hundreds.
 
 The head is distilled from the exact decoder on the model's own 1-step latents
-(`training/distill_light_decoder.py`) and stored beside the checkpoint's weights as
-`light_decoder.safetensors`.
+(`metricgold distill`, metricgold_core/training/distill.py) and stored beside the checkpoint's
+weights as `light_decoder.safetensors`.
 """
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class DepthEstimator:
             raise ValueError(f'`mode` must be one of {", ".join(MODES)}, got {mode!r}.')
         if mode == 'fast' and model.light_head is None:
             raise ValueError('`mode` fast needs a checkpoint with a light decoder '
-                             '(training/distill_light_decoder.py adds one).')
+                             '(`metricgold distill --checkpoint DIR` adds one).')
         self.model = model.eval()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -196,6 +196,16 @@ class DepthEstimator:
     def _sync(self) -> None:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def predict_latent(self, x: torch.Tensor, steps: int = 1, generator=None) -> torch.Tensor:
+        """The final depth latent for model-input images x [N, 3, H, W] in [-1, 1] (as
+        image_processing.to_model_input makes them), in the VAE's memory format: what the
+        decoder turns into the depth code. For training parts on the model's own latents (the
+        light decoder's distillation)."""
+        latent_rgb = self._encode(x.contiguous(memory_format=self.vae_format))
+        latent = self._denoise(latent_rgb, self._noise(latent_rgb, generator), steps, False)[-1]
+        return latent.contiguous(memory_format=self.vae_format)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae

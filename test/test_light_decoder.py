@@ -1,28 +1,25 @@
 """The distilled light decoder: training script, storage in the checkpoint, use in the pipeline."""
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from metricgold_core.cli import main
 from metricgold_core.data.procedural import ProceduralScenes
 from metricgold_core.light_decoder import LightDepthHead, WEIGHTS_FILE
 from metricgold_core.model import CheckpointError, default_model_path, MetricGoldModel
 from metricgold_core.pipeline import DepthEstimator
 
-sys.path.insert(0, 'training')
-
 
 @pytest.fixture(scope='module')
 def distilled(tmp_path_factory):
     # distilled from the packaged (trained) model: a random decoder's output is noise
-    from distill_light_decoder import main
     source = tmp_path_factory.mktemp('light') / 'source'
     shutil.copytree(default_model_path(), source)
     (source / WEIGHTS_FILE).unlink(missing_ok=True)
     out = source.parent / 'ck'
-    assert main(['--checkpoint', str(source), '--output', str(out), '--scenes', '24',
+    assert main(['distill', '--checkpoint', str(source), '--output', str(out), '--scenes', '24',
                  '--val-scenes', '4', '--steps', '150', '--sizes', '72', '96', '48', '64']) == 0
     assert not (source / WEIGHTS_FILE).exists()  # --output leaves the source alone
     return out
