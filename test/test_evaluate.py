@@ -94,3 +94,28 @@ def test_evaluate_reports_user_errors(tiny_checkpoint, tmp_path, caplog):
     assert rc == 2 and 'no_ckpt' in caplog.text and 'does not exist' in caplog.text
     with pytest.raises(SystemExit):
         main(['evaluate', '--dataset', 'nyu', '--root', '.', '--output', str(tmp_path / 'o')])
+
+
+def test_prior_baseline_scores_the_mean_log_depth_map(tmp_path):
+    from metricgold_core.commands.evaluate import mean_log_depth
+    from metricgold_core.data.procedural import ProceduralScenes
+
+    out = tmp_path / 'prior'
+    assert main(['evaluate', '--dataset', 'procedural', '--count', '3', '--size', '48', '64',
+                 '--scene-seed', '5000000', '--prior-baseline', '6', '--output', str(out),
+                 '--no-progress']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['checkpoint'] == 'prior_baseline(6 scenes)'
+    prior = mean_log_depth(ProceduralScenes(6, 48, 64, seed=0))
+    # the prior is the exp of the per-pixel mean log depth of the training scenes
+    logs = [np.where(s['valid'], np.log(np.where(s['valid'], s['depth'], 1.0)), np.nan)
+            for s in ProceduralScenes(6, 48, 64, seed=0)]
+    expected = np.exp(np.nanmean(np.stack(logs), axis=0))
+    np.testing.assert_allclose(prior, expected, rtol=1e-5)
+    rows = read_rows(out / 'per_image.csv')
+    for row, sample in zip(rows, ProceduralScenes(3, 48, 64, seed=5000000)):
+        m = compute_metrics(prior, sample['depth'], None, summary['min_depth_m'],
+                            summary['max_depth_m'])
+        assert float(row['abs_rel']) == pytest.approx(m['abs_rel'], rel=1e-9)
+    assert main(['evaluate', '--dataset', 'procedural', '--count', '1', '--prior-baseline', '4',
+                 '--sparse-points', '10', '--output', str(tmp_path / 'x')]) == 2

@@ -68,6 +68,10 @@ def add_parser(sub, name: str) -> None:
         height_help="scale source ground_plane: the camera's height over the floor in metres, "
         "or `gt` for the dataset's true height (procedural scenes)")
     p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
+    p.add_argument('--prior-baseline', type=int, default=0, metavar='N',
+                   help='score the image-blind baseline instead of a model: the per-pixel mean '
+                   'log depth of N procedural training scenes (seed stream 0) at each '
+                   "evaluated image's size; a depth model must beat it by a wide margin")
     p.add_argument('--save-visuals', action='store_true',
                    help='write visuals/<frame>.png: RGB | prediction | ground truth | error')
     p.add_argument('--save-predictions', action='store_true',
@@ -105,6 +109,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..io_utils import save_npy, save_png, save_text
+    from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
 
@@ -113,12 +118,18 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
-    try:
-        est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
-        LOG.error('%s', exc)
+    if args.prior_baseline and (args.sparse_points or args.camera_height is not None):
+        LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
-    model = est.model
+    est = model = None
+    if not args.prior_baseline:
+        try:
+            est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
+        except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
+            LOG.error('%s', exc)
+            return 2
+        model = est.model
+    priors = {}   # (h, w) -> prior depth map
     min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
     max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
     max_depth = None if not np.isfinite(max_depth) else float(max_depth)
@@ -137,22 +148,29 @@ def run(args) -> int:
             LOG.error('skipping frame %d: %s', i, exc)
             failed += 1
             continue
-        anchor = scale_anchor(args, sample, i)
-        out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
-                                    processing_resolution=args.processing_resolution,
-                                    seed=args.seed, **anchor)
-        pred, factor, depth_pred = out.prediction, out.focal_factor, out.depth
-        if out.fit is not None:
-            fits.append(out.fit)
-        times.append(pred.timings['total'])
+        if args.prior_baseline:
+            hw = sample['depth'].shape
+            if hw not in priors:
+                priors[hw] = mean_log_depth(ProceduralScenes(args.prior_baseline, *hw, seed=0))
+            depth_pred, factor, time_ms, fit, anchor_scale = priors[hw], 1.0, 0.0, None, 1.0
+        else:
+            out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
+                                        processing_resolution=args.processing_resolution,
+                                        seed=args.seed, **scale_anchor(args, sample, i))
+            depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
+                out.scale
+            time_ms = out.timings['total']
+        if fit is not None:
+            fits.append(fit)
+        times.append(time_ms)
         mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
         for mode in args.alignment:
             metrics = compute_metrics(depth_pred, sample['depth'], mask, min_depth, max_depth,
                                       alignment=mode)
             rows.append({'name': sample['name'], 'alignment': mode, **metrics,
-                         'focal_factor': factor, 'time_ms': pred.timings['total'],
-                         'anchor_scale': out.scale, 'anchor_ok': None if out.fit is None
-                         else out.fit.ok})
+                         'focal_factor': factor, 'time_ms': time_ms,
+                         'anchor_scale': anchor_scale, 'anchor_ok': None if fit is None
+                         else fit.ok})
         stem = file_stem(sample['name'])
         if args.save_predictions:
             save_npy(out_dir / 'predictions' / f'{stem}.npy', depth_pred)
@@ -170,12 +188,14 @@ def run(args) -> int:
     save_text(out_dir / 'per_image.csv', buffer.getvalue())
     summary = {
         'dataset': args.dataset, 'root': args.root, 'split': args.split,
-        'checkpoint': args.checkpoint or 'default', 'untrained': bool(model.meta.get('untrained')),
+        'checkpoint': f'prior_baseline({args.prior_baseline} scenes)' if model is None
+        else args.checkpoint or 'default',
+        'untrained': bool(model is not None and model.meta.get('untrained')),
         'images': count - failed, 'failed': failed, 'steps': args.steps, 'mode': args.mode,
-        'processing_resolution': args.processing_resolution
+        'processing_resolution': None if model is None else args.processing_resolution
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
-        'canonical_focal_px': model.canonical_focal_px,
+        'canonical_focal_px': None if model is None else model.canonical_focal_px,
         'scale_source': 'sparse_depth' if args.sparse_points else
         'ground_plane' if args.camera_height is not None else 'none',
         'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
@@ -188,7 +208,8 @@ def run(args) -> int:
     title = (f'{args.dataset}: {count - failed} images, depth in '
              f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
              f'{args.steps} step(s), {args.mode} mode')
-    table = markdown_table({f'{Path(args.checkpoint or "default").name}, {mode}': summaries[mode]
+    label = 'prior baseline' if model is None else Path(args.checkpoint or 'default').name
+    table = markdown_table({f'{label}, {mode}': summaries[mode]
                             for mode in args.alignment})
     save_text(out_dir / 'summary.md', f'{title}\n\n{table}')
     print(f'{title}\n\n{table}', end='')
@@ -196,6 +217,19 @@ def run(args) -> int:
     if failed:
         LOG.error('%d of %d frames failed', failed, count)
     return 1 if failed else 0
+
+
+def mean_log_depth(scenes) -> np.ndarray:
+    """Per-pixel mean of log depth over the valid pixels of `scenes` -> depth map (m): the
+    image-blind prior of --prior-baseline."""
+    total = count = None
+    for sample in scenes:
+        log_d = np.log(np.where(sample['valid'], sample['depth'], 1.0))
+        if total is None:
+            total, count = np.zeros_like(log_d, np.float64), np.zeros_like(log_d, np.float64)
+        total += np.where(sample['valid'], log_d, 0.0)
+        count += sample['valid']
+    return np.exp(total / np.maximum(count, 1)).astype(np.float32)
 
 
 def sparse_sample(depth: np.ndarray, mask, count: int, seed: int) -> np.ndarray:
