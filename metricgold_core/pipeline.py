@@ -8,7 +8,7 @@
 
 The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
 input and seed give the same normalised prediction. The VAE runs through exact rewrites with less
-compute (`fast_vae`) unless `fast_decoder=False`.
+compute (`vae_rewrites`) unless `exact_rewrites=False`.
 
 `mode='fast'` trades a little accuracy for time (measured in docs/PERFORMANCE.md): the
 checkpoint's distilled light decoder replaces the VAE decoder's up-sampling path, and the VAE's
@@ -24,10 +24,10 @@ import time
 import numpy as np
 import torch
 
-from .fast_vae import encode_mean, FastVAEDecoder
 from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
                                UPSAMPLING)
 from .model import MetricGoldModel
+from .vae_rewrites import encode_mean, RewrittenVAEDecoder
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
 MODES = ('exact', 'fast')
@@ -74,7 +74,7 @@ class DepthEstimator:
     """Owns a MetricGoldModel on a device and turns RGB images into metric depth."""
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
-                 channels_last: bool = True, fast_decoder: bool = True,
+                 channels_last: bool = True, exact_rewrites: bool = True,
                  mode: str = 'exact', upsampling: str = 'guided'):
         if upsampling not in UPSAMPLING:
             raise ValueError(f'`upsampling` must be one of {", ".join(UPSAMPLING)}, '
@@ -100,8 +100,8 @@ class DepthEstimator:
             if next(module.parameters()).dtype != self.dtype:
                 module.to(dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
-        self.fast_decoder = FastVAEDecoder(model.vae, self.vae_format) \
-            if fast_decoder or mode == 'fast' else None
+        self.vae_decoder = RewrittenVAEDecoder(model.vae, self.vae_format) \
+            if exact_rewrites or mode == 'fast' else None
         self.light_head = None
         if mode == 'fast':
             self.light_head = model.light_head.to(self.device, self.dtype)
@@ -209,7 +209,7 @@ class DepthEstimator:
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
-        if self.fast_decoder is not None or self.kv_pool > 1:
+        if self.vae_decoder is not None or self.kv_pool > 1:
             return encode_mean(vae, x, self.kv_pool)
         return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
 
@@ -239,10 +239,10 @@ class DepthEstimator:
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
         if self.light_head is not None:
-            features = self.fast_decoder.mid_features(latent, self.kv_pool)  # [B, C, h, w]
+            features = self.vae_decoder.mid_features(latent, self.kv_pool)  # [B, C, h, w]
             mean = self.light_head(features.contiguous())  # [B, 1, H, W]
-        elif self.fast_decoder is not None:
-            mean = self.fast_decoder.decode_mean(latent.contiguous(memory_format=self.vae_format))
+        elif self.vae_decoder is not None:
+            mean = self.vae_decoder.decode_mean(latent.contiguous(memory_format=self.vae_format))
         else:
             vae = self.model.vae
             mean = vae.decode(latent / vae.config.scaling_factor,

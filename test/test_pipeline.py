@@ -71,7 +71,7 @@ def test_generator_equals_seed(estimator):
 
 
 def test_plain_diffusers_decoder_gives_same_result(tiny_model, estimator):
-    plain = DepthEstimator(tiny_model, device='cpu', fast_decoder=False, channels_last=False)
+    plain = DepthEstimator(tiny_model, device='cpu', exact_rewrites=False, channels_last=False)
     image = _image(56, 72)
     a = estimator(image, steps=2, seed=3, processing_resolution=0)
     b = plain(image, steps=2, seed=3, processing_resolution=0)

@@ -42,8 +42,8 @@ def collect(est: DepthEstimator, scenes, seed: int, batch: int = 16):
         x, _ = to_model_input(np.stack([s['rgb'] for s in items]), 0, est.vae_factor,
                               est.device, est.dtype)
         latent = est.predict_latent(x, 1, generator)
-        features.append(est.fast_decoder.mid_features(latent, FAST_KV_POOL).float().cpu())
-        codes.append(est.fast_decoder.decode_mean(latent).float().cpu())
+        features.append(est.vae_decoder.mid_features(latent, FAST_KV_POOL).float().cpu())
+        codes.append(est.vae_decoder.decode_mean(latent).float().cpu())
         depths.extend(s['depth'] for s in items)
     return torch.cat(features), torch.cat(codes), np.stack(depths)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metricgold_core.fast_vae import (encode_mean, FastVAEDecoder, pooled_attention,
-                                      resnet_forward, upsample_conv_as_transposed)
+from metricgold_core.vae_rewrites import (encode_mean, pooled_attention, resnet_forward,
+                                          RewrittenVAEDecoder, upsample_conv_as_transposed)
 
 
 @pytest.mark.parametrize('shape', [(1, 8, 5, 7), (2, 16, 12, 10)])
@@ -52,7 +52,7 @@ def test_fast_encode_and_decode_match_diffusers(vaes):
         enc_ref = plain.encode(image).latent_dist.mode() * scale
         enc = encode_mean(fast, image.contiguous(memory_format=torch.channels_last))
         dec_ref = plain.decode(latent / scale).sample.mean(dim=1, keepdim=True)
-        dec = FastVAEDecoder(fast, torch.channels_last).decode_mean(
+        dec = RewrittenVAEDecoder(fast, torch.channels_last).decode_mean(
             latent.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(enc, enc_ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dec, dec_ref, atol=1e-5, rtol=1e-4)

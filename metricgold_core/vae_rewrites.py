@@ -1,4 +1,5 @@
-"""Exact, faster VAE passes for depth inference (diffusers' maths with less compute).
+"""Exact rewrites of the VAE passes for depth inference (diffusers' maths with less compute),
+and the pooled attention that the approximate `fast` mode passes in (kv_pool > 1).
 
 Up-sampling: the VAE decoder up-samples with nearest 2x interpolation followed by a 3x3 conv. That
 pair is one transposed conv (stride 2, 4x4 kernel, padding 1) whose taps are sums of the 3x3 taps:
@@ -119,7 +120,7 @@ def encode_mean(vae, image: torch.Tensor, kv_pool: int = 1) -> torch.Tensor:
     return x[:, :vae.config.latent_channels] * vae.config.scaling_factor
 
 
-class FastVAEDecoder:
+class RewrittenVAEDecoder:
     """`decode_mean(latent)`: mean of the decoded channels, as diffusers' VAE decode (exact).
 
     Build it after the VAE is on its device, dtype and memory format: the kernels are derived
