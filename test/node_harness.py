@@ -78,6 +78,14 @@ class NodeProcess:
         return self.proc.returncode
 
 
+def shut_down(node, client, log_tail: int = 3000) -> int:
+    """Close the test's client, stop the node (SIGINT), print the end of its log; its exit code."""
+    client.close()
+    code = node.stop()
+    print(node.log()[-log_tail:])
+    return code
+
+
 def wait_until(predicate, timeout_s: float, period_s: float = 0.05):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from metricgold_ros.conversions import image_to_array
 from metricgold_ros.outputs import auto_color_range
 from metricgold_ros.pointcloud import unpack_cloud
 from node_harness import camera_info_msg, Client, colours_match, image_msg, load_sequence
-from node_harness import NodeProcess
+from node_harness import NodeProcess, shut_down
 from node_harness import pick_domain_id, ros_env, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -47,9 +47,7 @@ def rig(tmp_path_factory, tiny_checkpoint, shared_data):
         assert wait_until(settled, 30.0, period_s=0.0), node.log()
         yield rig
     finally:
-        client.close()
-        code = node.stop()
-        print(node.log()[-4000:])
+        code = shut_down(node, client, 4000)
     assert code == 0, 'node did not exit cleanly on SIGINT'
 
 

@@ -14,7 +14,7 @@ import pytest
 from metricgold_core.geometry import focal_rescale_factor, intrinsics_from_hfov
 from metricgold_ros.conversions import image_to_array
 from node_harness import Client, load_sequence, NodeProcess, pick_domain_id, ros_env
-from node_harness import wait_until, write_params
+from node_harness import shut_down, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -51,9 +51,7 @@ def rig(tmp_path_factory, tiny_checkpoint, shared_data):
         assert wait_until(answered, 90.0, period_s=0.0), node.log()
         yield node, client, rgbs, checkpoint
     finally:
-        client.close()
-        code = node.stop()
-        print(node.log()[-3000:])
+        code = shut_down(node, client)
     assert code == 0
 
 

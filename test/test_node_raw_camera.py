@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from node_harness import Client, load_sequence, NodeProcess
-from node_harness import pick_domain_id, ros_env, wait_until, write_params
+from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
 from test_encodings import abs_rel, distort, EQUIDISTANT, mosaic, PLUMB_BOB, raw_info, yuv422
 from test_node import check_cloud_matches_depth, depth_array, Rig
 
@@ -40,9 +40,7 @@ def rig(tmp_path_factory, tiny_checkpoint, shared_data):
         assert wait_until(settled, 30.0, period_s=0.0), node.log()
         yield rig
     finally:
-        client.close()
-        code = node.stop()
-        print(node.log()[-3000:])
+        code = shut_down(node, client)
     assert code == 0
 
 

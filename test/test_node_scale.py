@@ -10,7 +10,7 @@ import pytest
 
 from metricgold_ros.conversions import image_to_array
 from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
-from node_harness import pick_domain_id, ros_env, wait_until, write_params
+from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 RES = 64
@@ -52,9 +52,7 @@ def rig(tmp_path_factory, tiny_checkpoint, shared_data):
                           period_s=0.0), node.log()
         yield rig
     finally:
-        client.close()
-        code = node.stop()
-        print(node.log()[-3000:])
+        code = shut_down(node, client)
     assert code == 0
 
 
