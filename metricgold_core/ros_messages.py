@@ -98,6 +98,29 @@ class BadInput(ValueError):
         self.kind = kind
 
 
+def stamp_ns(header) -> int:
+    """A std_msgs/Header's stamp in integer nanoseconds (rclpy and rosbags messages alike)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+SPARSE_DEPTH_ENCODINGS = ('32FC1', '16UC1', 'mono16')
+
+
+def sparse_depth_to_metres(msg) -> np.ndarray:
+    """A sparse depth Image (32FC1 metres with NaN/0 = none, or 16UC1 millimetres with 0 = none)
+    -> float32 metres, NaN where there is no measurement. BadInput `sparse_depth_encoding` for
+    another encoding, `sparse_depth` for a malformed message."""
+    from .scale import sparse_to_metres
+
+    if msg.encoding not in SPARSE_DEPTH_ENCODINGS:
+        raise BadInput('sparse_depth_encoding', f'sparse_depth must be 32FC1 (m) or 16UC1 (mm), '
+                       f'got {msg.encoding!r}')
+    try:
+        return sparse_to_metres(image_to_array(msg)[..., 0], msg.encoding)
+    except Exception as exc:   # malformed message (step, size)
+        raise BadInput('sparse_depth', f'unreadable sparse_depth image: {exc}') from exc
+
+
 def image_to_array(msg) -> np.ndarray:
     """Image -> (H, W, C) array in the encoding's dtype, native byte order; may be a view.
 

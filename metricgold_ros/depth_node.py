@@ -25,6 +25,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from metricgold_core import rectify
+from metricgold_core.ros_messages import stamp_ns as header_stamp_ns
 from .conversions import BadInput, camera_model_from_info, compressed_to_rgb8
 from .conversions import fallback_camera_model, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
@@ -180,7 +181,7 @@ class DepthNode(Node):
         received_s = time.monotonic()
         self.stats.count('received')
         self.stats.input_rate.tick(received_s)
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = header_stamp_ns(msg.header)
         if self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
             # A bag loop or clock reset: stamps restart, old camera_info pairs are meaningless.
             self.stats.count('stamp_jumps')
@@ -206,24 +207,19 @@ class DepthNode(Node):
         except BadInput as exc:
             self._bad_input(exc)
             return
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = header_stamp_ns(msg.header)
         self.infos.add(stamp_ns, InfoEntry(msg, model))
         self.stats.count('camera_info_received')
 
     def _on_sparse_depth(self, msg: Image) -> None:
-        from metricgold_core.ros_messages import image_to_array
-        from metricgold_core.scale import sparse_to_metres
+        from metricgold_core.ros_messages import sparse_depth_to_metres
 
-        if msg.encoding not in ('32FC1', '16UC1', 'mono16'):
-            self._bad_input(BadInput('sparse_depth_encoding', f'sparse_depth must be 32FC1 '
-                                     f'(m) or 16UC1 (mm), got {msg.encoding!r}'))
-            return
         try:
-            metres = sparse_to_metres(image_to_array(msg)[..., 0], msg.encoding)
-        except Exception as exc:   # malformed message (step, size): never fatal
-            self._bad_input(BadInput('sparse_depth', f'unreadable sparse_depth image: {exc}'))
+            metres = sparse_depth_to_metres(msg)
+        except BadInput as exc:   # never fatal: dropped and counted
+            self._bad_input(exc)
             return
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = header_stamp_ns(msg.header)
         self.sparse.add(stamp_ns, SparseEntry(metres))
         self.stats.count('sparse_depth_received')
 

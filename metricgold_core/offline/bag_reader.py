@@ -15,6 +15,7 @@ import numpy as np
 
 from .sources import Frame
 from ..ros_messages import camera_model_from_info, compressed_to_rgb8, image_to_rgb8
+from ..ros_messages import stamp_ns
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -88,10 +89,6 @@ def choose_topics(connections, image_topic: str | None, info_topic: str | None):
     return image_topic, types[image_topic], info_topic
 
 
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 class BagInput:
     """Frames of one image topic of a bag, each paired with its camera_info."""
 
@@ -151,7 +148,8 @@ class BagInput:
 
     def frames(self) -> Iterator[Frame]:
         if not self._sparse_conns:
-            yield from self._image_frames(self.reader.messages(connections=self._image_conns))
+            for index, message in enumerate(self.reader.messages(connections=self._image_conns)):
+                yield self._image_frame(index, *message)
             return
         yield from self._frames_with_sparse()
 
@@ -177,13 +175,12 @@ class BagInput:
                 self.sparse_counts[key] += 1
             return frame
 
-        images = []   # one-message feed for _image_frames, which keeps the frame indices
-        frame_iter = self._image_frames(iter(images.pop, None), count_from=0)
+        index = 0
         for conn, log_time_ns, raw in self.reader.messages(
                 connections=self._image_conns + self._sparse_conns):
             if conn.topic == image_topic:
-                images.append((conn, log_time_ns, raw))
-                pending.append(next(frame_iter))
+                pending.append(self._image_frame(index, conn, log_time_ns, raw))
+                index += 1
             else:
                 self._add_sparse(sparse, conn, raw)
             while pending and ready(pending[0], log_time_ns):
@@ -192,14 +189,11 @@ class BagInput:
             yield paired(pending.popleft())
 
     def _add_sparse(self, sparse: OrderedDict, conn, raw) -> None:
-        from ..ros_messages import image_to_array
-        from ..scale import sparse_to_metres
+        from ..ros_messages import sparse_depth_to_metres
 
         try:
             msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
-            if msg.encoding not in ('32FC1', '16UC1', 'mono16'):
-                raise ValueError(f'encoding {msg.encoding!r}')
-            metres = sparse_to_metres(image_to_array(msg)[..., 0], msg.encoding)
+            metres = sparse_depth_to_metres(msg)
         except Exception:   # a corrupt or wrongly encoded sparse image is not used (counted)
             self.sparse_counts['bad'] += 1
             return
@@ -208,32 +202,30 @@ class BagInput:
         while len(sparse) > SPARSE_KEPT:
             sparse.popitem(last=False)
 
-    def _image_frames(self, messages, count_from: int = 0) -> Iterator[Frame]:
-        for index, (conn, log_time_ns, raw) in enumerate(messages, count_from):
-            name = f'frame_{index:06d}'
-            try:
-                msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
-            except Exception as exc:   # rosbags raises assorted errors for corrupt CDR
-                yield Frame(index, name, error=f'{self.image_topic} message {index}: cannot '
-                            f'deserialize ({type(exc).__name__}: {exc})', log_time_ns=log_time_ns)
-                continue
-            stamp = stamp_ns(msg.header)
-            frame = Frame(index, name, stamp_ns=stamp, header=msg.header,
-                          log_time_ns=log_time_ns)
-            try:
-                rgb = image_to_rgb8(msg) if conn.msgtype == IMAGE else compressed_to_rgb8(msg)
-                frame.rgb = np.array(rgb, order='C')   # writable: message buffers may not be
-                frame.camera_info = self.info_for(stamp)
-                if frame.camera_info is not None:
-                    model = camera_model_from_info(frame.camera_info)
-                    frame.K = model.K
-                    if (model.height, model.width) != frame.rgb.shape[:2]:
-                        raise ValueError(f'camera_info describes a {model.width}x'
-                                         f'{model.height} image, the image is '
-                                         f'{frame.rgb.shape[1]}x{frame.rgb.shape[0]}')
-            except ValueError as exc:   # BadInput included
-                frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
-            yield frame
+    def _image_frame(self, index: int, conn, log_time_ns: int, raw) -> Frame:
+        """One image message of the bag -> Frame (with `error` set when it cannot be used)."""
+        name = f'frame_{index:06d}'
+        try:
+            msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
+        except Exception as exc:   # rosbags raises assorted errors for corrupt CDR
+            return Frame(index, name, error=f'{self.image_topic} message {index}: cannot '
+                         f'deserialize ({type(exc).__name__}: {exc})', log_time_ns=log_time_ns)
+        stamp = stamp_ns(msg.header)
+        frame = Frame(index, name, stamp_ns=stamp, header=msg.header, log_time_ns=log_time_ns)
+        try:
+            rgb = image_to_rgb8(msg) if conn.msgtype == IMAGE else compressed_to_rgb8(msg)
+            frame.rgb = np.array(rgb, order='C')   # writable: message buffers may not be
+            frame.camera_info = self.info_for(stamp)
+            if frame.camera_info is not None:
+                model = camera_model_from_info(frame.camera_info)
+                frame.K = model.K
+                if (model.height, model.width) != frame.rgb.shape[:2]:
+                    raise ValueError(f'camera_info describes a {model.width}x'
+                                     f'{model.height} image, the image is '
+                                     f'{frame.rgb.shape[1]}x{frame.rgb.shape[0]}')
+        except ValueError as exc:   # BadInput included
+            frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
+        return frame
 
     def close(self) -> None:
         self.reader.close()
