@@ -19,3 +19,8 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
                         help='--camera-height: largest angle between the floor normal and the '
                         "camera's down direction (default 15; set it just above the mount's "
                         'pitch)')
+
+
+def ground_plane_anchor(args, camera_height_m: float) -> dict:
+    """estimate_metric_depth keyword arguments of the ground_plane scale source."""
+    return {'camera_height_m': camera_height_m, 'ground_max_tilt_deg': args.ground_max_tilt}

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger('metricgold.evaluate')
@@ -259,7 +259,7 @@ def scale_anchor(args, sample: dict, index: int) -> dict:
             height = sample['camera_height_m']
         else:
             height = float(args.camera_height)
-        return {'camera_height_m': height, 'ground_max_tilt_deg': args.ground_max_tilt}
+        return ground_plane_anchor(args, height)
     return {}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 from ..metric_depth import DEFAULT_FALLBACK_HFOV_DEG, fallback_K
 
 LOG = logging.getLogger('metricgold.infer')
@@ -148,8 +148,7 @@ def run(args) -> int:
         if sparse is not None:
             anchor['sparse_m'] = sparse[index if len(sparse) > 1 else 0]
         elif args.camera_height is not None:
-            anchor = {'camera_height_m': args.camera_height,
-                      'ground_max_tilt_deg': args.ground_max_tilt}
+            anchor = ground_plane_anchor(args, args.camera_height)
         pred = estimate_metric_depth(est, rgb, fx, steps=args.steps,
                                      processing_resolution=args.processing_resolution,
                                      seed=args.seed, **anchor)

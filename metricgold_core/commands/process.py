@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from pathlib import Path
 import shutil
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument
+from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 
 LOG = logging.getLogger('metricgold.process')
 
@@ -234,16 +233,16 @@ class FrameRunner:
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
         self.scale = None       # ScaleFilter when a scale anchor is given
-        self.scales = []        # per inferred frame: (scale, shift, points, residual, ok)
+        self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
         if args.sparse_depth_topic is not None or args.camera_height is not None:
             from ..scale import ScaleFilter
             self.scale = ScaleFilter(args.scale_smoothing)
 
     def scale_report(self, bag) -> dict:
-        values = np.array([s for s, *_ in self.scales], dtype=np.float64)
+        values = np.array([s for s, _ in self.scales], dtype=np.float64)
         report = {'source': 'sparse_depth' if self.args.sparse_depth_topic else 'ground_plane',
                   'smoothing': self.args.scale_smoothing,
-                  'frames_fitted': sum(1 for *_, ok in self.scales if ok),
+                  'frames_fitted': sum(1 for _, ok in self.scales if ok),
                   'rejected': self.scale.rejected}
         if values.size:
             report.update(scale_median=float(np.median(values)),
@@ -289,8 +288,7 @@ class FrameRunner:
 
         anchor = {}
         if self.args.camera_height is not None:
-            anchor = {'camera_height_m': self.args.camera_height,
-                      'ground_max_tilt_deg': self.args.ground_max_tilt}
+            anchor = ground_plane_anchor(self.args, self.args.camera_height)
         elif frame.sparse_m is not None:
             anchor = {'sparse_m': frame.sparse_m}
         out = estimate_metric_depth(
@@ -302,10 +300,7 @@ class FrameRunner:
             raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
                              'good sparse depth fit so far)')
         if self.scale is not None:
-            fit = out.fit
-            self.scales.append((out.scale, out.shift, 0 if fit is None else fit.points,
-                                math.nan if fit is None else fit.residual,
-                                bool(fit is not None and fit.ok)))
+            self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
         depth = out.depth
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.
