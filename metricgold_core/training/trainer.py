@@ -3,6 +3,12 @@
     train(cfg, resume='auto')   one stage (cfg['stage']) -> path of the exported checkpoint
     run(cfg, resume='auto')     every entry of cfg['stages'] in order (or cfg itself)
 
+`train` reads top to bottom: `build_run` makes a `Run` (the model, stage, optimizer, EMA,
+generator and counters of one stage), `restore` loads the latest checkpoint into it,
+`open_data_and_logs` starts the data where the counters say, and one flat loop calls
+`train_step`, `log`, `validate` and `save` as they fall due; `export` writes the EMA weights
+as an inference checkpoint at the end.
+
 The trainer state is one plain dict (see `trainer_state`), saved and restored whole, so a run
 killed at any moment and resumed with `resume='auto'` ends with the same weights, bit for bit on
 CPU, as one that was never interrupted. `accelerate` provides DDP and mixed precision; run under
@@ -11,12 +17,14 @@ CPU, as one that was never interrupted. `accelerate` provides DDP and mixed prec
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 import json
 import logging
 import math
 from pathlib import Path
 import signal
 import time
+from typing import Any
 
 import torch
 
@@ -97,191 +105,281 @@ def make_accelerator(cfg: dict):
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
+@dataclass
+class Run:
+    """Everything one stage's training holds; `trainer_state` is the part a checkpoint keeps."""
+
+    cfg: dict
+    accelerator: Any
+    model: MetricGoldModel
+    stage: torch.nn.Module           # wrapped by accelerate once `restore` has run
+    named: list                      # [(name, parameter)] of the trainable parameters
+    optimizer: Any
+    ema: EMA | None
+    generator: torch.Generator       # noise and timesteps
+    # ---- counters, saved in every checkpoint
+    step: int = 0
+    micro_batches: int = 0
+    history: list = field(default_factory=list)    # [step, mean loss] at each log line
+    # ---- data and monitoring, from `open_data_and_logs`
+    loader: Any = None
+    val_samples: list = field(default_factory=list)
+    writer: Any = None
+    metrics_log: Any = None
+    progress: Any = None
+    # ---- the log window: sums since the last log line
+    loss_sum: Any = 0.0
+    logs_sum: dict = field(default_factory=dict)
+    n_logged: int = 0
+    t_last: float = 0.0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg['output_dir'])
+
+    @property
+    def export_dir(self) -> Path:
+        return self.out / 'model'
+
+    @property
+    def params(self) -> list:
+        return [p for _, p in self.named]
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def effective_batch(self) -> int:
+        return self.cfg['data']['micro_batch'] * self.cfg['optim']['grad_accum'] * self.world
+
+
 def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path:
     """Train one stage; returns the exported inference checkpoint (EMA weights)."""
     out = Path(cfg['output_dir'])
-    export_dir = out / 'model'
-    if resume != 'none' and (out / DONE_FILE).is_file() and (export_dir / 'unet').is_dir():
-        LOG.info('stage %s already finished: %s', cfg['name'], export_dir)
-        return export_dir
+    if resume != 'none' and (out / DONE_FILE).is_file() and (out / 'model' / 'unet').is_dir():
+        LOG.info('stage %s already finished: %s', cfg['name'], out / 'model')
+        return out / 'model'
+    run = build_run(cfg, previous)
+    restore(run, resume)
+    open_data_and_logs(run)
+    if run.main and cfg['val']['at_start'] and run.step == 0 and run.val_samples:
+        validate(run, 0)
+
+    max_steps = cfg['max_steps']
+    run.stage.train()
+    run.t_last = time.perf_counter()
+    with _SignalFlag() as stop:
+        while run.step < max_steps:
+            lr = lr_at(run.step, cfg['optim'])
+            for group in run.optimizer.param_groups:
+                group['lr'] = lr
+            grad_norm = train_step(run)
+            run.step = step = run.step + 1
+            if step % cfg['log']['every'] == 0 or step == max_steps:
+                log(run, lr, grad_norm)  # the only place that waits for the device
+            if run.progress is not None:
+                run.progress.update(1)
+            every = cfg['val']['every']
+            if run.main and run.val_samples and ((every and step % every == 0)
+                                                 or step == max_steps):
+                validate(run, step)
+            stopping = stop.signum is not None
+            if run.world > 1:  # every rank must stop at the same step
+                flag = torch.tensor(float(stopping), device=run.accelerator.device)
+                stopping = float(run.accelerator.reduce(flag, 'max')) > 0
+            every = cfg['checkpoint']['every']
+            if stopping or (every and step % every == 0) or step == max_steps:
+                path = save(run)
+                if stopping:
+                    if run.progress is not None:
+                        run.progress.close()
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
+    if run.progress is not None:
+        run.progress.close()
+
+    run.accelerator.wait_for_everyone()
+    if run.main:
+        export(run)
+        run.metrics_log.close()
+        if run.writer is not None:
+            run.writer.close()
+    run.accelerator.wait_for_everyone()
+    return run.export_dir
+
+
+def build_run(cfg: dict, previous: Path | None) -> Run:
+    """The accelerator, model, stage, optimizer, EMA and generator of a fresh stage."""
     if cfg['num_threads'] > 0:
         torch.set_num_threads(cfg['num_threads'])
     accelerator = make_accelerator(cfg)
     if accelerator.device.type == 'cpu':
         # Tiny weights and gradients reach denormal floats, which are ~100x slower on CPU.
         torch.set_flush_denormal(True)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    main = accelerator.is_main_process
     torch.manual_seed(cfg['seed'])
-
-    # ---- model, stage, optimizer, trainer state
     model = build_model(cfg, previous)
     stage = build_stage(model, cfg)
     named = [(n, p) for n, p in stage.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
     optim = cfg['optim']
-    optimizer = torch.optim.AdamW(params, lr=optim['lr'], betas=tuple(optim['betas']),
+    optimizer = torch.optim.AdamW([p for _, p in named], lr=optim['lr'],
+                                  betas=tuple(optim['betas']),
                                   weight_decay=optim['weight_decay'])
     ema = EMA(named, optim['ema_decay']) if optim['ema_decay'] > 0 else None
-    generator = torch.Generator().manual_seed(cfg['seed'] * 1000 + rank)  # noise, timesteps
-    state = {'step': 0, 'micro_batches': 0, 'history': []}
-    scaler_state = None
+    generator = torch.Generator().manual_seed(cfg['seed'] * 1000 + accelerator.process_index)
+    return Run(cfg, accelerator, model, stage, named, optimizer, ema, generator)
 
+
+def restore(run: Run, resume: str) -> None:
+    """Load the latest checkpoint into `run`, then hand stage and optimizer to accelerate.
+
+    `resume`: 'auto' (this stage's own checkpoints, if any), 'none' (start fresh), or a
+    checkpoint folder (which must hold a complete checkpoint).
+    """
+    scaler_state = None
     if resume != 'none':
-        folder = out / 'checkpoints' if resume == 'auto' else Path(resume)
+        folder = run.out / 'checkpoints' if resume == 'auto' else Path(resume)
         loaded = load_latest(folder)
         if loaded is not None:
             saved, path = loaded
             with torch.no_grad():
-                for name, p in named:
+                for name, p in run.named:
                     p.copy_(saved['trainable'][name])
-            optimizer.load_state_dict(saved['optimizer'])
-            if ema is not None:
-                ema.load_state_dict(saved['ema'])
-            generator.set_state(saved['generator'])
+            run.optimizer.load_state_dict(saved['optimizer'])
+            if run.ema is not None:
+                run.ema.load_state_dict(saved['ema'])
+            run.generator.set_state(saved['generator'])
             set_rng_state(saved['rng'])
-            state.update(step=saved['step'], micro_batches=saved['micro_batches'],
-                         history=saved['history'])
-            if main:
-                LOG.info('resumed %s from %s (step %d)', cfg['name'], path, state['step'])
+            run.step, run.micro_batches = saved['step'], saved['micro_batches']
+            run.history = saved['history']
+            if run.main:
+                LOG.info('resumed %s from %s (step %d)', run.cfg['name'], path, run.step)
             scaler_state = saved.get('scaler')
         elif resume != 'auto':
             raise ConfigError(f'`--resume {resume}`: no complete checkpoint there.')
-    stage, optimizer = accelerator.prepare(stage, optimizer)
-    if ema is not None:
-        ema.to(accelerator.device)
-    if resume != 'none' and scaler_state is not None and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(scaler_state)
+    run.stage, run.optimizer = run.accelerator.prepare(run.stage, run.optimizer)
+    if run.ema is not None:
+        run.ema.to(run.accelerator.device)
+    if scaler_state is not None and run.accelerator.scaler is not None:
+        run.accelerator.scaler.load_state_dict(scaler_state)
 
-    def trainer_state() -> dict:
-        return {'step': state['step'], 'micro_batches': state['micro_batches'],
-                'history': state['history'], 'stage': cfg['stage'], 'config': cfg,
-                'trainable': {n: p.detach().cpu() for n, p in named},
-                'optimizer': optimizer.state_dict(),
-                'ema': ema.state_dict() if ema is not None else None,
-                'scaler': accelerator.scaler.state_dict() if accelerator.scaler else None,
-                'generator': generator.get_state(), 'rng': rng_state()}
 
-    # ---- data and monitoring
-    accum, micro = optim['grad_accum'], cfg['data']['micro_batch']
+def open_data_and_logs(run: Run) -> None:
+    """The loader (from `run.micro_batches` on), validation samples, output folder and logs."""
+    cfg, main, out = run.cfg, run.main, run.out
     dataset = build_train_dataset(cfg)
-    loader = iter(build_loader(dataset, cfg, state['micro_batches'], rank, world))
-    val_samples = validation_samples(cfg) if main and cfg['data']['val_count'] > 0 else []
-    writer = _tensorboard(cfg, out) if main else None
+    run.loader = iter(build_loader(dataset, cfg, run.micro_batches, run.rank, run.world))
+    run.val_samples = validation_samples(cfg) if main and cfg['data']['val_count'] > 0 else []
+    run.writer = _tensorboard(cfg, out) if main else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
         LOG.info('stage %s: %s trainable parameters, batch %d x accum %d x %d process(es) = '
-                 'effective batch %d', cfg['stage'], f'{sum(p.numel() for p in params):,}',
-                 micro, accum, world, micro * accum * world)
-    metrics_log = open(out / 'metrics.jsonl', 'a', encoding='utf-8') if main else None
-    progress = _progress(cfg, state['step'], main)
-    stop = _SignalFlag()
-
-    def validate(step):
-        weights = ema.shadow if ema is not None else {n: p.detach() for n, p in named}
-        values, panel = run_validation(eval_copy(model, weights), cfg['stage'], val_samples,
-                                       accelerator.device, cfg['val']['images'],
-                                       cfg['model']['canonical_focal_px'])
-        _record(metrics_log, writer, step, {f'val/{k}': v for k, v in values.items()})
-        if writer is not None and panel is not None:
-            writer.add_image('val/rgb_pred_truth', panel, step, dataformats='HWC')
-        LOG.info('step %d validation: %s', step, _fmt(values))
-
-    def checkpoint():
-        accelerator.wait_for_everyone()
-        if main:
-            return save_checkpoint(out / 'checkpoints', trainer_state(),
-                                   cfg['checkpoint']['keep'])
-        return None
-
-    if main and cfg['val']['at_start'] and state['step'] == 0 and val_samples:
-        validate(0)
-    stage.train()
-    t_last, loss_sum, logs_sum, n_logged = time.perf_counter(), 0.0, {}, 0
-    max_steps = cfg['max_steps']
-    with stop:
-        while state['step'] < max_steps:
-            step = state['step']
-            lr = lr_at(step, optim)
-            for group in optimizer.param_groups:
-                group['lr'] = lr
-            # ---- forward / backward over `accum` micro-batches
-            for i in range(accum):
-                batch = _to_device(next(loader), accelerator.device)
-                sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(stage)
-                with sync:
-                    with accelerator.autocast():
-                        loss, logs = stage(batch, generator, step / max_steps)
-                    accelerator.backward(loss / accum)
-                loss_sum = loss_sum + loss.detach().float() / accum
-                for k, v in logs.items():
-                    logs_sum[k] = logs_sum.get(k, 0.0) + v.float() / accum
-            grad_norm = None
-            if optim['max_grad_norm'] > 0:
-                grad_norm = accelerator.clip_grad_norm_(params, optim['max_grad_norm'])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(named, step)
-            state['step'] = step = step + 1
-            state['micro_batches'] += accum
-            n_logged += 1
-
-            # ---- log (the only place that waits for the device)
-            if step % cfg['log']['every'] == 0 or step == max_steps:
-                now = time.perf_counter()
-                mean_loss = float(accelerator.reduce(loss_sum, 'mean')) / n_logged
-                scalars = {'train/loss': mean_loss, 'train/lr': lr,
-                           'train/s_per_step': (now - t_last) / n_logged,
-                           'train/effective_batch': micro * accum * world}
-                scalars.update({f'train/{k}': float(v) / n_logged for k, v in logs_sum.items()})
-                if grad_norm is not None:
-                    scalars['train/grad_norm'] = float(grad_norm)
-                state['history'].append([step, mean_loss])
-                _record(metrics_log, writer, step, scalars)
-                if progress is not None:
-                    progress.set_postfix(loss=f'{mean_loss:.4f}', lr=f'{lr:.2e}')
-                t_last, loss_sum, logs_sum, n_logged = now, 0.0, {}, 0
-            if progress is not None:
-                progress.update(1)
-            every = cfg['val']['every']
-            if main and val_samples and ((every and step % every == 0) or step == max_steps):
-                validate(step)
-            stopping = stop.signum is not None
-            if world > 1:  # every rank must stop at the same step
-                flag = torch.tensor(float(stopping), device=accelerator.device)
-                stopping = float(accelerator.reduce(flag, 'max')) > 0
-            every = cfg['checkpoint']['every']
-            if stopping or (every and step % every == 0) or step == max_steps:
-                path = checkpoint()
-                if stopping:
-                    if progress is not None:
-                        progress.close()
-                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
-    if progress is not None:
-        progress.close()
-
-    # ---- export the EMA weights in the inference checkpoint format
-    accelerator.wait_for_everyone()
-    if main:
-        _export(model, stage, named, ema, cfg, val_samples, export_dir, state)
-        if metrics_log is not None:
-            metrics_log.close()
-        if writer is not None:
-            writer.close()
-    accelerator.wait_for_everyone()
-    return export_dir
+                 'effective batch %d', cfg['stage'], f'{sum(p.numel() for p in run.params):,}',
+                 cfg['data']['micro_batch'], cfg['optim']['grad_accum'], run.world,
+                 run.effective_batch)
+        run.metrics_log = open(out / 'metrics.jsonl', 'a', encoding='utf-8')
+    run.progress = _progress(cfg, run.step, main)
 
 
-def _export(model, stage, named, ema, cfg, val_samples, export_dir, state) -> None:
-    if ema is not None:
-        ema.copy_to(named)
-    stage = getattr(stage, 'module', stage)
-    if cfg['stage'] == 'autoencoder' and cfg['loss']['fit_latent_scale'] and val_samples:
+def train_step(run: Run):
+    """Forward/backward over `grad_accum` micro-batches, clip, step, EMA; no device sync.
+
+    Adds the loss and logs to the run's log window and counts the micro-batches; returns the
+    gradient norm before clipping (None when `max_grad_norm` is 0).
+    """
+    optim, accelerator = run.cfg['optim'], run.accelerator
+    accum = optim['grad_accum']
+    for i in range(accum):
+        batch = _to_device(next(run.loader), accelerator.device)
+        sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(run.stage)
+        with sync:
+            with accelerator.autocast():
+                loss, logs = run.stage(batch, run.generator, run.step / run.cfg['max_steps'])
+            accelerator.backward(loss / accum)
+        run.loss_sum = run.loss_sum + loss.detach().float() / accum
+        for k, v in logs.items():
+            run.logs_sum[k] = run.logs_sum.get(k, 0.0) + v.float() / accum
+    grad_norm = None
+    if optim['max_grad_norm'] > 0:
+        grad_norm = accelerator.clip_grad_norm_(run.params, optim['max_grad_norm'])
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update(run.named, run.step)
+    run.micro_batches += accum
+    run.n_logged += 1
+    return grad_norm
+
+
+def log(run: Run, lr: float, grad_norm) -> None:
+    """Means over the log window to metrics.jsonl, TensorBoard and the progress bar."""
+    now, n = time.perf_counter(), run.n_logged
+    mean_loss = float(run.accelerator.reduce(run.loss_sum, 'mean')) / n
+    scalars = {'train/loss': mean_loss, 'train/lr': lr,
+               'train/s_per_step': (now - run.t_last) / n,
+               'train/effective_batch': run.effective_batch}
+    scalars.update({f'train/{k}': float(v) / n for k, v in run.logs_sum.items()})
+    if grad_norm is not None:
+        scalars['train/grad_norm'] = float(grad_norm)
+    run.history.append([run.step, mean_loss])
+    _record(run.metrics_log, run.writer, run.step, scalars)
+    if run.progress is not None:
+        run.progress.set_postfix(loss=f'{mean_loss:.4f}', lr=f'{lr:.2e}')
+    run.t_last, run.loss_sum, run.logs_sum, run.n_logged = now, 0.0, {}, 0
+
+
+def validate(run: Run, step: int) -> None:
+    """Validation metrics (and a prediction panel) of the EMA weights, on the main process."""
+    cfg = run.cfg
+    weights = run.ema.shadow if run.ema is not None else {n: p.detach() for n, p in run.named}
+    values, panel = run_validation(eval_copy(run.model, weights), cfg['stage'], run.val_samples,
+                                   run.accelerator.device, cfg['val']['images'],
+                                   cfg['model']['canonical_focal_px'])
+    _record(run.metrics_log, run.writer, step, {f'val/{k}': v for k, v in values.items()})
+    if run.writer is not None and panel is not None:
+        run.writer.add_image('val/rgb_pred_truth', panel, step, dataformats='HWC')
+    LOG.info('step %d validation: %s', step, _fmt(values))
+
+
+def trainer_state(run: Run) -> dict:
+    """What a checkpoint holds: enough to continue bit for bit (see `restore`)."""
+    scaler = run.accelerator.scaler
+    return {'step': run.step, 'micro_batches': run.micro_batches,
+            'history': run.history, 'stage': run.cfg['stage'], 'config': run.cfg,
+            'trainable': {n: p.detach().cpu() for n, p in run.named},
+            'optimizer': run.optimizer.state_dict(),
+            'ema': run.ema.state_dict() if run.ema is not None else None,
+            'scaler': scaler.state_dict() if scaler else None,
+            'generator': run.generator.get_state(), 'rng': rng_state()}
+
+
+def save(run: Run) -> Path | None:
+    """A checkpoint, written by the main process once every process got here."""
+    run.accelerator.wait_for_everyone()
+    if run.main:
+        return save_checkpoint(run.out / 'checkpoints', trainer_state(run),
+                               run.cfg['checkpoint']['keep'])
+    return None
+
+
+def export(run: Run) -> None:
+    """The EMA weights in the inference checkpoint format, and the stage's DONE file."""
+    cfg, model = run.cfg, run.model
+    if run.ema is not None:
+        run.ema.copy_to(run.named)
+    stage = getattr(run.stage, 'module', run.stage)
+    if cfg['stage'] == 'autoencoder' and cfg['loss']['fit_latent_scale'] and run.val_samples:
         codec = LogDepthCodec(cfg['model']['d_min'], cfg['model']['d_max'])
         device = next(stage.parameters()).device
-        batch = _collate([to_training_sample(s, codec) for s in val_samples], device)
+        batch = _collate([to_training_sample(s, codec) for s in run.val_samples], device)
         scale = stage.fit_latent_scale([batch])
         LOG.info('VAE scaling_factor set from data: %.4f', scale)
     data = cfg['data']
@@ -291,14 +389,14 @@ def _export(model, stage, named, ema, cfg, val_samples, export_dir, state) -> No
     model.meta['training_data'] = [
         {k: v for k, v in e.items() if k != 'kwargs'} for e in data['train']]
     history = model.meta.setdefault('training', [])
-    history.append({'stage': cfg['stage'], 'name': cfg['name'], 'steps': state['step'],
+    history.append({'stage': cfg['stage'], 'name': cfg['name'], 'steps': run.step,
                     'resolution_hw': [data['height'], data['width']]})
     for module in (model.unet, model.vae):
         module.to('cpu')
-    model.eval().save(export_dir)
-    done = {'step': state['step'], 'export': str(export_dir)}
-    (Path(cfg['output_dir']) / DONE_FILE).write_text(json.dumps(done) + '\n', encoding='utf-8')
-    LOG.info('exported %s', export_dir)
+    model.eval().save(run.export_dir)
+    done = {'step': run.step, 'export': str(run.export_dir)}
+    (run.out / DONE_FILE).write_text(json.dumps(done) + '\n', encoding='utf-8')
+    LOG.info('exported %s', run.export_dir)
 
 
 # ---------------------------------------------------------------- small helpers
