@@ -1,7 +1,7 @@
 """MetricGold core: log-depth codec, model, 1-2 step depth pipeline, data, metrics, training.
 
 Pure Python + torch; never imports ROS. Names here load lazily: the node reads messages with
-metricgold_core.ros_messages before it has validated its parameters and imported torch.
+metricgold_core.ros_format before it has validated its parameters and imported torch.
 """
 __all__ = ['LogDepthCodec', 'MetricGoldModel', 'DepthEstimator', 'DepthPrediction']
 __version__ = '0.1.0'

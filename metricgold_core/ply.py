@@ -1,26 +1,12 @@
-"""Point-cloud helpers: PLY files (binary little-endian x y z float32 + red green blue uchar,
-written atomically) and the packed-float rgb of ROS clouds (PCL / depth_image_proc convention:
-a float32 whose bits are 0x00RRGGBB, what RViz' RGB8 colour transformer reads).
+"""PLY point-cloud files: binary little-endian x y z float32 + red green blue uchar, written
+atomically. An organized ROS-layout cloud goes in as `write_ply(path, *cloud_xyz_rgb(points))`
+(metricgold_core.ros_format.clouds).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .io_utils import atomic_path
-
-
-def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (..., 3) RGB -> float32 (...) whose bits are 0x00RRGGBB."""
-    rgb = rgb.astype(np.uint32)
-    bits = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    return bits.view(np.float32)
-
-
-def unpack_rgb_float(packed: np.ndarray) -> np.ndarray:
-    """float32 (...) with bits 0x00RRGGBB -> uint8 (..., 3) RGB."""
-    bits = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
-    return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(
-        np.uint8)
 
 
 def write_ply(path, xyz: np.ndarray, rgb: np.ndarray | None = None) -> int:

@@ -53,8 +53,9 @@ def _matrices(info):
 def rectified_info(info):
     """The camera_info of the rectified image: P kept, K = P's 3x3, d zeros, R identity.
 
-    A plain object with CameraInfo's field names (what ros_messages.camera_model_from_info and
-    depth_camera_info_fields read), so the node and offline code can use it like a message.
+    A plain object with CameraInfo's field names (what ros_format.camera_info's
+    camera_model_from_info and depth_camera_info_fields read), so the node and offline code can
+    use it like a message.
     """
     _, _, _, newK, P = _matrices(info)
     roi = SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0, do_rectify=False)

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from .geometry import backproject, crop_intrinsics
+
 SOURCES = ('none', 'sparse_depth', 'ground_plane')
 MIN_POINTS = 8              # fewer valid sparse pixels than this: no fit
 MAX_LOG_RESIDUAL = 1.0      # robust spread of log(ref / (s pred)) above this: a bad fit
@@ -198,17 +200,14 @@ def fit_ground_plane(depth: np.ndarray, K: np.ndarray, camera_height_m: float,
     """
     if not (camera_height_m and camera_height_m > 0 and math.isfinite(camera_height_m)):
         return ScaleFit(reason=f'camera_height_m must be > 0, got {camera_height_m}')
-    h, w = depth.shape
+    h = depth.shape[0]
     top = int(h * (1.0 - lower_fraction))
     d = depth[top:].astype(np.float64)
-    v, u = np.mgrid[top:h, 0:w]
     with np.errstate(invalid='ignore'):
         mask = np.isfinite(d) & (d > 0)
     if mask.sum() < 3 * MIN_POINTS:
         return ScaleFit(points=int(mask.sum()), reason='too few valid pixels in the lower image')
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    z = d[mask]
-    pts = np.stack([(u[mask] - cx) / fx * z, (v[mask] - cy) / fy * z, z], axis=1)
+    pts = backproject(d, crop_intrinsics(K, top, 0))[mask]
     rng = np.random.default_rng(seed)
     if len(pts) > max_points:
         pts = pts[rng.choice(len(pts), max_points, replace=False)]

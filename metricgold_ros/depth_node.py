@@ -25,11 +25,12 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from metricgold_core import rectify
-from metricgold_core.ros_messages import stamp_ns as header_stamp_ns
-from .conversions import BadInput, camera_model_from_info, compressed_to_rgb8
-from .conversions import fallback_camera_model, image_to_rgb8
+from metricgold_core.ros_format import BadInput, stamp_ns as header_stamp_ns
+from metricgold_core.ros_format.camera_info import camera_model_from_info
+from metricgold_core.ros_format.camera_info import fallback_camera_model
+from metricgold_core.ros_format.images import compressed_to_rgb8, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
-from .frames import CameraInfoCache, Frame, InfoEntry, Mailbox
+from .frames import CameraInfoCache, InfoEntry, Mailbox, ReceivedFrame
 from .latency import LatencyPlanner
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
 
@@ -45,7 +46,7 @@ class SparseEntry:
 
     def __init__(self, metres):
         self.metres = metres
-        self.model = self   # the cache keys its per-size entries by .model.height / .width
+        self.camera = self   # the cache keys its per-size entries by .camera.height / .width
         self.height, self.width = metres.shape[:2]
 
 
@@ -196,23 +197,24 @@ class DepthNode(Node):
         except BadInput as exc:
             self._bad_input(exc)
             return
-        frame = Frame(rgb=rgb, header=msg.header, stamp_ns=stamp_ns, received_s=received_s,
-                      convert_ms=(time.monotonic() - received_s) * 1e3)
+        frame = ReceivedFrame(rgb=rgb, header=msg.header, stamp_ns=stamp_ns,
+                              received_s=received_s,
+                              convert_ms=(time.monotonic() - received_s) * 1e3)
         if self.mailbox.put(frame):
             self.stats.count('dropped_busy')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            model = camera_model_from_info(msg)
+            camera = camera_model_from_info(msg)
         except BadInput as exc:
             self._bad_input(exc)
             return
         stamp_ns = header_stamp_ns(msg.header)
-        self.infos.add(stamp_ns, InfoEntry(msg, model))
+        self.infos.add(stamp_ns, InfoEntry(msg, camera))
         self.stats.count('camera_info_received')
 
     def _on_sparse_depth(self, msg: Image) -> None:
-        from metricgold_core.ros_messages import sparse_depth_to_metres
+        from metricgold_core.ros_format.images import sparse_depth_to_metres
 
         try:
             metres = sparse_depth_to_metres(msg)
@@ -223,7 +225,7 @@ class DepthNode(Node):
         self.sparse.add(stamp_ns, SparseEntry(metres))
         self.stats.count('sparse_depth_received')
 
-    def _sparse_for(self, frame: Frame, cfg: dict):
+    def _sparse_for(self, frame: ReceivedFrame, cfg: dict):
         """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest)."""
         entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
         if entry is None:
@@ -317,7 +319,7 @@ class DepthNode(Node):
         return self.cfg['processing_resolution'] or \
             self.estimator.model.processing_resolution or max(height, width)
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: ReceivedFrame) -> None:
         cfg = self.cfg
         age_ms = (time.monotonic() - frame.received_s) * 1e3
         if age_ms > cfg['max_frame_age_ms']:
@@ -349,12 +351,13 @@ class DepthNode(Node):
         publish_s = time.monotonic()
 
         depth, uncertainty = out.depth, out.uncertainty
-        model = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
+        depth_camera = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
         if out.relative:   # unitless: never on `depth` or `points`
-            from metricgold_ros.conversions import array_to_image
+            from .messages import array_to_image
             self.relative_pub.publish(array_to_image(depth, '32FC1', frame.header))
         else:
-            self.outputs.publish(frame.header, depth, model, source_info, rgb, uncertainty, cfg)
+            self.outputs.publish(frame.header, depth, depth_camera, source_info, rgb, uncertainty,
+                                 cfg)
         self._scale_stats(out, cfg, scale_filter)
 
         done_s = time.monotonic()
@@ -368,7 +371,7 @@ class DepthNode(Node):
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
                        else float('nan'), focal_rescale=round(factor, 4))
 
-    def _anchor(self, frame: Frame, cfg: dict):
+    def _anchor(self, frame: ReceivedFrame, cfg: dict):
         """(estimate_metric_depth anchor arguments, ScaleFilter or None) for this frame."""
         from metricgold_core.scale import ScaleFilter
 
@@ -419,7 +422,7 @@ class DepthNode(Node):
             self._log_throttled('rectify_' + result.status, result.detail)
         return result.image, result.info
 
-    def _camera_for(self, frame: Frame, height: int, width: int, cfg: dict):
+    def _camera_for(self, frame: ReceivedFrame, height: int, width: int, cfg: dict):
         """(input CameraInfo or None, CameraModel of the image) for this frame."""
         latest = self.infos.latest
         wait_s = cfg['camera_info_wait_ms'] / 1e3 if latest is not None else 0.0
@@ -440,11 +443,11 @@ class DepthNode(Node):
                                                              cfg['fallback_hfov_deg']))
             self.stats.set(camera_info_source='fallback_hfov')
             return None, self._fallback[1]
-        if (entry.model.height, entry.model.width) != (height, width):
-            raise BadInput('camera_info_size', f'camera_info describes a {entry.model.width}x'
-                           f'{entry.model.height} image, the image is {width}x{height}')
+        if (entry.camera.height, entry.camera.width) != (height, width):
+            raise BadInput('camera_info_size', f'camera_info describes a {entry.camera.width}x'
+                           f'{entry.camera.height} image, the image is {width}x{height}')
         self.stats.set(camera_info_source='camera_info')
-        return entry.info, entry.model
+        return entry.info, entry.camera
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -14,11 +14,13 @@ import time
 
 import numpy as np
 
-from .conversions import CameraModel
+from metricgold_core.ros_format.camera_info import CameraModel
 
 
 @dataclass
-class Frame:
+class ReceivedFrame:
+    """One camera image as the callback hands it to the worker."""
+
     rgb: np.ndarray          # uint8 (H, W, 3) RGB, possibly a view of the message data
     header: object           # std_msgs/Header of the input image, copied to every output
     stamp_ns: int
@@ -34,7 +36,7 @@ class Mailbox:
         self._cond = threading.Condition()
         self._closed = False
 
-    def put(self, frame: Frame) -> bool:
+    def put(self, frame: ReceivedFrame) -> bool:
         """Store `frame`; True when it replaced one the worker had not taken (a drop)."""
         with self._cond:
             replaced = self._frame is not None
@@ -42,7 +44,7 @@ class Mailbox:
             self._cond.notify()
             return replaced
 
-    def take(self, timeout_s: float) -> Frame | None:
+    def take(self, timeout_s: float) -> ReceivedFrame | None:
         with self._cond:
             if self._frame is None and not self._closed:
                 self._cond.wait(timeout_s)
@@ -58,7 +60,7 @@ class Mailbox:
 @dataclass(frozen=True)
 class InfoEntry:
     info: object             # sensor_msgs/CameraInfo as received
-    model: CameraModel       # its pinhole model (validated)
+    camera: CameraModel      # its pinhole model (validated)
 
 
 class CameraInfoCache:
@@ -79,7 +81,7 @@ class CameraInfoCache:
             self._entries.move_to_end(stamp_ns)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-            size = (entry.model.height, entry.model.width)
+            size = (entry.camera.height, entry.camera.width)
             self._by_size[size] = entry
             self._by_size.move_to_end(size)
             while len(self._by_size) > self.SIZES_KEPT:

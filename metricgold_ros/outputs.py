@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from metricgold_core.ros_format.camera_info import CameraModel
 from metricgold_core.visualize import TURBO_LUT
-from .conversions import array_to_image, ByteBuffer, CameraModel, new_msg, scaled_camera_info
+from .messages import array_to_image, ByteBuffer, new_msg, scaled_camera_info
 from .pointcloud import CloudPacker
 
 # Auto colour range from every 4th pixel each way: 16x fewer values, same percentiles to
@@ -100,18 +101,18 @@ class Outputs:
     def wanted(publisher, enabled: bool) -> bool:
         return bool(enabled) and publisher.get_subscription_count() > 0
 
-    def publish(self, header, depth_m: np.ndarray, model: CameraModel, source_info,
+    def publish(self, header, depth_m: np.ndarray, camera: CameraModel, source_info,
                 rgb: np.ndarray, uncertainty_m: np.ndarray | None, cfg: dict) -> None:
         """Publish every output of one frame; all carry `header` unchanged.
 
-        `depth_m` (h, w) float32 at `model`'s size, `rgb` the input image (any size),
+        `depth_m` (h, w) float32 at `camera`'s size, `rgb` the input image (any size),
         `source_info` the input CameraInfo or None (fallback intrinsics).
         """
-        self.camera_info.publish(scaled_camera_info(source_info, model, header))
+        self.camera_info.publish(scaled_camera_info(source_info, camera, header))
         self.depth.publish(array_to_image(depth_m, '32FC1', header, self._buffers['depth']))
         if self.wanted(self.points, cfg['publish_points']):
             max_m = cfg['points_max_depth_m'] or np.inf
-            cloud = self.packer.pack(depth_m, model, self._rgb_at(rgb, depth_m.shape),
+            cloud = self.packer.pack(depth_m, camera, self._rgb_at(rgb, depth_m.shape),
                                      cfg['points_decimation'], cfg['points_min_depth_m'], max_m)
             self.points.publish(self.packer.to_msg(header, cloud))
         if self.wanted(self.colored, cfg['publish_colored']):

@@ -72,7 +72,8 @@ def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
     """A fresh rgb8 Image and its pinhole CameraInfo (fx = fy = 525), as a camera sends them."""
     from std_msgs.msg import Header
 
-    from metricgold_ros.conversions import array_to_image, CameraModel, scaled_camera_info
+    from metricgold_core.ros_format.camera_info import CameraModel
+    from metricgold_ros.messages import array_to_image, scaled_camera_info
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
     image = array_to_image(np.ascontiguousarray(rgb), 'rgb8', header)
@@ -95,8 +96,9 @@ def bench_overhead(args) -> None:
     import rclpy
     from rclpy.qos import QoSProfile
 
-    from metricgold_ros.conversions import array_to_image, camera_model_from_info
-    from metricgold_ros.conversions import image_to_rgb8, scaled_camera_info
+    from metricgold_core.ros_format.camera_info import camera_model_from_info
+    from metricgold_core.ros_format.images import image_to_rgb8
+    from metricgold_ros.messages import array_to_image, scaled_camera_info
     from metricgold_ros.outputs import Outputs
     from metricgold_ros.params import SPECS
 
@@ -196,7 +198,7 @@ def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
     """Added per-frame cost of a raw driver stream: decoding Bayer / YUV instead of rgb8, and
     rectifying (cv2.remap with cached maps, both map types) a plumb_bob / equidistant camera."""
     from metricgold_core import rectify
-    from metricgold_ros.conversions import image_to_rgb8
+    from metricgold_core.ros_format.images import image_to_rgb8
     from std_msgs.msg import Header
 
     _, info = camera_messages(10 ** 9, rgb)

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from metricgold_core import rectify
-from metricgold_core.ros_messages import BadInput, camera_model_from_info, image_to_rgb8
-from metricgold_core.ros_messages import depth_camera_info_fields
+from metricgold_core.ros_format import BadInput
+from metricgold_core.ros_format.camera_info import camera_model_from_info
+from metricgold_core.ros_format.camera_info import depth_camera_info_fields
+from metricgold_core.ros_format.images import image_to_rgb8
 from node_harness import camera_info_msg, image_msg, load_sequence
 
 cv2 = pytest.importorskip('cv2')

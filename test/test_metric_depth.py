@@ -105,7 +105,7 @@ def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, shared_data, tmp_p
 @pytest.mark.ros
 @pytest.mark.slow
 def test_the_node_gives_the_same_metres(focal_checkpoint, reference, shared_data, tmp_path):
-    from metricgold_ros.conversions import image_to_array
+    from metricgold_core.ros_format.images import image_to_array
     from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
     from node_harness import pick_domain_id, ros_env, wait_until, write_params
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from metricgold_core.ros_format.images import image_to_array
 from metricgold_core.visualize import colorize_depth
-from metricgold_ros.conversions import image_to_array
 from metricgold_ros.outputs import auto_color_range
 from metricgold_ros.pointcloud import unpack_cloud
 from node_harness import camera_info_msg, Client, colours_match, image_msg, load_sequence

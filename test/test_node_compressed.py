@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 import pytest
 
 from metricgold_core.geometry import focal_rescale_factor, intrinsics_from_hfov
-from metricgold_ros.conversions import image_to_array
+from metricgold_core.ros_format.images import image_to_array
 from node_harness import Client, load_sequence, NodeProcess, pick_domain_id, ros_env
 from node_harness import shut_down, wait_until, write_params
 

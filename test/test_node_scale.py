@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from metricgold_ros.conversions import image_to_array
+from metricgold_core.ros_format.images import image_to_array
 from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
 from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
 

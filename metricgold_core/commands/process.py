@@ -275,7 +275,8 @@ class FrameRunner:
         from ..geometry import scale_intrinsics
         from ..metric_depth import estimate_metric_depth
         from ..io_utils import depth_to_mm_png, save_npy, save_png
-        from ..offline.clouds import write_ply
+        from ..ply import write_ply
+        from ..ros_format.clouds import cloud_xyz_rgb
 
         height, width = frame.rgb.shape[:2]
         K = frame.K if frame.K is not None else self.camera.K(height, width)
@@ -305,7 +306,7 @@ class FrameRunner:
         K_depth = scale_intrinsics(K, (height, width), depth.shape)
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
-            write_ply(paths['ply'], self.points(frame, depth, K_depth))
+            write_ply(paths['ply'], *cloud_xyz_rgb(self.points(frame, depth, K_depth)))
             self.clouds += 1
         save_png(paths['png'], depth_to_mm_png(depth))
         save_npy(paths['npy'], depth)
@@ -313,6 +314,6 @@ class FrameRunner:
         return depth, K_depth
 
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
-        from ..offline.clouds import organized_points
+        from ..ros_format.clouds import organized_cloud
 
-        return organized_points(depth, K_depth, resize_rgb(frame.rgb, depth.shape))
+        return organized_cloud(depth, K_depth, resize_rgb(frame.rgb, depth.shape))

@@ -1,7 +1,7 @@
 """rosbag2 input (sqlite3 or MCAP) via `rosbags`: topic choice, camera_info pairing, decoding.
 
 Message classes come from the `rosbags` typestore (Image, CompressedImage and CameraInfo are the
-same in humble and jazzy). Decoding is the node's own (metricgold_core.ros_messages), which needs
+same in humble and jazzy). Decoding is the node's own (metricgold_core.ros_format), which needs
 no ROS installed.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Iterator
 import numpy as np
 
 from .sources import Frame
-from ..ros_messages import camera_model_from_info, compressed_to_rgb8, image_to_rgb8
-from ..ros_messages import stamp_ns
+from ..ros_format import stamp_ns
+from ..ros_format.camera_info import camera_model_from_info
+from ..ros_format.images import compressed_to_rgb8, image_to_rgb8
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -189,7 +190,7 @@ class BagInput:
             yield paired(pending.popleft())
 
     def _add_sparse(self, sparse: OrderedDict, conn, raw) -> None:
-        from ..ros_messages import sparse_depth_to_metres
+        from ..ros_format.images import sparse_depth_to_metres
 
         try:
             msg = self.typestore.deserialize_cdr(raw, conn.msgtype)

@@ -12,7 +12,8 @@ import shutil
 
 import numpy as np
 
-from ..ros_messages import CameraModel, CLOUD_FIELDS, CLOUD_POINT_STEP, depth_camera_info_fields
+from ..ros_format.camera_info import CameraModel, depth_camera_info_fields
+from ..ros_format.clouds import CLOUD_FIELDS, POINT_STEP
 
 PARTIAL_DIR = '.partial'
 
@@ -24,10 +25,10 @@ def output_topics(namespace: str) -> dict:
 
 
 def depth_camera_info(types, header, source, K_depth: np.ndarray, depth_hw) -> object:
-    """CameraInfo of the depth image (the node's rules: ros_messages.depth_camera_info_fields)."""
-    model = CameraModel(int(depth_hw[1]), int(depth_hw[0]), K_depth[0, 0], K_depth[1, 1],
-                        K_depth[0, 2], K_depth[1, 2])
-    fields = depth_camera_info_fields(source, model)
+    """CameraInfo of the depth image (the node's rules: camera_info.depth_camera_info_fields)."""
+    camera = CameraModel(int(depth_hw[1]), int(depth_hw[0]), K_depth[0, 0], K_depth[1, 1],
+                         K_depth[0, 2], K_depth[1, 2])
+    fields = depth_camera_info_fields(source, camera)
     roi = types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
                                                     do_rectify=False)
     arrays = {name: np.asarray(fields.pop(name), np.float64) for name in ('d', 'k', 'r', 'p')}
@@ -78,7 +79,7 @@ class BagOutput:
             header=header, height=height, width=width,
             fields=[field(name=n, offset=o, datatype=field.FLOAT32, count=1)
                     for n, o in CLOUD_FIELDS],
-            is_bigendian=False, point_step=CLOUD_POINT_STEP, row_step=width * CLOUD_POINT_STEP,
+            is_bigendian=False, point_step=POINT_STEP, row_step=width * POINT_STEP,
             data=np.ascontiguousarray(points, dtype='<f4').view(np.uint8).ravel(),
             is_dense=False)
         for key, msg in (('depth', depth), ('info', info), ('points', cloud)):

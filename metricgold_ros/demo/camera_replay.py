@@ -80,7 +80,9 @@ def main(argv=None) -> int:
     from std_msgs.msg import Header
 
     from rclpy.utilities import remove_ros_args
-    from ..conversions import array_to_image, CameraModel, scaled_camera_info
+
+    from metricgold_core.ros_format.camera_info import CameraModel
+    from ..messages import array_to_image, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])

@@ -65,7 +65,7 @@ class Recorder:
         from metricgold_core.io_utils import depth_to_mm_png, save_npy, save_png
         from metricgold_core.visualize import colorize_depth
 
-        from ..conversions import image_to_array
+        from metricgold_core.ros_format.images import image_to_array
         arrival_ns = time.time_ns()
         rec = self._record(msg.header)
         depth = image_to_array(msg)[..., 0].astype(np.float32)
@@ -92,15 +92,17 @@ class Recorder:
             self.pending_clouds[rec['stamp_ns']] = msg
 
     def _save_cloud(self, rec: dict, msg) -> None:
-        from metricgold_core.offline.clouds import write_ply
-
+        from metricgold_core.ply import write_ply
+        from metricgold_core.ros_format.clouds import unpack_rgb_float
         from ..pointcloud import unpack_cloud
+
         rec['cloud_points'] = int(msg.width * msg.height)
         if rec['index'] % self.ply_every:
             return
         cloud = unpack_cloud(msg)
         path = self.out / 'clouds' / f'{rec["name"]}.ply'
-        write_ply(path, np.stack([cloud[name] for name in ('x', 'y', 'z', 'rgb')], axis=-1))
+        write_ply(path, np.stack([cloud[axis] for axis in 'xyz'], axis=-1),
+                  unpack_rgb_float(cloud['rgb']))
         rec['ply'] = str(path.relative_to(self.out))
 
     def _on_diag(self, msg) -> None:
@@ -130,8 +132,10 @@ def main(argv=None) -> int:
     # seconds and show up as latency.
     import metricgold_core.io_utils  # noqa: F401
     import metricgold_core.ply  # noqa: F401
+    import metricgold_core.ros_format.clouds  # noqa: F401
+    import metricgold_core.ros_format.images  # noqa: F401
     import metricgold_core.visualize  # noqa: F401
-    from .. import conversions, pointcloud  # noqa: F401
+    from .. import pointcloud  # noqa: F401
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['recorder'] + argv)[1:])

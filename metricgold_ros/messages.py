@@ -1,8 +1,8 @@
-"""sensor_msgs <-> numpy without cv_bridge: Image, CompressedImage, CameraInfo.
+"""numpy -> the node's outgoing sensor_msgs, filled in reusable buffers: Image, CameraInfo.
 
-Reading messages (with `BadInput` for what cannot be used) is metricgold_core.ros_messages,
-shared with the offline bag reader and re-exported here; this module builds the node's outgoing
-messages in reusable buffers. Nothing here imports torch or the model.
+Reading messages and the formats themselves (encodings, CameraInfo rules, the cloud layout) are
+metricgold_core.ros_format, shared with offline processing; this module only builds rclpy
+messages. Nothing here imports torch or the model.
 """
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ import array
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-# Decoding lives in the core (the offline bag reader uses it without ROS); re-exported here.
-from metricgold_core.ros_messages import (  # noqa: F401
-    BadInput, camera_model_from_info, CameraModel, compressed_to_rgb8, depth_camera_info_fields,
-    ENCODINGS, fallback_camera_model, image_to_array, image_to_rgb8, INPUT_ENCODINGS,
-    MAX_SIDE_PX, MIN_SIDE_PX)
+from metricgold_core.ros_format.camera_info import CameraModel, depth_camera_info_fields
+from metricgold_core.ros_format.images import ENCODINGS
 
 
 def new_msg(cls, **fields):
@@ -73,11 +70,11 @@ def array_to_image(pixels: np.ndarray, encoding: str, header, buffer: ByteBuffer
 
 # ------------------------------------------------------------------------- CameraInfo
 
-def scaled_camera_info(source: CameraInfo | None, model: CameraModel, header) -> CameraInfo:
-    """CameraInfo of the depth image: `source` with K and P scaled to `model`'s size (see
-    metricgold_core.ros_messages.depth_camera_info_fields); binning and ROI stay cleared."""
+def scaled_camera_info(source: CameraInfo | None, camera: CameraModel, header) -> CameraInfo:
+    """CameraInfo of the depth image: `source` with K and P scaled to `camera`'s size (the
+    rules: ros_format.camera_info.depth_camera_info_fields); binning and ROI stay cleared."""
     info = CameraInfo()
     info.header = header
-    for name, value in depth_camera_info_fields(source, model).items():
+    for name, value in depth_camera_info_fields(source, camera).items():
         setattr(info, name, value)
     return info

@@ -1,18 +1,16 @@
-"""sensor_msgs decoding without ROS: Image, CompressedImage and CameraInfo -> numpy.
+"""sensor_msgs/Image and CompressedImage -> numpy: every input encoding, sparse depth images.
 
-The functions read message fields by name, so they serve rclpy messages (the node) and `rosbags`
-messages (offline processing) alike, and import nothing of ROS. Every one checks the message
-against the encoding rules (REP 118 / sensor_msgs docs) and raises `BadInput` (a ValueError) with
-a short `kind` (the node's diagnostics counter) and a message a user can act on.
+Messages are read by field name (rclpy and `rosbags` messages alike). Each function checks the
+message against the encoding rules (sensor_msgs/image_encodings.hpp, REP 118) and raises
+`BadInput` with the diagnostics counter it belongs to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import io
 
 import numpy as np
 
-from .geometry import intrinsics_from_hfov, scale_intrinsics
+from . import BadInput
 
 # Refuse anything larger: a corrupt header claiming 100k x 100k must not allocate 30 GB.
 MAX_SIDE_PX = 16384
@@ -84,25 +82,6 @@ def _cv_code(layout: str) -> int:
     return getattr(cv2, 'COLOR_' + _YUV_CV[layout])
 
 
-# PointCloud2 layout of the node's and the offline bags' clouds: x y z float32 + rgb, a float32
-# whose bits are 0x00RRGGBB (PCL / depth_image_proc convention).
-CLOUD_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
-CLOUD_POINT_STEP = 16
-
-
-class BadInput(ValueError):
-    """A message that cannot be used; `kind` names the diagnostics counter it goes to."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-def stamp_ns(header) -> int:
-    """A std_msgs/Header's stamp in integer nanoseconds (rclpy and rosbags messages alike)."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 SPARSE_DEPTH_ENCODINGS = ('32FC1', '16UC1', 'mono16')
 
 
@@ -110,7 +89,7 @@ def sparse_depth_to_metres(msg) -> np.ndarray:
     """A sparse depth Image (32FC1 metres with NaN/0 = none, or 16UC1 millimetres with 0 = none)
     -> float32 metres, NaN where there is no measurement. BadInput `sparse_depth_encoding` for
     another encoding, `sparse_depth` for a malformed message."""
-    from .scale import sparse_to_metres
+    from ..scale import sparse_to_metres
 
     if msg.encoding not in SPARSE_DEPTH_ENCODINGS:
         raise BadInput('sparse_depth_encoding', f'sparse_depth must be 32FC1 (m) or 16UC1 (mm), '
@@ -241,93 +220,3 @@ def compressed_to_rgb8(msg) -> np.ndarray:
         raise BadInput('size', f'image size {rgb.shape[1]}x{rgb.shape[0]} is below '
                        f'{MIN_SIDE_PX} px per side')
     return rgb
-
-
-# ------------------------------------------------------------------------- CameraInfo
-
-@dataclass(frozen=True)
-class CameraModel:
-    """What the node needs of a camera: image size and the P (or K) pinhole parameters."""
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @property
-    def K(self) -> np.ndarray:
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def scaled(self, height: int, width: int) -> 'CameraModel':
-        """The model of this image resized to (height, width), pixel centres at integers."""
-        K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
-        return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
-
-
-def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:
-    """CameraInfo -> CameraModel of the published image, from P (or K when P is unset).
-
-    `matrix='k'` reads K instead. Binning and ROI are applied (sensor_msgs/CameraInfo docs):
-    the model describes the image that is actually sent.
-    """
-    width, height = int(info.width), int(info.height)
-    binning_x, binning_y = max(1, int(info.binning_x)), max(1, int(info.binning_y))
-    roi = info.roi
-    has_roi = bool(roi.width and roi.height)
-    if has_roi:
-        width, height = int(roi.width), int(roi.height)
-    width, height = width // binning_x, height // binning_y
-    if width <= 0 or height <= 0:
-        raise BadInput('camera_info', f'camera_info has image size {info.width}x{info.height}')
-    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
-    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if matrix == 'p' and P[0, 0] > 0 and P[1, 1] > 0:
-        fx, fy, cx, cy = P[0, 0], P[1, 1], P[0, 2], P[1, 2]
-    else:
-        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    values = np.array([fx, fy, cx, cy])
-    if not (np.isfinite(values).all() and fx > 0 and fy > 0):
-        raise BadInput('camera_info', f'camera_info has no usable focal length (P and K give '
-                       f'fx={fx}, fy={fy})')
-    if has_roi:
-        cx, cy = cx - roi.x_offset, cy - roi.y_offset
-    return CameraModel(width, height, fx / binning_x, fy / binning_y,
-                       (cx + 0.5) / binning_x - 0.5, (cy + 0.5) / binning_y - 0.5)
-
-
-def depth_camera_info_fields(source, model: CameraModel) -> dict:
-    """CameraInfo fields of a depth image of `model`'s size made from the input's `source`.
-
-    Like image_proc's resize: distortion and R are kept (they act on normalised coordinates),
-    K and P are scaled; binning and ROI are for the caller to clear, because the depth image is a
-    full frame. Without a source (fallback intrinsics) the fields describe an undistorted
-    pinhole. Returns width, height, distortion_model, d, r, k (9) and p (12) as plain lists.
-    """
-    if source is None:
-        distortion_model, d = 'plumb_bob', [0.0] * 5
-        r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        tx = ty = 0.0
-        k_model = model
-    else:
-        distortion_model, d, r = source.distortion_model, list(source.d), list(source.r)
-        source_model = camera_model_from_info(source)
-        sx, sy = model.width / source_model.width, model.height / source_model.height
-        tx, ty = float(source.p[3]) * sx, float(source.p[7]) * sy
-        # K describes the unrectified camera when P is the rectified one: scale each alone.
-        try:
-            k_model = camera_model_from_info(source, 'k').scaled(model.height, model.width)
-        except BadInput:
-            k_model = model
-    return {'width': int(model.width), 'height': int(model.height),
-            'distortion_model': distortion_model, 'd': [float(v) for v in d],
-            'r': [float(v) for v in r],
-            'k': [k_model.fx, 0.0, k_model.cx, 0.0, k_model.fy, k_model.cy, 0.0, 0.0, 1.0],
-            'p': [model.fx, 0.0, model.cx, tx, 0.0, model.fy, model.cy, ty, 0.0, 0.0, 1.0, 0.0]}
-
-
-def fallback_camera_model(height: int, width: int, hfov_deg: float) -> CameraModel:
-    """A centred pinhole with square pixels and the given horizontal field of view."""
-    K = intrinsics_from_hfov(width, height, hfov_deg)
-    return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])

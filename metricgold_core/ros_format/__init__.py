@@ -1,0 +1,22 @@
+"""The ROS message formats, without ROS: one converter per concern, shared by the node
+(rclpy messages) and offline processing (`rosbags` messages), importing neither.
+
+    images       Image / CompressedImage -> numpy (every input encoding), sparse depth images
+    camera_info  CameraInfo <-> CameraModel (binning, ROI, the depth image's CameraInfo)
+    clouds       the organized x y z rgb PointCloud2 layout and the one depth back-projection
+
+Readers raise `BadInput` (a ValueError) whose `kind` names the node's diagnostics counter.
+"""
+
+
+class BadInput(ValueError):
+    """A message that cannot be used; `kind` names the diagnostics counter it goes to."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def stamp_ns(header) -> int:
+    """A std_msgs/Header's stamp in integer nanoseconds (rclpy and rosbags messages alike)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
