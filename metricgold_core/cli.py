@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         print('interrupted', file=sys.stderr)
         return 130
     except ValueError as exc:   # CheckpointError, bad device/dtype/mode: the user's to fix
-        logging.getLogger('metricgold').debug('details', exc_info=True)
+        logging.getLogger(__name__).debug('details', exc_info=True)
         print(f'metricgold {args.command}: error: {exc}', file=sys.stderr)
         return 2
 

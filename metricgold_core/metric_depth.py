@@ -63,7 +63,7 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
 
     model = load_default_or(checkpoint or None)
     if model.meta.get('untrained'):
-        logging.getLogger('metricgold').warning(
+        logging.getLogger(__name__).warning(
             'this checkpoint is UNTRAINED (random weights): its depth is meaningless; it only '
             'exercises the pipeline.')
     return DepthEstimator(model, device=device, dtype=dtype, mode=mode)

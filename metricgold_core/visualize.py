@@ -58,3 +58,28 @@ def colorize_depth(depth_m: np.ndarray, d_min: float | None = None, d_max: float
     out = cv2.LUT(cv2.merge([idx, idx, idx]), lut)
     out[~valid] = np.asarray(invalid_color, dtype=np.uint8)
     return out
+
+
+def comparison_panel(rgb: np.ndarray, pred_m: np.ndarray, gt_m: np.ndarray,
+                     scored: np.ndarray | None = None, max_error: float = 0.5) -> np.ndarray:
+    """One row of RGB | prediction | ground truth | error, uint8 (H, 4W, 3), for every report.
+
+    Prediction and truth share one colour range (the truth's 2nd..98th percentile; the
+    prediction's when there is no truth). The error map is |pred - gt| / gt through turbo from
+    0 (blue) to >= `max_error` (red); pixels not scored are black. `scored` defaults to valid
+    truth where the prediction is finite.
+    """
+    with np.errstate(invalid='ignore'):
+        valid_gt = np.isfinite(gt_m) & (gt_m > 0)
+    if valid_gt.any():
+        lo, hi = np.percentile(gt_m[valid_gt], [2, 98])
+    else:
+        finite = pred_m[np.isfinite(pred_m) & (pred_m > 0)]
+        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.5, 10.0)
+    finite_pred = np.isfinite(pred_m)
+    scored = valid_gt & finite_pred if scored is None else scored & valid_gt & finite_pred
+    error = np.zeros(gt_m.shape + (3,), dtype=np.uint8)
+    rel = np.abs(pred_m[scored] - gt_m[scored]) / gt_m[scored]
+    error[scored] = TURBO_LUT[np.clip(rel / max_error * 255.0, 0, 255).astype(np.uint8)]
+    return np.concatenate([rgb, colorize_depth(pred_m, lo, hi), colorize_depth(gt_m, lo, hi),
+                           error], axis=1)

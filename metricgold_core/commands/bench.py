@@ -15,7 +15,7 @@ import numpy as np
 
 from . import add_mode_argument
 
-LOG = logging.getLogger('metricgold.bench')
+LOG = logging.getLogger(__name__)
 
 
 def add_parser(sub, name: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 from ..data.registry import DATASETS
 
-LOG = logging.getLogger('metricgold.evaluate')
+LOG = logging.getLogger(__name__)
 PROCEDURAL_MAX_DEPTH_M = 80.0  # procedural streets reach ~800 m; score the usual outdoor range
 
 
@@ -112,6 +112,7 @@ def run(args) -> int:
     from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
+    from ..visualize import comparison_panel
 
     try:
         dataset = open_dataset(args)
@@ -176,7 +177,7 @@ def run(args) -> int:
             save_npy(out_dir / 'predictions' / f'{stem}.npy', depth_pred)
         if args.save_visuals:
             save_png(out_dir / 'visuals' / f'{stem}.png',
-                     visual_panel(sample['rgb'], depth_pred, sample['depth'], mask))
+                     comparison_panel(sample['rgb'], depth_pred, sample['depth'], mask))
     summaries = {mode: aggregate([r for r in rows if r['alignment'] == mode])
                  for mode in args.alignment}
     columns = ['name', 'alignment', *METRICS, 'valid_pixels', 'scale', 'shift', 'focal_factor',
@@ -261,25 +262,3 @@ def scale_anchor(args, sample: dict, index: int) -> dict:
             height = float(args.camera_height)
         return ground_plane_anchor(args, height)
     return {}
-
-
-def visual_panel(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray,
-                 mask: np.ndarray | None) -> np.ndarray:
-    """uint8 (H, 4W, 3): RGB | prediction | ground truth (one colour range) | AbsRel error map.
-
-    The error map shows |pred - gt| / gt from 0 (blue) to >= 0.5 (red); black = not scored.
-    """
-    from ..visualize import colorize_depth, TURBO_LUT
-    with np.errstate(invalid='ignore'):
-        valid_gt = np.isfinite(gt) & (gt > 0)
-    if valid_gt.any():
-        lo, hi = np.percentile(gt[valid_gt], [2, 98])
-    else:
-        finite = pred[np.isfinite(pred)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.5, 10.0))
-    scored = valid_gt & np.isfinite(pred) if mask is None else mask & np.isfinite(pred)
-    error = np.zeros(gt.shape + (3,), dtype=np.uint8)
-    rel = np.abs(pred[scored] - gt[scored]) / gt[scored]
-    error[scored] = TURBO_LUT[np.clip(rel / 0.5 * 255, 0, 255).astype(np.uint8)]
-    return np.concatenate([rgb, colorize_depth(pred, lo, hi), colorize_depth(gt, lo, hi), error],
-                          axis=1)

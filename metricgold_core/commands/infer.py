@@ -14,7 +14,7 @@ import numpy as np
 from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 from ..metric_depth import DEFAULT_FALLBACK_HFOV_DEG, fallback_K
 
-LOG = logging.getLogger('metricgold.infer')
+LOG = logging.getLogger(__name__)
 
 
 def add_parser(sub, name: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-LOG = logging.getLogger('metricgold.make_checkpoint')
+LOG = logging.getLogger(__name__)
 
 
 def add_parser(sub, name: str) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
 
-LOG = logging.getLogger('metricgold.process')
+LOG = logging.getLogger(__name__)
 
 
 def add_parser(sub, name: str) -> None:

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-LOG = logging.getLogger('metricgold.train')
+LOG = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

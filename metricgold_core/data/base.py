@@ -20,7 +20,7 @@ import torch
 from ..geometry import make_K
 from ..io_utils import read_rgb
 
-LOG = logging.getLogger('metricgold.data')
+LOG = logging.getLogger(__name__)
 
 
 class DepthDataset(torch.utils.data.Dataset):

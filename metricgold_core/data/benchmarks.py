@@ -14,7 +14,7 @@ from .base import _existing, DepthDataset, load_npy, read_depth_png, scaled_dept
 from .transforms import kitti_benchmark_crop
 from ..geometry import make_K, scale_intrinsics
 
-LOG = logging.getLogger('metricgold.data')
+LOG = logging.getLogger(__name__)
 
 
 def fraction_crop(height: int, width: int, rows: tuple, cols: tuple) -> np.ndarray:

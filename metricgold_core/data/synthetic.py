@@ -11,7 +11,7 @@ import numpy as np
 from .base import _existing, DepthDataset, load_npy, read_depth_png, scaled_depth
 from ..geometry import make_K
 
-LOG = logging.getLogger('metricgold.data')
+LOG = logging.getLogger(__name__)
 
 
 # --- Hypersim ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..metrics import compute_metrics
 from ..model import MetricGoldModel
 from ..pipeline import DepthEstimator, FAST_KV_POOL
 
-LOG = logging.getLogger('metricgold.distill')
+LOG = logging.getLogger(__name__)
 TRAIN_SEED = 0            # procedural seed streams of the distillation scenes
 HELD_OUT_SEED = 9_000_000
 

@@ -13,7 +13,7 @@ import torch
 
 from ..geometry import focal_rescale_factor
 from ..metrics import compute_metrics
-from ..visualize import colorize_depth
+from ..visualize import comparison_panel
 
 
 def depth_errors(pred_m: np.ndarray, gt_m: np.ndarray, valid: np.ndarray) -> dict:
@@ -62,7 +62,7 @@ def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.nda
 
 def run_validation(model, stage_name: str, samples: list[dict], device, panels: int = 4,
                    canonical_focal_px: float | None = None) -> tuple[dict, np.ndarray | None]:
-    """Metrics dict and a uint8 (rows*H, 3*W, 3) panel image (RGB | prediction | truth).
+    """Metrics dict and a uint8 (rows*H, 4*W, 3) image of visualize.comparison_panel rows.
 
     With `canonical_focal_px` (canonical-focal labels) predictions are scaled by fx / f_c.
     """
@@ -72,10 +72,6 @@ def run_validation(model, stage_name: str, samples: list[dict], device, panels: 
                          for p, s in zip(pred, samples)])
     per_image = [depth_errors(p, s['depth'], s['valid']) for p, s in zip(pred, samples)]
     metrics = summarise(per_image, [s['kind'] for s in samples])
-    rows = []
-    for p, s in list(zip(pred, samples))[:panels]:
-        valid = s['valid']
-        lo, hi = np.percentile(s['depth'][valid], [2, 98]) if valid.any() else (None, None)
-        rows.append(np.concatenate([s['rgb'], colorize_depth(p, lo, hi),
-                                    colorize_depth(s['depth'], lo, hi)], axis=1))
+    rows = [comparison_panel(s['rgb'], p, s['depth'], s['valid'])
+            for p, s in list(zip(pred, samples))[:panels]]
     return metrics, (np.concatenate(rows, axis=0) if rows else None)

@@ -11,7 +11,7 @@ import numpy as np
 
 from metricgold_core.io_utils import save_png, save_text
 from metricgold_core.metrics import aggregate, compute_metrics
-from metricgold_core.visualize import colorize_depth
+from metricgold_core.visualize import comparison_panel
 
 MAX_DEPTH_M = 100.0   # the default codec's far end: ground truth beyond it is not scored
 
@@ -102,14 +102,7 @@ def contact_sheet(path: Path, out: Path, pairs: list, max_rows: int = 6) -> None
         rgb = np.asarray(_read_png(out / 'rgb' / f'{frame["index"]:04d}.png'))
         pred = np.load(out / 'depth' / f'{rec["name"]}.npy')
         gt = np.load(gt_path)
-        valid = np.isfinite(gt) & (gt > 0)
-        lo, hi = (np.percentile(gt[valid], [2, 98]) if valid.any() else (None, None))
-        err = np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1.0), np.nan)
-        err_img = colorize_depth(np.clip(0.5 - np.nan_to_num(err, nan=-1.0), 1e-3, 0.5),
-                                 1e-3, 0.5, log_scale=False)
-        err_img[~valid] = 0
-        rows.append(np.concatenate([rgb, colorize_depth(pred, lo, hi),
-                                    colorize_depth(gt, lo, hi), err_img], axis=1))
+        rows.append(comparison_panel(rgb, pred, gt))
         if len(rows) == max_rows:
             break
     if rows:
