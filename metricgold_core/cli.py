@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format='%(levelname)s %(name)s: %(message)s')
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s',
+                        datefmt='%H:%M:%S')
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 
 if [ -z "${SKIP_SMOKE:-}" ]; then
 echo "== smoke: every stage a few steps on CUDA"
-timeout 120 "$PY" training/train.py --config training/configs/tiny_cpu.yaml \
+timeout 120 "$PY" -m metricgold_core.cli train --config training/configs/tiny_cpu.yaml \
   --config training/configs/debug.yaml output_dir=/tmp/smoke device=cuda log.progress=false \
   > "$OUT/smoke.log" 2>&1
 echo "smoke exit $?"; tail -5 "$OUT/smoke.log"
@@ -23,7 +23,7 @@ fi
 
 echo "== train: tiny recipe, batch 32, $TRAIN_SECONDS s budget"
 start=$(date +%s)
-timeout "$TRAIN_SECONDS" "$PY" training/train.py --config training/configs/tiny_cpu.yaml \
+timeout "$TRAIN_SECONDS" "$PY" -m metricgold_core.cli train --config training/configs/tiny_cpu.yaml \
   output_dir=/tmp/gpu_run device=cuda log.progress=false log.every=50 \
   data.micro_batch=32 data.num_workers="$WORKERS" val.every=400 checkpoint.every=400 \
   stages.0.max_steps=${STEPS0:-700} stages.0.optim.decay_steps=${STEPS0:-700} \

@@ -177,10 +177,10 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
 
 
 def test_config_errors_stop_before_training(tmp_path, capsys):
-    from metricgold_core.commands.train import main
+    from metricgold_core.cli import main
     path = recipe(tmp_path, output_dir=str(tmp_path / 'bad'))
-    assert main(['--config', str(path), 'optim.lr=-1', 'data.hight=3']) == 2
+    assert main(['train', '--config', str(path), 'optim.lr=-1', 'data.hight=3']) == 2
     assert 'unknown key `data.hight` (did you mean `height`?)' in capsys.readouterr().err
-    assert main(['--config', str(path), 'optim.lr=-1']) == 2
+    assert main(['train', '--config', str(path), 'optim.lr=-1']) == 2
     assert '`optim.lr` must be > 0' in capsys.readouterr().err
     assert not (tmp_path / 'bad').exists()

@@ -1,4 +1,5 @@
-"""`metricgold train` (and `training/train.py`): run a training recipe, resumably."""
+"""`metricgold train`: run a training recipe, resumably (under `accelerate launch -m
+metricgold_core.cli train ...` for several GPUs)."""
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,3 @@ def run(args) -> int:
     for path in exported:
         LOG.info('model: %s', path)
     return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='train.py', description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: '
-                        '%(message)s', datefmt='%H:%M:%S')
-    return run(args)

@@ -1,6 +1,6 @@
 """Training: recipes (config), data mixture, the four stages, the loop, checkpoints.
 
-Entry points: `training/train.py --config training/configs/X.yaml` or `metricgold train`;
+Entry point: `metricgold train --config training/configs/X.yaml` (recipes live there);
 in Python, `run(load_config([path]))`.
 """
 from .config import ConfigError, load_config, stage_configs  # noqa: F401

@@ -1,6 +1,6 @@
 """Loss and validation AbsRel of a multi-stage run, from its metrics.jsonl files, as one PNG.
 
-    python training/plot_curves.py docs/default_model/metrics_*.jsonl --output curves.png
+    python scripts/plot_curves.py docs/default_model/metrics_*.jsonl --output curves.png
 """
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-
-from metricgold_core.io_utils import save_png  # noqa: E402
+from metricgold_core.io_utils import save_png
 
 COLORS = [(200, 60, 60), (60, 140, 60), (60, 90, 200), (200, 140, 30)]
 
