@@ -12,7 +12,7 @@ setup:
 	PYTHON=$(PYTHON) VENV=$(VENV) ./scripts/setup_env.sh
 
 demo: setup
-	$(VENV)/bin/python -m metricgold_ros.demo.run $(DEMO_ARGS)
+	$(VENV)/bin/python -m metricgold_demo.run $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/python scripts/run_tests.py $(PYTEST_ARGS)

@@ -9,8 +9,9 @@ PACKAGE = 'metricgold_ros'
 setup(
     name=PACKAGE,
     version='0.1.0',
+    # metricgold_demo (camera replay, recorder, report) ships beside the node, not inside it.
     packages=find_packages(include=['metricgold_core', 'metricgold_core.*',
-                                    'metricgold_ros', 'metricgold_ros.*']),
+                                    'metricgold_ros', 'metricgold_ros.*', 'metricgold_demo']),
     package_data={'metricgold_core': ['default_model/*', 'default_model/*/*']},
     include_package_data=True,
     data_files=[
@@ -51,6 +52,9 @@ setup(
         'console_scripts': [
             'depth_node = metricgold_ros.depth_node:main',
             'metricgold = metricgold_core.cli:main',
+            'metricgold_demo = metricgold_demo.run:main',
+            'camera_replay = metricgold_demo.camera_replay:main',
+            'demo_recorder = metricgold_demo.recorder:main',
         ],
     },
 )

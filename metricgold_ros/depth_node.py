@@ -141,6 +141,7 @@ class DepthNode(Node):
                  'mode': self.cfg['mode']}
         from metricgold_core.metric_depth import is_relative_model
         facts['depth_type'] = 'affine_invariant' if is_relative_model(model) else 'metric'
+        facts['untrained'] = True if meta.get('untrained') else None   # listed only when so
         return estimator, facts
 
     def _update_subscriptions(self) -> None:

@@ -39,7 +39,7 @@ def test_packaged_model_loads_by_default_and_beats_the_prior():
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo') / 'out'
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    result = subprocess.run([sys.executable, '-m', 'metricgold_ros.demo.run', '--out', str(out),
+    result = subprocess.run([sys.executable, '-m', 'metricgold_demo.run', '--out', str(out),
                              '--count', '4', '--rate', '2', '--height', '120', '--width', '160',
                              '--timeout', '150'],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -111,7 +111,7 @@ def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
 
 def test_demo_on_a_folder_of_own_images(tmp_path, shared_data):
     out = tmp_path / 'own'
-    result = subprocess.run([sys.executable, '-m', 'metricgold_ros.demo.run', '--out', str(out),
+    result = subprocess.run([sys.executable, '-m', 'metricgold_demo.run', '--out', str(out),
                              '--count', '2', '--rate', '2', '--mode', 'fast', '--images',
                              str(shared_data / 'real' / 'redwood' / 'rgb')],
                             cwd=ROOT, capture_output=True, text=True, timeout=240)

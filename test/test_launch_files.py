@@ -136,3 +136,57 @@ def test_node_module_does_not_import_torch_before_parameters_are_valid():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.split()
     assert out == ['False', 'False']
+
+
+DEMO_LAUNCH = ROOT / 'launch' / 'demo.launch.py'
+
+
+def console_scripts() -> dict:
+    """{executable: 'module:function'} from setup.py's console_scripts."""
+    setup = (ROOT / 'setup.py').read_text()
+    return dict(re.findall(r"'(\w+) = ([\w.]+:\w+)'", setup))
+
+
+def test_every_console_script_points_at_a_function_that_exists():
+    import importlib
+    scripts = console_scripts()
+    assert {'depth_node', 'metricgold', 'metricgold_demo', 'camera_replay',
+            'demo_recorder'} <= set(scripts)
+    for name, target in scripts.items():
+        module, function = target.split(':')
+        assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_demo_launch_file_starts_the_runners_processes_with_valid_arguments():
+    import metricgold_demo
+    from metricgold_demo import camera_replay, recorder
+
+    source = DEMO_LAUNCH.read_text()
+    tree = ast.parse(source)
+    consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    assert consts['PACKAGE'] == 'metricgold_ros'
+    assert consts['CAMERA_NAMESPACE'] == metricgold_demo.CAMERA_NAMESPACE
+    assert consts['NODE_NAMESPACE'] == metricgold_demo.NODE_NAMESPACE
+    executables = {ast.literal_eval(kw.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'Node'
+                   for kw in node.keywords if kw.arg == 'executable'}
+    assert executables == {'depth_node', 'camera_replay', 'demo_recorder'}
+    assert executables <= set(console_scripts())
+    declared = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
+            default = [kw.value for kw in node.keywords if kw.arg == 'default_value'][0]
+            declared[node.args[0].value] = (default.value if isinstance(default, ast.Constant)
+                                            else None)
+    assert set(declared) == {'out', 'count', 'rate', 'images', 'params_file'}
+    # The argument lists, with the launch defaults substituted, parse with the scripts' own
+    # parsers (what launch_ros hands them, before its --ros-args).
+    camera = camera_replay.parse_args(['--out', declared['out'], '--count', declared['count'],
+                                       '--rate', declared['rate']])
+    assert (camera.count, camera.rate) == (24, 2.0)
+    rec = recorder.parse_args(['--out', declared['out'], '--count', declared['count'],
+                               '--camera-topic', consts['CAMERA_NAMESPACE'] + '/image',
+                               '--report'])
+    assert rec.report and rec.camera_topic == '/demo_camera/image'
+    assert "'--report'" in source and 'OnProcessExit(target_action=recorder' in source

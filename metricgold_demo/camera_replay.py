@@ -2,9 +2,10 @@
 
 Frames are procedural scenes with metric ground truth (saved as gt/<index>.npy beside a
 frames index) or the images of a folder (no ground truth). Every frame is rendered before
-publishing starts, so the rate is steady.
+publishing starts, so the rate is steady; frames.json is rewritten after each frame, so it
+lists every frame sent so far whenever a reader looks.
 
-    python -m metricgold_ros.demo.camera_replay --count 20 --rate 2 --out demo_output
+    camera_replay --count 20 --rate 2 --out demo_output   (python -m metricgold_demo.camera_replay)
 """
 from __future__ import annotations
 
@@ -81,8 +82,10 @@ def main(argv=None) -> int:
 
     from rclpy.utilities import remove_ros_args
 
+    from metricgold_core.io_utils import save_text
+    from metricgold_core.ros_format import stamp_ns
     from metricgold_core.ros_format.camera_info import CameraModel
-    from ..messages import array_to_image, scaled_camera_info
+    from metricgold_ros.messages import array_to_image, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])
@@ -116,19 +119,19 @@ def main(argv=None) -> int:
             header = Header()
             header.stamp = node.get_clock().now().to_msg()
             header.frame_id = FRAME_ID
-            model = CameraModel(rgb.shape[1], rgb.shape[0], K[0, 0], K[1, 1], K[0, 2], K[1, 2])
-            info_pub.publish(scaled_camera_info(None, model, header))   # a plain pinhole
+            camera = CameraModel(rgb.shape[1], rgb.shape[0], K[0, 0], K[1, 1], K[0, 2],
+                                 K[1, 2])
+            info_pub.publish(scaled_camera_info(None, camera, header))   # a plain pinhole
             image_pub.publish(array_to_image(np.ascontiguousarray(rgb), 'rgb8', header))
-            index.append({'index': i, 'name': name, 'stamp_ns': header.stamp.sec * 10**9
-                          + header.stamp.nanosec, 'has_gt': gt is not None,
-                          'K': K.tolist(), 'height': int(rgb.shape[0]),
-                          'width': int(rgb.shape[1])})
+            index.append({'index': i, 'name': name, 'stamp_ns': stamp_ns(header),
+                          'has_gt': gt is not None, 'K': K.tolist(),
+                          'height': int(rgb.shape[0]), 'width': int(rgb.shape[1])})
+            save_text(out / 'frames.json', json.dumps(index, indent=1) + '\n')
             rclpy.spin_once(node, timeout_sec=0.0)
         spin_for(node, 2.0)  # reliable delivery of the last frames needs the writer alive
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        from metricgold_core.io_utils import save_text
         save_text(out / 'frames.json', json.dumps(index, indent=1) + '\n')
         node.destroy_node()
         rclpy.try_shutdown()

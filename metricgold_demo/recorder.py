@@ -4,7 +4,11 @@ Per frame: depth/<index>.npy (float32 m), depth_png/<index>.png (uint16 mm), dep
 <index>.png, every N-th cloud as clouds/<index>.ply; the last diagnostics; recorded.json with
 stamps and arrival latencies. Frames are matched to the camera's frames.json by header stamp.
 
-    python -m metricgold_ros.demo.recorder --out demo_output --count 20 --timeout 120
+It stops after `--count` depth frames, `--timeout` seconds, or, with `--camera-topic`, a grace
+period after that topic's last publisher left (frames the node dropped never come); with
+`--report` it then writes the report (report.py).
+
+    demo_recorder --out demo_output --count 20 --camera-topic /demo_camera/image --report
 """
 from __future__ import annotations
 
@@ -25,6 +29,11 @@ def parse_args(argv):
     p.add_argument('--count', type=int, required=True, help='stop after this many frames')
     p.add_argument('--timeout', type=float, default=150.0, help='stop after this many seconds')
     p.add_argument('--ply-every', type=int, default=5, help='save every N-th cloud as PLY')
+    p.add_argument('--camera-topic', default=None,
+                   help='stop GRACE s after this topic has had a publisher and lost it')
+    p.add_argument('--grace', type=float, default=5.0,
+                   help='seconds to wait for frames in flight once the camera is gone')
+    p.add_argument('--report', action='store_true', help='write the report when done')
     return p.parse_args(argv)
 
 
@@ -50,12 +59,9 @@ class Recorder:
         for sub in ('depth', 'depth_png', 'depth_colored', 'clouds'):
             (out / sub).mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
-    def _stamp_ns(header) -> int:
-        return header.stamp.sec * 10**9 + header.stamp.nanosec
-
     def _record(self, header) -> dict:
-        stamp = self._stamp_ns(header)
+        from metricgold_core.ros_format import stamp_ns
+        stamp = stamp_ns(header)
         if stamp not in self.records:
             self.records[stamp] = {'stamp_ns': stamp, 'index': len(self.records),
                                    'frame_id': header.frame_id}
@@ -63,9 +69,9 @@ class Recorder:
 
     def _on_depth(self, msg) -> None:
         from metricgold_core.io_utils import depth_to_mm_png, save_npy, save_png
+        from metricgold_core.ros_format.images import image_to_array
         from metricgold_core.visualize import colorize_depth
 
-        from metricgold_core.ros_format.images import image_to_array
         arrival_ns = time.time_ns()
         rec = self._record(msg.header)
         depth = image_to_array(msg)[..., 0].astype(np.float32)
@@ -94,7 +100,7 @@ class Recorder:
     def _save_cloud(self, rec: dict, msg) -> None:
         from metricgold_core.ply import write_ply
         from metricgold_core.ros_format.clouds import unpack_rgb_float
-        from ..pointcloud import unpack_cloud
+        from metricgold_ros.pointcloud import unpack_cloud
 
         rec['cloud_points'] = int(msg.width * msg.height)
         if rec['index'] % self.ply_every:
@@ -123,6 +129,22 @@ class Recorder:
             {'frames': records, 'diagnostics': self.diagnostics}, indent=1) + '\n')
 
 
+class CameraWatch:
+    """Whether a topic had a publisher that is gone since `grace` seconds (the camera ended)."""
+
+    def __init__(self, node, topic: str, grace_s: float):
+        self.node, self.topic, self.grace_s = node, topic, grace_s
+        self.seen = False
+        self.left_at = None
+
+    def gone(self) -> bool:
+        if self.node.count_publishers(self.topic) > 0:
+            self.seen, self.left_at = True, None
+        elif self.seen and self.left_at is None:
+            self.left_at = time.monotonic()
+        return self.left_at is not None and time.monotonic() - self.left_at >= self.grace_s
+
+
 def main(argv=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -135,7 +157,7 @@ def main(argv=None) -> int:
     import metricgold_core.ros_format.clouds  # noqa: F401
     import metricgold_core.ros_format.images  # noqa: F401
     import metricgold_core.visualize  # noqa: F401
-    from .. import pointcloud  # noqa: F401
+    import metricgold_ros.pointcloud  # noqa: F401
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['recorder'] + argv)[1:])
@@ -143,10 +165,13 @@ def main(argv=None) -> int:
     node = rclpy.create_node('metricgold_demo_recorder')
     recorder = Recorder(node, Path(args.out), args.ply_every)
     deadline = time.monotonic() + args.timeout
+    camera = CameraWatch(node, args.camera_topic, args.grace) if args.camera_topic else None
     print('recorder: ready', flush=True)
     try:
         while recorder.frames_done() < args.count and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
+            if camera is not None and camera.gone():
+                break
         spin_for(node, 1.5)  # the diagnostics and clouds that follow the last depth image
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -155,6 +180,13 @@ def main(argv=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     print(f'recorder: {recorder.frames_done()} depth frames saved', flush=True)
+    if args.report:
+        from .report import build_report
+        if not (Path(args.out) / 'frames.json').is_file():
+            print('recorder: no frames.json from the camera: no report', file=sys.stderr)
+            return 1
+        build_report(Path(args.out))
+        print(f'recorder: report {Path(args.out) / "report.md"}', flush=True)
     return 0
 
 

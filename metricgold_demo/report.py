@@ -5,6 +5,7 @@ Imports no ROS module, so a test can recompute every number from the files the d
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -115,10 +116,42 @@ def _read_png(path: Path):
         return image.convert('RGB').copy()
 
 
+def model_note(diagnostics: dict | None) -> str:
+    """What ran, in words, from the node's own diagnostics (model, mode, untrained)."""
+    values = (diagnostics or {}).get('values', {})
+    if 'model' not in values:
+        return ''
+    if values['model'] == 'packaged default':
+        note = ('Model: the packaged default model (tiny preset trained on procedural scenes: '
+                'see MODEL_CARD.md).')
+    else:
+        note = f'Model: {values["model"]}.'
+    if values.get('untrained') == 'True':
+        note += ' This checkpoint is UNTRAINED: its depth is meaningless.'
+    if values.get('mode') == 'fast':
+        note += ' Fast mode (light decoder, pooled attention: approximate).'
+    return note
+
+
+def _budget(diagnostics: dict | None) -> float | None:
+    try:
+        value = float((diagnostics or {})['values']['max_latency_ms'])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def build_report(out: Path, budget_ms: float | None = None, title: str = 'MetricGold demo',
-                 model_note: str = '') -> dict:
-    """Compute everything from the files in `out`, write the artefacts, return the summary."""
+                 note: str | None = None) -> dict:
+    """Compute everything from the files in `out`, write the artefacts, return the summary.
+
+    The latency budget and the model note default to what the node's diagnostics said.
+    """
     camera, pairs, diagnostics = load_run(out)
+    if budget_ms is None:
+        budget_ms = _budget(diagnostics)
+    if note is None:
+        note = model_note(diagnostics)
     rows = [r for r in (frame_metrics(out, f, rec) for f, rec in pairs) if r is not None]
     latencies = [rec['latency_ms'] for _, rec in pairs]
     summary = {
@@ -135,15 +168,15 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
     histogram_png(out / 'latency_histogram.png', latencies, budget_ms)
     contact_sheet(out / 'contact_sheet.png', out, pairs)
     save_text(out / 'summary.json', json.dumps(summary, indent=1, default=float) + '\n')
-    save_text(out / 'report.md', _markdown(summary, title, budget_ms, model_note))
+    save_text(out / 'report.md', _markdown(summary, title, budget_ms, note))
     return summary
 
 
-def _markdown(s: dict, title: str, budget_ms, model_note: str) -> str:
+def _markdown(s: dict, title: str, budget_ms, note: str) -> str:
     lat = s['latency_ms']
     lines = [f'# {title}', '']
-    if model_note:
-        lines += [model_note, '']
+    if note:
+        lines += [note, '']
     lines += [
         f'- frames published by the camera: {s["published"]}, depth frames received: '
         f'{s["received"]}, dropped: {s["dropped"]}',

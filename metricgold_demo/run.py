@@ -1,0 +1,166 @@
+"""`make demo`: camera replay, depth node and recorder as separate ROS 2 processes, then a report.
+
+    metricgold_demo [--out demo_output] [--count 24] [--rate 2] [--images DIR] [--checkpoint DIR]
+    (or python -m metricgold_demo.run)
+
+Everything runs in a private ROS domain over Fast DDS with its LARGE_DATA transports (so large
+images reach best-effort subscribers too). The camera starts once the ROS graph shows the node
+and the recorder subscribed; the run ends by itself: after the camera's last frame the recorder
+waits for the depth of the frames in flight, then the node is stopped. Where ROS' launch tools
+are installed, launch/demo.launch.py starts the same three processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from . import CAMERA_NAMESPACE, NODE_NAMESPACE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description='MetricGold end-to-end demo over ROS 2.')
+    p.add_argument('--out', default='demo_output', help='output folder (replaced)')
+    p.add_argument('--count', type=int, default=24, help='camera frames to publish')
+    p.add_argument('--rate', type=float, default=2.0, help='camera rate (Hz)')
+    p.add_argument('--height', type=int, default=480)
+    p.add_argument('--width', type=int, default=640)
+    p.add_argument('--images', default=None, help='replay your own image folder instead')
+    p.add_argument('--checkpoint', default='', help="checkpoint dir ('' = packaged model)")
+    p.add_argument('--params', default=None, help='node parameters (default config/depth.yaml)')
+    p.add_argument('--mode', choices=('exact', 'fast'), default=None,
+                   help='inference mode (default: as the parameters file says)')
+    p.add_argument('--max-latency-ms', type=float, default=None)
+    p.add_argument('--timeout', type=float, default=150.0, help='hard stop (s)')
+    return p.parse_args(argv)
+
+
+def params_file() -> Path:
+    """config/depth.yaml of the source checkout, else the installed package's."""
+    candidate = ROOT / 'config' / 'depth.yaml'
+    if candidate.exists():
+        return candidate
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('metricgold_ros')) / 'config' / 'depth.yaml'
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    logs = out / 'logs'
+    logs.mkdir(parents=True)
+    # This process joins the private domain too, to watch the graph.
+    os.environ.update(ROS_DOMAIN_ID=str(random.Random(os.getpid()).randint(101, 200)),
+                      ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+                      FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA', PYTHONUNBUFFERED='1')
+    image, info = f'{CAMERA_NAMESPACE}/image', f'{CAMERA_NAMESPACE}/camera_info'
+    node_args = ['metricgold_ros.depth_node', '--ros-args', '--params-file',
+                 str(args.params or params_file()), '-r', f'__ns:={NODE_NAMESPACE}',
+                 '-r', f'image:={image}', '-r', f'camera_info:={info}']
+    if args.checkpoint:
+        node_args += ['-p', f'checkpoint:={Path(args.checkpoint).resolve()}']
+    if args.max_latency_ms:
+        node_args += ['-p', f'max_latency_ms:={args.max_latency_ms}']
+    if args.mode:
+        node_args += ['-p', f'mode:={args.mode}']
+    started = time.monotonic()
+    deadline = started + args.timeout
+    print(f'demo: output in {out}; ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}', flush=True)
+    node = _spawn(node_args, logs / 'depth_node.log')
+    recorder = _spawn(['metricgold_demo.recorder', '--out', str(out), '--count',
+                       str(args.count), '--timeout', str(args.timeout), '--camera-topic', image,
+                       '--grace', str(5.0 + (args.max_latency_ms or 2000) / 1e3),
+                       '--ros-args', '-r', f'__ns:={NODE_NAMESPACE}'], logs / 'recorder.log')
+    camera, ready = None, False
+    try:
+        # The node subscribes to its image topic once its model is loaded, the recorder to the
+        # node's depth: with both in the graph the first frames measure the pipeline.
+        ready = wait_for_subscribers({image: node, f'{NODE_NAMESPACE}/depth': recorder},
+                                     deadline)
+        if not ready:
+            print('demo: the depth node or recorder did not start; see logs/', file=sys.stderr)
+        else:
+            camera_args = ['metricgold_demo.camera_replay', '--out', str(out), '--count',
+                           str(args.count), '--rate', str(args.rate), '--height', str(args.height),
+                           '--width', str(args.width)]
+            if args.images:
+                camera_args += ['--images', str(Path(args.images).resolve())]
+            camera = _spawn(camera_args + ['--ros-args', '-r', f'image:={image}', '-r',
+                                           f'camera_info:={info}'], logs / 'camera.log')
+            # The recorder ends by itself: every frame in, or the camera gone plus a grace.
+            recorder.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        print('demo: timed out', file=sys.stderr)
+    finally:
+        for proc in (camera, recorder):
+            if proc is not None:
+                _stop(proc, 10.0)
+        _stop(node)
+    if not ready or not (out / 'frames.json').exists() or \
+            not (out / 'recorded.json').exists():
+        print((logs / 'depth_node.log').read_text(errors='replace')[-3000:], file=sys.stderr)
+        return 1
+    from .report import build_report
+    summary = build_report(out)   # budget and model from the node's recorded diagnostics
+    lat = summary['latency_ms']
+    print(f'demo: {summary["received"]}/{summary["published"]} frames, '
+          f'{summary["output_rate_hz"]:.2f} Hz, latency p50 {lat["p50"]:.0f} ms '
+          f'p95 {lat["p95"]:.0f} ms', flush=True)
+    if summary['metrics']:
+        m = summary['metrics']
+        print(f'demo: AbsRel {m["abs_rel"]:.3f}, delta1 {m["delta1"]:.3f} over '
+              f'{m["images"]} frames with ground truth', flush=True)
+    print(f'demo: report {out / "report.md"} ({time.monotonic() - started:.0f} s)', flush=True)
+    return 0 if summary['received'] else 1
+
+
+def wait_for_subscribers(topics: dict, deadline: float) -> bool:
+    """Wait until the ROS graph shows a subscriber on each topic of {topic: process expected to
+    subscribe}; False when such a process exits first or the deadline passes."""
+    import rclpy
+
+    rclpy.init(args=['demo_runner'])
+    watcher = rclpy.create_node('metricgold_demo_runner')
+    try:
+        pending = dict(topics)
+        while pending and time.monotonic() < deadline:
+            for topic, proc in list(pending.items()):
+                if watcher.count_subscribers(topic) > 0:
+                    del pending[topic]
+                elif proc.poll() is not None:
+                    return False
+            time.sleep(0.2)
+        return not pending
+    finally:
+        watcher.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _spawn(args: list, log: Path) -> subprocess.Popen:
+    with open(log, 'wb') as handle:   # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, '-m', *args], cwd=ROOT, stdout=handle,
+                                stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
