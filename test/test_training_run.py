@@ -111,7 +111,7 @@ def test_every_stage_runs_in_sequence_from_the_previous_export(tmp_path):
 
 def _train_cmd(path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
-    cmd = [sys.executable, str(ROOT / 'training' / 'train.py'), '--config', str(path)]
+    cmd = [sys.executable, '-m', 'metricgold_core.cli', 'train', '--config', str(path)]
     return cmd, env
 
 
