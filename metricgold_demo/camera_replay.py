@@ -119,8 +119,7 @@ def main(argv=None) -> int:
             header = Header()
             header.stamp = node.get_clock().now().to_msg()
             header.frame_id = FRAME_ID
-            camera = CameraModel(rgb.shape[1], rgb.shape[0], K[0, 0], K[1, 1], K[0, 2],
-                                 K[1, 2])
+            camera = CameraModel.from_K(K, *rgb.shape[:2])
             info_pub.publish(scaled_camera_info(None, camera, header))   # a plain pinhole
             image_pub.publish(array_to_image(np.ascontiguousarray(rgb), 'rgb8', header))
             index.append({'index': i, 'name': name, 'stamp_ns': stamp_ns(header),

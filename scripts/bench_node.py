@@ -124,13 +124,13 @@ def bench_overhead(args) -> None:
             image, info = camera_messages(10 ** 9 + i, rgb_src)
             t0 = time.perf_counter()
             rgb = image_to_rgb8(image)
-            model = camera_model_from_info(info)
+            camera = camera_model_from_info(info)
             t1 = time.perf_counter()
-            outputs.camera_info.publish(scaled_camera_info(info, model, image.header))
+            outputs.camera_info.publish(scaled_camera_info(info, camera, image.header))
             outputs.depth.publish(array_to_image(depth, '32FC1', image.header,
                                                  outputs._buffers['depth']))
             t2 = time.perf_counter()
-            cloud = outputs.packer.pack(depth, model, rgb)
+            cloud = outputs.packer.pack(depth, camera, rgb)
             t3 = time.perf_counter()
             outputs.points.publish(outputs.packer.to_msg(image.header, cloud))
             t4 = time.perf_counter()
@@ -141,8 +141,8 @@ def bench_overhead(args) -> None:
             # the node's own path for the same frame: Outputs.publish
             t7 = time.perf_counter()
             rgb = image_to_rgb8(image)
-            model = camera_model_from_info(info)
-            outputs.publish(image.header, depth, model, info, rgb, None, cfg)
+            camera = camera_model_from_info(info)
+            outputs.publish(image.header, depth, camera, info, rgb, None, cfg)
             t8 = time.perf_counter()
             if i >= 10:   # warm-up frames excluded
                 for key, (a, b) in (('convert', (t0, t1)), ('depth+info', (t1, t2)),
@@ -164,7 +164,7 @@ def bench_overhead(args) -> None:
               f'{np.median(compute):.2f} ms')
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
         print(f'  -> node publish {verdict} the 5 ms target (median)')
-        bench_pack(outputs.packer, depth, model, rgb, args.iterations)
+        bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
     finally:
         node.destroy_node()
@@ -173,7 +173,7 @@ def bench_overhead(args) -> None:
         sink.wait(10)
 
 
-def bench_pack(packer, depth, model, rgb, iterations: int) -> None:
+def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
     """Cloud packing vs np.copyto of as many bytes, both into warm preallocated buffers."""
     nbytes = depth.size * 16
     src = np.ones(nbytes, np.uint8)
@@ -181,7 +181,7 @@ def bench_pack(packer, depth, model, rgb, iterations: int) -> None:
     pack_ms, copy_ms = [], []
     for _ in range(iterations):
         t0 = time.perf_counter()
-        packer.pack(depth, model, rgb)
+        packer.pack(depth, camera, rgb)
         t1 = time.perf_counter()
         np.copyto(dst, src)
         t2 = time.perf_counter()

@@ -21,13 +21,14 @@ def test_camera_model_prefers_p_and_applies_binning_and_roi():
     assert camera_model_from_info(info).fx == 1.0
     binned = camera_info_msg({**INTR, 'width': 20, 'height': 24}, 0)
     binned.binning_x = binned.binning_y = 2
-    model = camera_model_from_info(binned)
-    assert (model.width, model.height, model.fx, model.cx) == (10, 12, 4.5, (4.6 + 0.5) / 2 - 0.5)
+    camera = camera_model_from_info(binned)
+    assert (camera.width, camera.height, camera.fx, camera.cx) == (10, 12, 4.5,
+                                                                   (4.6 + 0.5) / 2 - 0.5)
     binned.binning_x = binned.binning_y = 0   # 0 means no binning
     binned.roi.x_offset, binned.roi.y_offset, binned.roi.width, binned.roi.height = 4, 2, 8, 6
-    model = camera_model_from_info(binned)
-    assert (model.width, model.height) == (8, 6)
-    assert (model.cx, model.cy) == pytest.approx((0.6, 3.4))
+    camera = camera_model_from_info(binned)
+    assert (camera.width, camera.height) == (8, 6)
+    assert (camera.cx, camera.cy) == pytest.approx((0.6, 3.4))
 
 
 @pytest.mark.parametrize('mutate', [
@@ -48,8 +49,8 @@ def test_scaled_camera_info_scales_k_and_p_and_keeps_distortion():
                            'cy': 240.25}, 0)
     src.d = [0.1, -0.2, 0.0, 0.0, 0.01]
     src.p[3] = -50.0   # right camera of a stereo pair: Tx = -fx * baseline
-    model = camera_model_from_info(src).scaled(240, 320)
-    out = scaled_camera_info(src, model, src.header)
+    camera = camera_model_from_info(src).scaled(240, 320)
+    out = scaled_camera_info(src, camera, src.header)
     K = make_K(250.0, 255.0, (320.5 + 0.5) / 2 - 0.5, (240.25 + 0.5) / 2 - 0.5)
     np.testing.assert_allclose(np.reshape(out.k, (3, 3)), K)
     np.testing.assert_allclose(np.reshape(out.p, (3, 4))[:, :3], K)
@@ -57,3 +58,10 @@ def test_scaled_camera_info_scales_k_and_p_and_keeps_distortion():
     assert (out.width, out.height, out.distortion_model) == (320, 240, 'plumb_bob')
     plain = scaled_camera_info(None, fallback_camera_model(480, 640, 90.0), src.header)
     assert plain.k[0] == pytest.approx(320.0) and list(plain.d) == [0.0] * 5
+
+
+def test_camera_model_from_k_round_trips_k():
+    camera = CameraModel.from_K(make_K(9.0, 8.0, 4.6, 5.4), 12, 10)
+    assert camera == CameraModel(10, 12, 9.0, 8.0, 4.6, 5.4)
+    np.testing.assert_array_equal(camera.K, make_K(9.0, 8.0, 4.6, 5.4))
+    assert camera.scaled(12, 10) == camera

@@ -218,11 +218,11 @@ class BagInput:
             frame.rgb = np.array(rgb, order='C')   # writable: message buffers may not be
             frame.camera_info = self.info_for(stamp)
             if frame.camera_info is not None:
-                model = camera_model_from_info(frame.camera_info)
-                frame.K = model.K
-                if (model.height, model.width) != frame.rgb.shape[:2]:
-                    raise ValueError(f'camera_info describes a {model.width}x'
-                                     f'{model.height} image, the image is '
+                camera = camera_model_from_info(frame.camera_info)
+                frame.K = camera.K
+                if (camera.height, camera.width) != frame.rgb.shape[:2]:
+                    raise ValueError(f'camera_info describes a {camera.width}x'
+                                     f'{camera.height} image, the image is '
                                      f'{frame.rgb.shape[1]}x{frame.rgb.shape[0]}')
         except ValueError as exc:   # BadInput included
             frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import BadInput
-from ..geometry import intrinsics_from_hfov, scale_intrinsics
+from ..geometry import intrinsics_from_hfov, make_K, scale_intrinsics
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,20 @@ class CameraModel:
     cx: float
     cy: float
 
+    @classmethod
+    def from_K(cls, K, height: int, width: int) -> 'CameraModel':
+        """The model of a (height, width) image with 3x3 intrinsics K."""
+        return cls(int(width), int(height), float(K[0][0]), float(K[1][1]), float(K[0][2]),
+                   float(K[1][2]))
+
     @property
     def K(self) -> np.ndarray:
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+        return make_K(self.fx, self.fy, self.cx, self.cy)
 
     def scaled(self, height: int, width: int) -> 'CameraModel':
         """The model of this image resized to (height, width), pixel centres at integers."""
         K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
-        return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        return CameraModel.from_K(K, height, width)
 
 
 def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:
@@ -66,8 +72,8 @@ def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:
                        (cx + 0.5) / binning_x - 0.5, (cy + 0.5) / binning_y - 0.5)
 
 
-def depth_camera_info_fields(source, model: CameraModel) -> dict:
-    """CameraInfo fields of a depth image of `model`'s size made from the input's `source`.
+def depth_camera_info_fields(source, camera: CameraModel) -> dict:
+    """CameraInfo fields of a depth image of `camera`'s size made from the input's `source`.
 
     Like image_proc's resize: distortion and R are kept (they act on normalised coordinates),
     K and P are scaled; binning and ROI are for the caller to clear, because the depth image is a
@@ -78,25 +84,25 @@ def depth_camera_info_fields(source, model: CameraModel) -> dict:
         distortion_model, d = 'plumb_bob', [0.0] * 5
         r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         tx = ty = 0.0
-        k_model = model
+        k_camera = camera
     else:
         distortion_model, d, r = source.distortion_model, list(source.d), list(source.r)
-        source_model = camera_model_from_info(source)
-        sx, sy = model.width / source_model.width, model.height / source_model.height
+        source_camera = camera_model_from_info(source)
+        sx, sy = camera.width / source_camera.width, camera.height / source_camera.height
         tx, ty = float(source.p[3]) * sx, float(source.p[7]) * sy
         # K describes the unrectified camera when P is the rectified one: scale each alone.
         try:
-            k_model = camera_model_from_info(source, 'k').scaled(model.height, model.width)
+            k_camera = camera_model_from_info(source, 'k').scaled(camera.height, camera.width)
         except BadInput:
-            k_model = model
-    return {'width': int(model.width), 'height': int(model.height),
+            k_camera = camera
+    return {'width': int(camera.width), 'height': int(camera.height),
             'distortion_model': distortion_model, 'd': [float(v) for v in d],
             'r': [float(v) for v in r],
-            'k': [k_model.fx, 0.0, k_model.cx, 0.0, k_model.fy, k_model.cy, 0.0, 0.0, 1.0],
-            'p': [model.fx, 0.0, model.cx, tx, 0.0, model.fy, model.cy, ty, 0.0, 0.0, 1.0, 0.0]}
+            'k': [k_camera.fx, 0.0, k_camera.cx, 0.0, k_camera.fy, k_camera.cy, 0.0, 0.0, 1.0],
+            'p': [camera.fx, 0.0, camera.cx, tx, 0.0, camera.fy, camera.cy, ty,
+                  0.0, 0.0, 1.0, 0.0]}
 
 
 def fallback_camera_model(height: int, width: int, hfov_deg: float) -> CameraModel:
     """A centred pinhole with square pixels and the given horizontal field of view."""
-    K = intrinsics_from_hfov(width, height, hfov_deg)
-    return CameraModel(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    return CameraModel.from_K(intrinsics_from_hfov(width, height, hfov_deg), height, width)
