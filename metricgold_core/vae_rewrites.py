@@ -91,7 +91,7 @@ def pooled_attention(attn, x: torch.Tensor, kv_pool: int) -> torch.Tensor:
 
 
 def mid_block_forward(block, x: torch.Tensor, kv_pool: int = 1) -> torch.Tensor:
-    """UNetMidBlock2D(x, temb=None) with the fast residual blocks (`kv_pool` > 1: pooled
+    """UNetMidBlock2D(x, temb=None) with the rewritten residual blocks (`kv_pool` > 1: pooled
     attention, approximate)."""
     x = resnet_forward(block.resnets[0], x)
     for attn, resnet in zip(block.attentions, block.resnets[1:]):

@@ -24,12 +24,12 @@ def test_transposed_conv_equals_nearest_upsample_then_conv(shape):
 @pytest.fixture(scope='module')
 def vaes(tiny_model):
     plain = copy.deepcopy(tiny_model.vae).to(memory_format=torch.contiguous_format).eval()
-    fast = copy.deepcopy(tiny_model.vae).to(memory_format=torch.channels_last).eval()
-    return plain, fast
+    rewritten = copy.deepcopy(tiny_model.vae).to(memory_format=torch.channels_last).eval()
+    return plain, rewritten
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_resnet_fast_path_matches(vaes, channels_last):
+def test_resnet_rewrite_matches(vaes, channels_last):
     plain, _ = vaes
     resnet = plain.decoder.up_blocks[-1].resnets[0]  # has a 1x1 shortcut (channel change)
     assert resnet.conv_shortcut is not None
@@ -42,17 +42,17 @@ def test_resnet_fast_path_matches(vaes, channels_last):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_fast_encode_and_decode_match_diffusers(vaes):
-    plain, fast = vaes
+def test_rewritten_encode_and_decode_match_diffusers(vaes):
+    plain, rewritten = vaes
     torch.manual_seed(1)
     image = torch.rand(1, 3, 64, 96) * 2 - 1
     latent = torch.randn(1, 4, 8, 12)
     scale = plain.config.scaling_factor
     with torch.inference_mode():
         enc_ref = plain.encode(image).latent_dist.mode() * scale
-        enc = encode_mean(fast, image.contiguous(memory_format=torch.channels_last))
+        enc = encode_mean(rewritten, image.contiguous(memory_format=torch.channels_last))
         dec_ref = plain.decode(latent / scale).sample.mean(dim=1, keepdim=True)
-        dec = RewrittenVAEDecoder(fast, torch.channels_last).decode_mean(
+        dec = RewrittenVAEDecoder(rewritten, torch.channels_last).decode_mean(
             latent.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(enc, enc_ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dec, dec_ref, atol=1e-5, rtol=1e-4)
@@ -84,11 +84,11 @@ def test_pooled_attention(vaes):
 
 
 def test_pooled_encode_is_close_to_exact(vaes):
-    _, fast = vaes
+    _, rewritten = vaes
     torch.manual_seed(1)
     image = torch.rand(1, 3, 64, 96) * 2 - 1
     with torch.inference_mode():
-        exact = encode_mean(fast, image.contiguous(memory_format=torch.channels_last))
-        pooled = encode_mean(fast, image.contiguous(memory_format=torch.channels_last), 2)
+        exact = encode_mean(rewritten, image.contiguous(memory_format=torch.channels_last))
+        pooled = encode_mean(rewritten, image.contiguous(memory_format=torch.channels_last), 2)
     assert pooled.shape == exact.shape
     assert 0 < (pooled - exact).abs().mean() < 0.1 * exact.abs().mean()
