@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-MODES = ('auto', 'on', 'off')
+RECTIFY_MODES = ('auto', 'on', 'off')
 PINHOLE_MODELS = ('plumb_bob', 'rational_polynomial')   # cv2.initUndistortRectifyMap
 FISHEYE_MODELS = ('equidistant',)                        # cv2.fisheye (k1..k4)
 SUPPORTED_MODELS = PINHOLE_MODELS + FISHEYE_MODELS
@@ -131,8 +131,8 @@ class Rectifier:
 
     def apply(self, image: np.ndarray, info, mode: str = 'auto') -> RectifyResult:
         """Rectify `image` (H, W, C) described by camera_info `info` per `mode`."""
-        if mode not in MODES:
-            raise ValueError(f'rectify mode must be one of {MODES}, got {mode!r}')
+        if mode not in RECTIFY_MODES:
+            raise ValueError(f'rectify mode must be one of {RECTIFY_MODES}, got {mode!r}')
         if mode == 'off' or info is None:
             return RectifyResult(image, info, OFF)
         if mode == 'auto' and not is_distorted(info):
