@@ -30,7 +30,7 @@ from metricgold_core.ros_format.camera_info import camera_model_from_info
 from metricgold_core.ros_format.camera_info import fallback_camera_model
 from metricgold_core.ros_format.images import compressed_to_rgb8, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
-from .frames import CameraInfoCache, InfoEntry, Mailbox, ReceivedFrame
+from .frames import InfoEntry, Mailbox, ReceivedFrame, SparseEntry, StampCache
 from .latency import LatencyPlanner
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
 
@@ -39,15 +39,6 @@ RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
                'best_effort': ReliabilityPolicy.BEST_EFFORT}
 # Parameters every rclpy node has, or that rcl handles itself: not typos in a YAML file.
 BUILTIN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
-
-
-class SparseEntry:
-    """A received sparse_depth image (float32 metres, NaN = none) for the stamp cache."""
-
-    def __init__(self, metres):
-        self.metres = metres
-        self.camera = self   # the cache keys its per-size entries by .camera.height / .width
-        self.height, self.width = metres.shape[:2]
 
 
 class StartupError(RuntimeError):
@@ -63,9 +54,11 @@ class DepthNode(Node):
         self.throttle = Throttle(5.0)
         self.planner = LatencyPlanner()
         self.mailbox = Mailbox()
-        self.infos = CameraInfoCache(self.cfg['camera_info_cache_size'])
+        self.infos = StampCache(self.cfg['camera_info_cache_size'])   # camera_info (InfoEntry)
         self.rectifier = rectify.Rectifier()   # maps cached per camera_info (worker thread)
         self.estimator, self.model_facts = self._load_model()
+        # An affine-invariant checkpoint: unitless depth, published on depth/relative only.
+        self.relative_model = self.model_facts['depth_type'] == 'affine_invariant'
         from .outputs import Outputs   # pulls in metricgold_core (torch): after validation
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
@@ -80,7 +73,7 @@ class DepthNode(Node):
             'camera_info': (CameraInfo, self._on_camera_info, 10),
             'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
-        self.sparse = CameraInfoCache(10)   # sparse_depth images by stamp (SparseEntry)
+        self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
         self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
         self.relative_pub = self.create_publisher(Image, 'depth/relative', out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
@@ -242,13 +235,12 @@ class DepthNode(Node):
 
     def _say_scale_source(self, cfg: dict) -> None:
         """Log (and keep for diagnostics) why the outputs are what they are."""
-        relative = self.model_facts['depth_type'] == 'affine_invariant'
         source, warning = cfg['scale_source'], ''
-        if relative and source == 'none':
+        if self.relative_model and source == 'none':
             warning = ('the checkpoint is affine-invariant (relative depth) and scale_source is '
                        'none: publishing depth/relative only, no depth or points (set '
                        'scale_source to sparse_depth for metres)')
-        elif relative and source == 'ground_plane':
+        elif self.relative_model and source == 'ground_plane':
             warning = ('scale_source ground_plane needs a metric model; this checkpoint is '
                        'affine-invariant: publishing depth/relative only (use sparse_depth)')
         elif source == 'ground_plane' and not cfg['camera_height_m'] > 0:
@@ -377,9 +369,8 @@ class DepthNode(Node):
         from metricgold_core.scale import ScaleFilter
 
         source = cfg['scale_source']
-        relative = self.model_facts['depth_type'] == 'affine_invariant'
         if source == 'none' or (source == 'ground_plane' and
-                                (relative or not cfg['camera_height_m'] > 0)):
+                                (self.relative_model or not cfg['camera_height_m'] > 0)):
             return {}, None
         key = (source, cfg['scale_smoothing'], cfg['camera_height_m'])
         if self._scale_filter is None or self._scale_filter[0] != key:

@@ -2,8 +2,8 @@
 
 `Mailbox` holds one frame: a newer frame replaces an unprocessed one (counted as dropped, busy),
 so the worker always starts on the newest image and latency never builds up in a queue.
-`CameraInfoCache` pairs images with camera_info by exact stamp, like an exact-time
-synchronizer, with a short bounded history.
+`StampCache` pairs images with what arrived for the same stamp (camera_info, sparse depth) by
+exact stamp, like an exact-time synchronizer, with a short bounded history.
 """
 from __future__ import annotations
 
@@ -62,26 +62,40 @@ class InfoEntry:
     info: object             # sensor_msgs/CameraInfo as received
     camera: CameraModel      # its pinhole model (validated)
 
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self.camera.height, self.camera.width
 
-class CameraInfoCache:
-    """The last `size` valid camera_info messages by stamp, with waiting for a given stamp;
-    and the newest one of each image size, for frames whose own camera_info is late or lost."""
+
+@dataclass(frozen=True, eq=False)   # compared by identity: it holds an array
+class SparseEntry:
+    metres: np.ndarray       # a received sparse_depth image: float32 metres, NaN = none
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return tuple(self.metres.shape[:2])
+
+
+class StampCache:
+    """The last `size` entries by stamp, with waiting for a given stamp; and the newest one of
+    each image size (an entry's `size_hw`, (height, width)), for frames whose own entry is late
+    or lost. Holds camera_info (InfoEntry) or sparse depth (SparseEntry)."""
 
     SIZES_KEPT = 8
 
     def __init__(self, size: int = 30):
         self.size = max(1, int(size))
-        self._entries = OrderedDict()    # stamp_ns -> InfoEntry, oldest first
-        self._by_size = OrderedDict()    # (height, width) -> newest InfoEntry, newest last
+        self._entries = OrderedDict()    # stamp_ns -> entry, oldest first
+        self._by_size = OrderedDict()    # (height, width) -> newest entry, newest last
         self._cond = threading.Condition()
 
-    def add(self, stamp_ns: int, entry: InfoEntry) -> None:
+    def add(self, stamp_ns: int, entry) -> None:
         with self._cond:
             self._entries[stamp_ns] = entry
             self._entries.move_to_end(stamp_ns)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-            size = (entry.camera.height, entry.camera.width)
+            size = entry.size_hw
             self._by_size[size] = entry
             self._by_size.move_to_end(size)
             while len(self._by_size) > self.SIZES_KEPT:
@@ -89,14 +103,14 @@ class CameraInfoCache:
             self._cond.notify_all()
 
     @property
-    def latest(self) -> InfoEntry | None:
+    def latest(self):
         with self._cond:
             return self._newest()
 
-    def _newest(self) -> InfoEntry | None:
+    def _newest(self):
         return next(reversed(self._by_size.values()), None)
 
-    def latest_for(self, height: int, width: int) -> InfoEntry | None:
+    def latest_for(self, height: int, width: int):
         """The newest entry for an image of this size, else the newest of any size.
 
         Intrinsics do not change with time, so a clock jump does not forget these.
@@ -114,7 +128,7 @@ class CameraInfoCache:
             for stamp in [s for s in self._entries if s > after_ns]:
                 del self._entries[stamp]
 
-    def wait_for(self, stamp_ns: int, timeout_s: float) -> InfoEntry | None:
+    def wait_for(self, stamp_ns: int, timeout_s: float):
         """The entry with exactly this stamp, waiting up to `timeout_s` for it to arrive."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:

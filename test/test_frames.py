@@ -1,14 +1,16 @@
-"""Pairing images with camera_info by stamp (metricgold_ros.frames.CameraInfoCache)."""
+"""Pairing images with camera_info and sparse depth by stamp (metricgold_ros.frames.StampCache)."""
+import numpy as np
+
 from metricgold_core.ros_format.camera_info import CameraModel
-from metricgold_ros.frames import CameraInfoCache, InfoEntry
+from metricgold_ros.frames import InfoEntry, SparseEntry, StampCache
 
 
 def test_clock_jump_forgets_the_old_future_but_keeps_the_new_stamp():
-    cache = CameraInfoCache(10)
-    model = CameraModel(640, 480, 500.0, 500.0, 319.5, 239.5)
+    cache = StampCache(10)
+    camera = CameraModel(640, 480, 500.0, 500.0, 319.5, 239.5)
     for stamp in (5_000, 6_000, 7_000):
-        cache.add(stamp, InfoEntry(f'old {stamp}', model))
-    cache.add(1_000, InfoEntry('new', model))  # camera_info of the first image after the jump
+        cache.add(stamp, InfoEntry(f'old {stamp}', camera))
+    cache.add(1_000, InfoEntry('new', camera))  # camera_info of the first image after the jump
     cache.clear_history(1_000)
     assert cache.wait_for(1_000, 0.0).info == 'new'
     assert cache.wait_for(6_000, 0.0) is None
@@ -16,7 +18,7 @@ def test_clock_jump_forgets_the_old_future_but_keeps_the_new_stamp():
 
 
 def test_a_frame_without_its_camera_info_gets_the_newest_of_its_size():
-    cache = CameraInfoCache(4)
+    cache = StampCache(4)
     vga = CameraModel(640, 480, 500.0, 500.0, 319.5, 239.5)
     qvga = CameraModel(320, 240, 250.0, 250.0, 159.5, 119.5)
     cache.add(1_000, InfoEntry('vga', vga))
@@ -30,3 +32,14 @@ def test_a_frame_without_its_camera_info_gets_the_newest_of_its_size():
     cache.clear_history(0)                    # ... and a clock jump empties it
     assert cache.wait_for(1_000, 0.0) is None
     assert cache.latest_for(480, 640).info == 'vga'   # sizes are not forgotten
+
+
+def test_sparse_depth_entries_are_keyed_by_stamp_and_image_size():
+    cache = StampCache(10)
+    small, large = np.full((6, 8), 2.0, np.float32), np.full((12, 16), 3.0, np.float32)
+    cache.add(1_000, SparseEntry(small))
+    cache.add(2_000, SparseEntry(large))
+    assert SparseEntry(small).size_hw == (6, 8)
+    assert cache.wait_for(1_000, 0.0).metres is small
+    assert cache.latest.metres is large
+    assert cache.latest_for(6, 8).metres is small
