@@ -10,6 +10,10 @@ import math
 
 import numpy as np
 
+# Horizontal field of view assumed when nothing is known about the camera: the node's
+# `fallback_hfov_deg` default and `infer` / `process` without intrinsics.
+DEFAULT_FALLBACK_HFOV_DEG = 60.0
+
 
 def make_K(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """3x3 intrinsics matrix from focal lengths and principal point (pixels)."""
@@ -50,6 +54,19 @@ def flip_intrinsics_horizontal(K: np.ndarray, width: int) -> np.ndarray:
     K = np.array(K, dtype=np.float64, copy=True)
     K[0, 2] = (width - 1) - K[0, 2]
     return K
+
+
+def nearest_indices(src_hw: tuple, dst_hw: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (h, 1), cols (1, w)) that take an image of size src_hw to dst_hw by nearest
+    neighbour: each target pixel takes the source pixel whose area covers its centre.
+
+    `image[rows, cols]` is the resized image (no blending: colours and sparse measurements stay
+    as measured).
+    """
+    (sh, sw), (h, w) = src_hw, dst_hw
+    rows = np.minimum(((np.arange(h) + 0.5) * sh / h).astype(np.intp), sh - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * sw / w).astype(np.intp), sw - 1)
+    return rows[:, None], cols[None, :]
 
 
 def pixel_rays(K: np.ndarray, height: int, width: int, dtype=np.float32, step: int = 1

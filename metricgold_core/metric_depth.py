@@ -12,15 +12,14 @@ gives the metres (geometry.processing_focal_factor). The node, `metricgold infer
 from __future__ import annotations
 
 from dataclasses import dataclass
+import logging
 import math
 
 import numpy as np
 
-from .geometry import intrinsics_from_hfov, make_K, processing_focal_factor, scale_intrinsics
+from .geometry import make_K, processing_focal_factor, scale_intrinsics
 
-# Horizontal field of view assumed when a caller knows nothing about the camera (the node's
-# `fallback_hfov_deg` default, `metricgold infer` without --intrinsics / --hfov).
-DEFAULT_FALLBACK_HFOV_DEG = 60.0
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,14 +55,12 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
 
     Raises CheckpointError / OSError / ValueError with a message a user can act on.
     """
-    import logging
-
     from .model import load_default_or
     from .pipeline import DepthEstimator
 
     model = load_default_or(checkpoint or None)
     if model.meta.get('untrained'):
-        logging.getLogger(__name__).warning(
+        LOG.warning(
             'this checkpoint is UNTRAINED (random weights): its depth is meaningless; it only '
             'exercises the pipeline.')
     return DepthEstimator(model, device=device, dtype=dtype, mode=mode)
@@ -98,11 +95,6 @@ def focal_px(camera) -> float:
     if arr.ndim == 0:
         return float(arr)
     raise ValueError(f'expected fx (px), a 3x3 K or a camera model, got shape {arr.shape}.')
-
-
-def fallback_K(height: int, width: int, hfov_deg: float = DEFAULT_FALLBACK_HFOV_DEG):
-    """K of a centred pinhole with the given horizontal FOV (no intrinsics known)."""
-    return intrinsics_from_hfov(width, height, hfov_deg)
 
 
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,

@@ -27,10 +27,10 @@ import torch
 from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
                                UPSAMPLING)
 from .model import MetricGoldModel
+from .run_options import check_device, MODES
 from .vae_rewrites import encode_mean, RewrittenVAEDecoder
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
-MODES = ('exact', 'fast')
 FAST_KV_POOL = 2  # fast mode: VAE attention keys/values from a 2x2-pooled map
 
 
@@ -51,8 +51,7 @@ def resolve_device(device: str | torch.device = 'auto') -> torch.device:
         return device
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device not in ('cpu', 'cuda') and not str(device).startswith('cuda:'):
-        raise ValueError(f'`device` must be auto, cpu, cuda or cuda:N, got {device!r}.')
+    check_device(device)
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f'`device` is {device!r} but CUDA is not available on this machine.')
     return torch.device(device)

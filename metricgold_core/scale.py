@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .geometry import backproject, crop_intrinsics
+from .geometry import backproject, crop_intrinsics, nearest_indices
 
 SOURCES = ('none', 'sparse_depth', 'ground_plane')
 MIN_POINTS = 8              # fewer valid sparse pixels than this: no fit
@@ -105,9 +105,8 @@ def register_to(sparse: np.ndarray, shape_hw: tuple) -> np.ndarray:
         cols = np.minimum(((u + 0.5) * w / sw).astype(np.intp), w - 1)
         out[rows, cols] = sparse[v, u]
         return out
-    rows = np.minimum(((np.arange(h) + 0.5) * sh / h).astype(np.intp), sh - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * sw / w).astype(np.intp), sw - 1)
-    return sparse[rows[:, None], cols[None, :]]
+    rows, cols = nearest_indices((sh, sw), (h, w))
+    return sparse[rows, cols]
 
 
 def fit_sparse(pred: np.ndarray, sparse_m: np.ndarray, relative: bool = False,

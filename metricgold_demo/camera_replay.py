@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from . import spin_for
 
 FRAME_ID = 'camera_optical_frame'
@@ -66,7 +67,7 @@ def parse_args(argv):
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--seed', type=int, default=900000, help='first scene seed (held out)')
-    p.add_argument('--hfov-deg', type=float, default=60.0)
+    p.add_argument('--hfov-deg', type=float, default=DEFAULT_FALLBACK_HFOV_DEG)
     p.add_argument('--wait-subscribers', type=float, default=60.0,
                    help='seconds to wait for a subscriber before publishing')
     p.add_argument('--out', required=True, help='folder for frames.json and ground truth')

@@ -95,7 +95,6 @@ class Outputs:
         self.packer = CloudPacker()
         self._buffers = {name: ByteBuffer() for name in ('depth', 'colored', 'uncertainty')}
         self.colorizer = DepthColorizer()
-        self._resample = (None, None)   # ((src_hw, dst_hw), (rows, cols)) nearest-neighbour
 
     @staticmethod
     def wanted(publisher, enabled: bool) -> bool:
@@ -112,7 +111,7 @@ class Outputs:
         self.depth.publish(array_to_image(depth_m, '32FC1', header, self._buffers['depth']))
         if self.wanted(self.points, cfg['publish_points']):
             max_m = cfg['points_max_depth_m'] or np.inf
-            cloud = self.packer.pack(depth_m, camera, self._rgb_at(rgb, depth_m.shape),
+            cloud = self.packer.pack(depth_m, camera, rgb,
                                      cfg['points_decimation'], cfg['points_min_depth_m'], max_m)
             self.points.publish(self.packer.to_msg(header, cloud))
         if self.wanted(self.colored, cfg['publish_colored']):
@@ -134,17 +133,3 @@ class Outputs:
 
     def wants_uncertainty(self, cfg: dict) -> bool:
         return self.wanted(self.uncertainty, cfg['publish_uncertainty'])
-
-    def _rgb_at(self, rgb: np.ndarray, shape_hw: tuple) -> np.ndarray:
-        """`rgb` at the depth image's size (nearest neighbour, indices cached per size)."""
-        src_hw = rgb.shape[:2]
-        if tuple(src_hw) == tuple(shape_hw):
-            return rgb
-        key, index = self._resample
-        if key != (src_hw, shape_hw):
-            h, w = shape_hw
-            rows = ((np.arange(h) + 0.5) * src_hw[0] / h).astype(np.intp)[:, None]
-            cols = ((np.arange(w) + 0.5) * src_hw[1] / w).astype(np.intp)[None, :]
-            index = (rows, cols)
-            self._resample = ((src_hw, shape_hw), index)
-        return rgb[index[0], index[1]]

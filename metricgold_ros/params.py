@@ -9,17 +9,22 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType
 
+from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
+from metricgold_core.rectify import RECTIFY_MODES
+from metricgold_core.run_options import check_device, DTYPES, MODES
+from metricgold_core.scale import SOURCES
+
 CHOICES = {
-    'device': None,   # validated by the pipeline (auto, cpu, cuda, cuda:N)
-    'dtype': ('auto', 'float32', 'float16', 'bfloat16'),
-    'mode': ('exact', 'fast'),
+    'device': None,   # run_options.check_device: auto, cpu, cuda, cuda:N
+    'dtype': DTYPES,
+    'mode': MODES,
     'input_transport': ('raw', 'compressed'),
     'input_reliability': ('auto', 'reliable', 'best_effort'),
-    'rectify': ('auto', 'on', 'off'),
+    'rectify': RECTIFY_MODES,
     'output_reliability': ('reliable', 'best_effort'),
     'depth_resolution': ('input', 'processing'),
     'steps': ('auto', '1', '2'),
-    'scale_source': ('none', 'sparse_depth', 'ground_plane'),
+    'scale_source': SOURCES,
 }
 
 
@@ -59,8 +64,8 @@ PARAMETERS = (
     Spec('rectify', 'auto', 'Rectify raw images with camera_info K, D, R, P (as image_proc): '
          'auto (when D has a non-zero coefficient or R is not identity), on or off (the driver '
          'already publishes image_rect). Rectified outputs live in the geometry of P.'),
-    Spec('fallback_hfov_deg', 60.0, 'Horizontal field of view assumed when no camera_info '
-         'has arrived (warned once).', (1.0, 179.0)),
+    Spec('fallback_hfov_deg', DEFAULT_FALLBACK_HFOV_DEG, 'Horizontal field of view assumed '
+         'when no camera_info has arrived (warned once).', (1.0, 179.0)),
     # Inference and latency.
     Spec('steps', 'auto', 'Denoising steps: auto (2 when they fit max_latency_ms, else 1), 1 '
          'or 2.', dynamic=True),
@@ -146,9 +151,11 @@ def normalise(name: str, value):
     choices = CHOICES.get(name)
     if choices and value not in choices:
         raise ParameterError(f'`{name}` must be one of {", ".join(choices)}, got {value!r}.')
-    if name == 'device' and not (value in ('auto', 'cpu', 'cuda') or
-                                 str(value).startswith('cuda:')):
-        raise ParameterError(f'`device` must be auto, cpu, cuda or cuda:N, got {value!r}.')
+    if name == 'device':
+        try:
+            check_device(value)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from exc
     return value
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
-from metricgold_core.geometry import pixel_rays
+from metricgold_core.geometry import nearest_indices, pixel_rays
 from metricgold_core.ros_format.camera_info import CameraModel
-from metricgold_core.ros_format.clouds import CLOUD_FIELDS, fill_cloud, POINT_STEP
+from metricgold_core.ros_format.clouds import CLOUD_FIELDS, colours_at, fill_cloud, POINT_STEP
 from .messages import ByteBuffer, new_msg
 
 
@@ -27,6 +27,7 @@ class CloudPacker:
     def __init__(self):
         self._key = None
         self._rays = None
+        self._colour_key, self._colour_index = None, None   # (rgb size, depth size) sampling
         self._buffer = ByteBuffer()
         self.rays_computed = 0          # for tests and diagnostics: recomputes on camera change
 
@@ -35,8 +36,9 @@ class CloudPacker:
              ) -> np.ndarray:
         """Fill and return the (h, w, 4) float32 view of the cloud buffer.
 
-        `depth_m` (H, W) float32 metres at the camera's size, NaN = invalid; `rgb` (H, W, 3)
-        uint8 of the same size or None (rgb bits 0). Depth outside [min, max] becomes NaN.
+        `depth_m` (H, W) float32 metres at the camera's size, NaN = invalid; `rgb` uint8
+        (h, w, 3) of any size, sampled at the depth's pixels (clouds.colours_at), or None (rgb
+        bits 0). Depth outside [min, max] becomes NaN.
         """
         if depth_m.shape != (camera.height, camera.width):
             raise ValueError(f'depth {depth_m.shape} does not match the camera '
@@ -45,6 +47,11 @@ class CloudPacker:
             self._rays = pixel_rays(camera.K, camera.height, camera.width, step=decimation)
             self._key = (camera, decimation)
             self.rays_computed += 1
+        if rgb is not None and rgb.shape[:2] != depth_m.shape:
+            key = (rgb.shape[:2], depth_m.shape)
+            if key != self._colour_key:
+                self._colour_key, self._colour_index = key, nearest_indices(*key)
+            rgb = colours_at(rgb, depth_m.shape, self._colour_index)
         if decimation > 1:
             depth_m = depth_m[::decimation, ::decimation]
             rgb = None if rgb is None else rgb[::decimation, ::decimation]

@@ -84,7 +84,7 @@ def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, refer
 
 def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, shared_data, tmp_path, capsys):
     from metricgold_core.geometry import intrinsics_from_hfov
-    from metricgold_core.metric_depth import DEFAULT_FALLBACK_HFOV_DEG
+    from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 
     image = shared_data / 'real/redwood/rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),

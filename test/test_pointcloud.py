@@ -67,8 +67,22 @@ def test_offline_clouds_and_the_node_packer_are_the_same_back_projection(decimat
     offline = organized_cloud(depth, camera.K, RGB, decimation, 1.0, 5.0)
     np.testing.assert_array_equal(offline.view(np.uint32), packed.view(np.uint32))
     assert np.isnan(offline[..., 2]).any()
-    with pytest.raises(ValueError, match='rgb'):
-        organized_cloud(depth, camera.K, RGB[:6])
+
+
+def test_a_colour_image_of_another_size_is_sampled_at_the_depth_pixels():
+    camera = CameraModel(10, 12, 9.0, 8.0, 4.6, 5.4)
+    depth = (RNG.random((12, 10)) * 5 + 0.5).astype(np.float32)
+    big = RNG.integers(0, 256, (36, 30, 3), dtype=np.uint8)   # 3x: pixel (v, u) covers 3x3
+    expected = big[1::3, 1::3]                                 # the centre of each 3x3 block
+    for points in (organized_cloud(depth, camera.K, big),
+                   CloudPacker().pack(depth, camera, big)):
+        np.testing.assert_array_equal(points[..., 3].view(np.uint32),
+                                      pack_rgb_float(expected).view(np.uint32))
+    small = RGB[::2, ::2]                                     # 6x5: each covers 2x2 depth pixels
+    colours = organized_cloud(depth, camera.K, small)[..., 3]
+    np.testing.assert_array_equal(colours.view(np.uint32),
+                                  pack_rgb_float(np.repeat(np.repeat(small, 2, 0), 2, 1))
+                                  .view(np.uint32))
 
 
 def test_ply_of_a_cloud_keeps_finite_points_and_their_colour(tmp_path):

@@ -1,9 +1,25 @@
 """`metricgold` subcommands: one module each, with add_parser(sub, name) and run(args)."""
+from ..run_options import DTYPES, MODES
 
 
-def add_mode_argument(parser) -> None:
-    """--mode, the same for every command that runs the model (pipeline.MODES)."""
-    parser.add_argument('--mode', choices=('exact', 'fast'), default='exact',
+def add_model_arguments(parser, sampling: bool = True,
+                        checkpoint_help: str = 'checkpoint directory (default: the packaged '
+                        'default model)') -> None:
+    """The options of a model run, the same for every command that runs one: --checkpoint,
+    --steps, --device, --dtype, --mode and, with `sampling`, --processing-resolution, --seed
+    (metric_depth.load_estimator / estimate_metric_depth take them as they are)."""
+    parser.add_argument('--checkpoint', default=None, help=checkpoint_help)
+    parser.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
+    if sampling:
+        parser.add_argument('--processing-resolution', type=int, default=None,
+                            help="long side the network sees (0 = native; default: the "
+                            "checkpoint's)")
+        parser.add_argument('--seed', type=int, default=0,
+                            help='noise seed (deterministic output)')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--dtype', default='auto',
+                        help=f'{", ".join(DTYPES)} (auto: float16 on CUDA, else float32)')
+    parser.add_argument('--mode', choices=MODES, default='exact',
                         help="exact (diffusers' maths) or fast (the checkpoint's light decoder "
                         'and pooled VAE attention: approximate)')
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from . import add_mode_argument
+from . import add_model_arguments
 
 LOG = logging.getLogger(__name__)
 
@@ -25,15 +25,12 @@ def add_parser(sub, name: str) -> None:
                        'ms, the ratio and the largest output difference.')
     p.add_argument('--preset', default='tiny',
                    help='tiny or sd2 (random weights), or default (the packaged model)')
-    p.add_argument('--checkpoint', default=None, help='use this checkpoint instead of a preset')
+    add_model_arguments(p, sampling=False,
+                        checkpoint_help='use this checkpoint instead of a preset')
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
-    p.add_argument('--steps', type=int, choices=(1, 2), default=1)
     p.add_argument('--repeats', type=int, default=5, help='timed runs of each (median)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--dtype', default='auto')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
-    add_mode_argument(p)
     p.add_argument('--json', default=None, help='also write the figures to this JSON file')
     p.add_argument('--matrix', action='store_true',
                    help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger(__name__)
@@ -28,8 +28,7 @@ PROCEDURAL_MAX_DEPTH_M = 80.0  # procedural streets reach ~800 m; score the usua
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help='score a checkpoint on a depth dataset',
                        description=__doc__.split('\n\n', 1)[1])
-    p.add_argument('--checkpoint', default=None,
-                   help='checkpoint directory (default: the packaged default model)')
+    add_model_arguments(p)
     p.add_argument('--dataset', required=True, choices=sorted(DATASETS) + ['procedural'],
                    help='dataset reader')
     p.add_argument('--root', default=None,
@@ -53,13 +52,6 @@ def add_parser(sub, name: str) -> None:
                    help='procedural: image size')
     p.add_argument('--scene-seed', type=int, default=12345,
                    help='procedural: dataset seed (keep it apart from training seeds)')
-    p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
-    p.add_argument('--processing-resolution', type=int, default=None,
-                   help="long side the network sees (0 = native; default: the checkpoint's)")
-    p.add_argument('--seed', type=int, default=0, help='noise seed')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
-    add_mode_argument(p)
     p.add_argument('--sparse-points', type=int, default=0, metavar='N',
                    help='scale source sparse_depth: N ground-truth pixels per frame (fixed seed, '
                    'the depth-completion protocol) anchor the scale (0 = none)')

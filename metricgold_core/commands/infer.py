@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
-from ..metric_depth import DEFAULT_FALLBACK_HFOV_DEG, fallback_K
+from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 
 LOG = logging.getLogger(__name__)
 
@@ -23,15 +23,8 @@ def add_parser(sub, name: str) -> None:
                        '<stem>_depth.npy (float32 metres, NaN = invalid), <stem>_depth.png '
                        '(uint16 millimetres, 0 = invalid) and <stem>_depth_colored.png.')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='input image files')
-    p.add_argument('--checkpoint', default=None,
-                   help='checkpoint directory (default: the packaged default model)')
     p.add_argument('--output', required=True, help='output directory (created if missing)')
-    p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
-    p.add_argument('--processing-resolution', type=int, default=None,
-                   help="long side the network sees (0 = native; default: the checkpoint's)")
-    p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
+    add_model_arguments(p)
     p.add_argument('--intrinsics', default=None, metavar='JSON',
                    help='camera intrinsics: JSON with fx, fy, cx, cy in pixels [, width, '
                    'height of the image they describe] (e.g. a data/real/*/intrinsics.json)')
@@ -45,7 +38,6 @@ def add_parser(sub, name: str) -> None:
                    'millimetres (0 = none), on any grid (scaled to the image); one file for all '
                    'images or one per image, in order')
     add_ground_plane_arguments(p)
-    add_mode_argument(p)
     p.set_defaults(func=run)
 
 
@@ -76,31 +68,24 @@ def read_sparse_depth(path) -> np.ndarray:
     return sparse_to_metres(array, encoding)
 
 
-def camera_fx(args, height: int, width: int, intrinsics: dict | None) -> tuple[float, str]:
-    """(fx in px of an image of this size, where it came from) from the arguments."""
-    if intrinsics is not None:
-        fx = abs(intrinsics['fx'])
-        hw = intrinsics.get('hw')
-        if hw is not None and tuple(hw) != (height, width):
-            fx *= width / hw[1]   # intrinsics of another resolution: scale to this image
-        return fx, f'--intrinsics {args.intrinsics}'
+def fallback_camera_said(args) -> str:
+    """How the camera is known when no --intrinsics file is given."""
     hfov = args.hfov if args.hfov is not None else DEFAULT_FALLBACK_HFOV_DEG
-    fx = float(fallback_K(height, width, hfov)[0, 0])
     how = '--hfov' if args.hfov is not None else 'fallback (no --intrinsics / --hfov)'
-    return fx, f'{how}: hfov {hfov:g} deg'
+    return f'{how}: hfov {hfov:g} deg'
 
 
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
     from ..metric_depth import estimate_metric_depth, is_relative_model, load_estimator
+    from ..offline.sources import DefaultCamera, load_intrinsics
     from ..visualize import colorize_depth
 
     intrinsics = None
     if args.intrinsics is not None:
-        from ..data.base import read_intrinsics_json
         try:
-            intrinsics = read_intrinsics_json(args.intrinsics)
-        except (FileNotFoundError, ValueError) as exc:
+            intrinsics = load_intrinsics(args.intrinsics)
+        except ValueError as exc:
             LOG.error('%s', exc)
             return 2
     elif args.hfov is not None and not 0.0 < args.hfov < 180.0:
@@ -123,6 +108,10 @@ def run(args) -> int:
     if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
         LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
         return 2
+    camera = DefaultCamera(intrinsics, args.hfov if args.hfov is not None
+                           else DEFAULT_FALLBACK_HFOV_DEG)
+    camera_said = (f'--intrinsics {args.intrinsics}' if intrinsics is not None
+                   else fallback_camera_said(args))
     est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
     if args.camera_height is not None and is_relative_model(est.model):
         LOG.error('--camera-height needs a metric model; this checkpoint is affine-invariant '
@@ -139,9 +128,10 @@ def run(args) -> int:
             LOG.error('skipping %s', exc)
             failed += 1
             continue
-        fx, fx_source = camera_fx(args, rgb.shape[0], rgb.shape[1], intrinsics)
+        K = camera.K(*rgb.shape[:2])
+        fx = float(K[0, 0])
         if intrinsics is None and args.hfov is None and not fallback_said[0]:
-            print(f'no camera intrinsics given: assuming {fx_source} (fx {fx:.1f} px at '
+            print(f'no camera intrinsics given: assuming {camera_said} (fx {fx:.1f} px at '
                   f'{rgb.shape[1]} px wide); pass --intrinsics FILE or --hfov DEG')
             fallback_said[0] = True
         anchor = {}
@@ -149,7 +139,7 @@ def run(args) -> int:
             anchor['sparse_m'] = sparse[index if len(sparse) > 1 else 0]
         elif args.camera_height is not None:
             anchor = ground_plane_anchor(args, args.camera_height)
-        pred = estimate_metric_depth(est, rgb, fx, steps=args.steps,
+        pred = estimate_metric_depth(est, rgb, K, steps=args.steps,
                                      processing_resolution=args.processing_resolution,
                                      seed=args.seed, **anchor)
         stem = out_dir / Path(name).stem
@@ -173,7 +163,7 @@ def run(args) -> int:
         valid = pred.depth[np.isfinite(pred.depth)]
         LOG.info('%s: %dx%d, fx %.1f px (%s, focal rescale %.4g), depth %.2f..%.2f m '
                  '(median %.2f m), %.0f ms -> %s_depth.*', name, rgb.shape[1], rgb.shape[0],
-                 fx, fx_source, pred.focal_factor, valid.min(), valid.max(), np.median(valid),
+                 fx, camera_said, pred.focal_factor, valid.min(), valid.max(), np.median(valid),
                  pred.timings['total'], stem)
     if failed:
         LOG.error('%d of %d images failed', failed, len(args.images))

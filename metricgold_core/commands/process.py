@@ -18,7 +18,8 @@ import shutil
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_mode_argument, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 
 LOG = logging.getLogger(__name__)
 
@@ -32,25 +33,17 @@ def add_parser(sub, name: str) -> None:
         'bag with depth, depth/camera_info and points topics stamped like the input images.')
     p.add_argument('input', metavar='INPUT', help='image folder, video file or rosbag2 bag')
     p.add_argument('--output', required=True, help='output directory (created if missing)')
-    p.add_argument('--checkpoint', default=None,
-                   help='checkpoint directory (default: the packaged default model)')
-    p.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
-    p.add_argument('--processing-resolution', type=int, default=None,
-                   help="long side the network sees (0 = native; default: the checkpoint's)")
+    add_model_arguments(p)
     p.add_argument('--depth-resolution', choices=('input', 'processing'), default='input',
                    help='size of the depth outputs: the input image or the processing size '
                    '(camera_info and clouds follow it)')
-    p.add_argument('--seed', type=int, default=0, help='noise seed (deterministic output)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--dtype', default='auto', help='auto, float32, float16 or bfloat16')
-    add_mode_argument(p)
     p.add_argument('--cloud-every', type=int, default=10, metavar='N',
                    help='write a PLY cloud for every N-th frame (0 = none; bag points topics '
                    'get every frame)')
     p.add_argument('--intrinsics', default=None, metavar='JSON',
                    help='fx, fy, cx, cy [, width, height] in pixels for frames without '
                    "camera_info (default: the input folder's intrinsics.json if present)")
-    p.add_argument('--hfov', type=float, default=60.0, metavar='DEG',
+    p.add_argument('--hfov', type=float, default=DEFAULT_FALLBACK_HFOV_DEG, metavar='DEG',
                    help='horizontal field of view assumed when there are no intrinsics')
     p.add_argument('--image-topic', default=None, help='bag image topic (default: detected)')
     p.add_argument('--camera-info-topic', default=None,
@@ -127,14 +120,6 @@ def open_source(args, stack: contextlib.ExitStack):
     LOG.info('bag %s (%s): images from %s, camera_info from %s', path, bag.storage,
              bag.image_topic, bag.info_topic or 'none (using --intrinsics / --hfov)')
     return kind, bag.total, bag.frames(), bag, camera
-
-
-def resize_rgb(rgb: np.ndarray, hw: tuple) -> np.ndarray:
-    from PIL import Image
-
-    if rgb.shape[:2] == tuple(hw):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((hw[1], hw[0]), Image.BILINEAR))
 
 
 def run(args) -> int:
@@ -316,4 +301,4 @@ class FrameRunner:
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
         from ..ros_format.clouds import organized_cloud
 
-        return organized_cloud(depth, K_depth, resize_rgb(frame.rgb, depth.shape))
+        return organized_cloud(depth, K_depth, frame.rgb)

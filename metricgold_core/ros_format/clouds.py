@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import pixel_rays
+from ..geometry import nearest_indices, pixel_rays
 
 CLOUD_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
 POINT_STEP = 16
@@ -68,17 +68,27 @@ def fill_cloud(points: np.ndarray, depth_m: np.ndarray, rx: np.ndarray, ry: np.n
     return points
 
 
+def colours_at(rgb: np.ndarray, depth_hw: tuple, index: tuple | None = None) -> np.ndarray:
+    """The colour image on the depth image's pixel grid (nearest neighbour: a point takes the
+    colour of the pixel it was seen in, never a blend across an edge). `index` is a cached
+    geometry.nearest_indices(rgb size, depth size)."""
+    if rgb.shape[:2] == tuple(depth_hw):
+        return rgb
+    rows, cols = index if index is not None else nearest_indices(rgb.shape[:2], depth_hw)
+    return rgb[rows, cols]
+
+
 def organized_cloud(depth_m: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None,
                     decimation: int = 1, min_depth_m: float = 0.0,
                     max_depth_m: float = np.inf) -> np.ndarray:
     """Z-depth (H, W) metres through pinhole K -> a new float32 (h, w, 4) x, y, z, rgb cloud.
 
-    `decimation` keeps every n-th row and column (pixel (0, 0) first); see fill_cloud.
+    `rgb` of any size is sampled at the depth's pixels (colours_at); `decimation` keeps every
+    n-th row and column (pixel (0, 0) first); see fill_cloud.
     """
     height, width = depth_m.shape
-    if rgb is not None and rgb.shape[:2] != (height, width):
-        raise ValueError(f'`rgb` must match the depth size {height}x{width}, got '
-                         f'{rgb.shape[0]}x{rgb.shape[1]}.')
+    if rgb is not None:
+        rgb = colours_at(rgb, (height, width))
     rx, ry = pixel_rays(K, height, width, step=decimation)
     if decimation > 1:
         depth_m = depth_m[::decimation, ::decimation]
