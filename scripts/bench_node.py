@@ -72,10 +72,11 @@ def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
     """A fresh rgb8 Image and its pinhole CameraInfo (fx = fy = 525), as a camera sends them."""
     from std_msgs.msg import Header
 
+    from metricgold_core.ros_format import set_stamp
     from metricgold_core.ros_format.camera_info import CameraModel
     from metricgold_ros.messages import array_to_image, scaled_camera_info
     header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
+    set_stamp(header, stamp_ns)
     image = array_to_image(np.ascontiguousarray(rgb), 'rgb8', header)
     info = scaled_camera_info(None, CameraModel(W, H, 525.0, 525.0, 319.5, 239.5), header)
     return image, info
@@ -263,6 +264,8 @@ def bench_flood(args) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
 
+    from metricgold_core.ros_format import stamp_ns
+
     tmp = Path(tempfile.mkdtemp(prefix='bench_node_'))
     checkpoint = args.checkpoint
     if not checkpoint:
@@ -291,7 +294,7 @@ def bench_flood(args) -> None:
 
     def on_depth(msg):
         now = time.time_ns()
-        stamp = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg.header)
         with lock:
             latencies[stamp] = (now - stamp) / 1e6
             received.append(time.monotonic())
@@ -332,7 +335,7 @@ def bench_flood(args) -> None:
             if delay > 0:
                 time.sleep(delay)
             image, info = camera_messages(time.time_ns(), rgb)
-            sent.append(image.header.stamp.sec * 10 ** 9 + image.header.stamp.nanosec)
+            sent.append(stamp_ns(image.header))
             info_pub.publish(info)
             image_pub.publish(image)
         send_span = time.monotonic() - start

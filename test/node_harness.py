@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image as PILImage
 import yaml
 
+from metricgold_core.ros_format import set_stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE = '/test/metricgold_depth'
 
@@ -248,7 +250,7 @@ def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 
         rows = np.concatenate([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)], axis=1)
     msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
                 is_bigendian=int(bigendian), step=rows.shape[1])
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    set_stamp(msg.header, stamp_ns)
     msg.header.frame_id = frame_id
     msg.data = rows.tobytes()
     return msg
@@ -261,7 +263,7 @@ def camera_info_msg(intr: dict, stamp_ns: int, frame_id: str = 'camera', scale: 
     cx, cy = (intr['cx'] + 0.5) * scale - 0.5, (intr['cy'] + 0.5) * scale - 0.5
     msg = CameraInfo(width=round(intr['width'] * scale), height=round(intr['height'] * scale),
                      distortion_model='plumb_bob')
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    set_stamp(msg.header, stamp_ns)
     msg.header.frame_id = frame_id
     msg.d = [0.0] * 5
     msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
-from metricgold_core.visualize import colorize_depth
-from metricgold_ros.outputs import auto_color_range
+from metricgold_core.visualize import color_range, colorize_depth
+from metricgold_ros.outputs import RANGE_SUBSAMPLE
 from metricgold_ros.pointcloud import unpack_cloud
 from node_harness import camera_info_msg, Client, colours_match, image_msg, load_sequence
 from node_harness import NodeProcess, shut_down
@@ -161,7 +162,7 @@ def test_every_output_carries_the_input_header_and_consistent_values(rig, tiny_c
 
     colored = out['depth/colored']
     assert (colored.encoding, colored.height, colored.width) == ('bgr8', 480, 640)
-    lo, hi = auto_color_range(depth, 0.0, 0.0)
+    lo, hi = color_range(depth, 0.0, 0.0, RANGE_SUBSAMPLE)
     colours_match(image_to_array(colored), colorize_depth(depth, lo, hi, bgr=True))
 
 
@@ -231,7 +232,7 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_answering(rig):
     for kind, msgs in bad_images(rig).items():
         for msg in (msgs if isinstance(msgs, list) else [msgs]):
             stamp_ns = next(STAMPS)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
+            set_stamp(msg.header, stamp_ns)
             rig.client.info_pub.publish(camera_info_msg(rig.intr, stamp_ns))
             rig.client.image_pub.publish(msg)
             assert rig.roundtrip(), f'node stopped answering after bad {kind}'

@@ -12,6 +12,7 @@ from PIL import Image as PILImage
 import pytest
 
 from metricgold_core.geometry import focal_rescale_factor, intrinsics_from_hfov
+from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
 from node_harness import Client, load_sequence, NodeProcess, pick_domain_id, ros_env
 from node_harness import shut_down, wait_until, write_params
@@ -59,7 +60,7 @@ def roundtrip(client, data: bytes, fmt='jpeg', timeout_s=15.0, outputs=('depth',
     from sensor_msgs.msg import CompressedImage
 
     msg = CompressedImage(format=fmt, data=data)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(next(STAMPS), 10 ** 9)
+    set_stamp(msg.header, next(STAMPS))
     msg.header.frame_id = 'redwood_optical'
     client.image_pub.publish(msg)
     got = wait_until(lambda: all(client.by_stamp(n, msg.header.stamp) for n in outputs),

@@ -6,6 +6,7 @@ Frames are built by the test's own encoders and lens models (test_encodings) fro
 import numpy as np
 import pytest
 
+from metricgold_core.ros_format import set_stamp
 from node_harness import Client, load_sequence, NodeProcess
 from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
 from test_encodings import abs_rel, distort, EQUIDISTANT, mosaic, PLUMB_BOB, raw_info, yuv422
@@ -66,7 +67,7 @@ def send_raw(rig, raw, info):
     a frame whose camera_info is late would take the newest one (undistorted) instead."""
     from test_node import STAMPS
     stamp = next(STAMPS)
-    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+    set_stamp(info.header, stamp)
     rig.send_info_first(info)
     out = rig.roundtrip(raw, 'rgb8', info=None, stamp_ns=stamp, outputs=OUTPUTS,
                         timeout_s=30.0)

@@ -8,11 +8,14 @@ import json
 import shutil
 
 import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
 from PIL import Image as PILImage
 import pytest
 
 from metricgold_core.cli import main
 from metricgold_core.geometry import backproject, intrinsics_from_hfov, make_K, scale_intrinsics
+from metricgold_core.ply import read_ply
+from metricgold_core.ros_format import set_stamp, stamp_ns
 
 pytest.importorskip('rosbags')
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402,I100
@@ -52,9 +55,10 @@ def redwood(shared_data):
 
 
 def header(index: int, frame_id='camera_color_optical_frame'):
-    stamp = FIRST_STAMP_NS + index * PERIOD_NS
-    time = TYPES['builtin_interfaces/msg/Time'](sec=stamp // 10 ** 9, nanosec=stamp % 10 ** 9)
-    return TYPES['std_msgs/msg/Header'](stamp=time, frame_id=frame_id)
+    msg = TYPES['std_msgs/msg/Header'](stamp=TYPES['builtin_interfaces/msg/Time'](
+        sec=0, nanosec=0), frame_id=frame_id)
+    set_stamp(msg, FIRST_STAMP_NS + index * PERIOD_NS)
+    return msg
 
 
 def camera_info(index: int, K: np.ndarray):
@@ -121,25 +125,15 @@ def read_bag(path) -> dict:
     return out
 
 
-def read_ply(path) -> np.ndarray:
-    """(N, 6) float64 x y z r g b of a binary little-endian PLY written by process."""
-    blob = path.read_bytes()
-    end = blob.index(b'end_header\n') + len(b'end_header\n')
-    head = blob[:end].decode('ascii')
-    assert 'format binary_little_endian 1.0' in head
-    count = int(head.split('element vertex ')[1].split()[0])
-    dtype = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('r', 'u1'), ('g', 'u1'),
-                      ('b', 'u1')])
-    vertices = np.frombuffer(blob[end:], dtype)
-    assert len(vertices) == count
-    return np.stack([vertices[n].astype(np.float64) for n in dtype.names], axis=1)
+def ply_points(path) -> np.ndarray:
+    """(N, 6) float64 x y z r g b of a PLY written by process (metricgold_core.ply)."""
+    vertices = read_ply(path)
+    assert vertices.dtype.names == ('x', 'y', 'z', 'red', 'green', 'blue')
+    return structured_to_unstructured(vertices, np.float64)
 
 
-def stamp_of(msg) -> int:
-    return msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
-
-
-def cloud_xyz_rgb(msg) -> tuple:
+def bag_cloud_xyz_rgb(msg) -> tuple:
+    """(H, W, 3) xyz and uint8 rgb of a rosbags PointCloud2 in the node's x y z rgb layout."""
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == \
         [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1)]
     assert msg.point_step == 16 and msg.row_step == 16 * msg.width
@@ -179,7 +173,7 @@ def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwo
             topics[t][i] for t in ('/camera/color/depth', '/camera/color/depth/camera_info',
                                    '/camera/color/points'))
         stamp = FIRST_STAMP_NS + i * PERIOD_NS
-        assert [stamp_of(m) for m in (depth_msg, info, cloud)] == [stamp] * 3
+        assert [stamp_ns(m.header) for m in (depth_msg, info, cloud)] == [stamp] * 3
         assert {m.header.frame_id for m in (depth_msg, info, cloud)} == \
             {'camera_color_optical_frame'}
         assert log_d == log_i == log_p == stamp + 5_000_000
@@ -199,7 +193,7 @@ def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwo
         np.testing.assert_array_equal(info.d, [0.1, -0.05, 0.0, 0.0, 0.0])
         assert info.distortion_model == 'plumb_bob'
 
-        xyz, colour = cloud_xyz_rgb(cloud)
+        xyz, colour = bag_cloud_xyz_rgb(cloud)
         assert (cloud.height, cloud.width) == depth_hw
         np.testing.assert_allclose(xyz, backproject(depth, P[:, :3]), rtol=1e-5, atol=0)
         if depth_resolution == 'input':
@@ -207,9 +201,9 @@ def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwo
 
     clouds = sorted(p.name for p in (out / 'clouds').iterdir())
     assert clouds == ['frame_000000.ply', 'frame_000002.ply']
-    ply = read_ply(out / 'clouds' / 'frame_000002.ply')
+    ply = ply_points(out / 'clouds' / 'frame_000002.ply')
     cloud_msg = topics['/camera/color/points'][2][2]
-    xyz, colour = cloud_xyz_rgb(cloud_msg)
+    xyz, colour = bag_cloud_xyz_rgb(cloud_msg)
     np.testing.assert_array_equal(ply[:, :3], xyz.reshape(-1, 3))
     np.testing.assert_array_equal(ply[:, 3:], colour.reshape(-1, 3))
 
@@ -232,7 +226,7 @@ def test_corrupt_compressed_frame_is_reported_and_skipped(tmp_path, tiny_checkpo
     # The namespace drops the transport suffix; good frames keep their stamps.
     topics = read_bag(out / 'bag')
     assert sorted(topics) == ['/cam/depth', '/cam/depth/camera_info', '/cam/points']
-    assert [stamp_of(m) for _, _, m in topics['/cam/depth']] == \
+    assert [stamp_ns(m.header) for _, _, m in topics['/cam/depth']] == \
         [FIRST_STAMP_NS + i * PERIOD_NS for i in (0, 2, 3)]
     assert sorted(p.name for p in (out / 'depth').glob('*.npy')) == \
         ['frame_000000.npy', 'frame_000002.npy', 'frame_000003.npy']
@@ -280,7 +274,7 @@ def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, shared_data
     assert sorted(p.name for p in (out / 'clouds').iterdir()) == ['00000.ply']
     depth = np.load(out / 'depth' / '00000.npy')
     assert depth.shape == (480, 640) and depth.dtype == np.float32
-    ply = read_ply(out / 'clouds' / '00000.ply')
+    ply = ply_points(out / 'clouds' / '00000.ply')
     expected = backproject(depth, make_K(525.0, 525.0, 319.5, 239.5)).reshape(-1, 3)
     np.testing.assert_allclose(ply[:, :3], expected, rtol=1e-5, atol=0)
     with PILImage.open(shared_data / 'real/redwood/rgb/00000.jpg') as image:
@@ -366,7 +360,7 @@ def test_video_file(tmp_path, tiny_checkpoint, redwood):
     assert names == ['frame_000000', 'frame_000001', 'frame_000002']
     depth = np.load(out / 'depth' / 'frame_000001.npy')
     assert depth.shape == HW
-    ply = read_ply(out / 'clouds' / 'frame_000001.ply')
+    ply = ply_points(out / 'clouds' / 'frame_000001.ply')
     K = intrinsics_from_hfov(HW[1], HW[0], 70.0)
     np.testing.assert_allclose(ply[:, :3], backproject(depth, K).reshape(-1, 3), rtol=1e-5)
     assert json.loads((out / 'process_report.json').read_text())['kind'] == 'video'

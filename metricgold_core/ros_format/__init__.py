@@ -20,3 +20,9 @@ class BadInput(ValueError):
 def stamp_ns(header) -> int:
     """A std_msgs/Header's stamp in integer nanoseconds (rclpy and rosbags messages alike)."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def set_stamp(header, ns: int) -> None:
+    """Set a std_msgs/Header's stamp to integer nanoseconds `ns`, the inverse of stamp_ns
+    (rclpy and rosbags messages alike: header.stamp.sec and .nanosec, 0 <= nanosec < 1e9)."""
+    header.stamp.sec, header.stamp.nanosec = divmod(int(ns), 1_000_000_000)
