@@ -26,7 +26,6 @@ import time
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 H, W = 480, 640
 OUTPUTS = ('depth', 'depth/camera_info', 'depth/colored', 'points')
 SUBSCRIBER = """

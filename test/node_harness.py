@@ -5,6 +5,8 @@ limited to localhost, so parallel test runs never see each other's topics.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -23,6 +25,8 @@ from metricgold_core.ros_format import set_stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE = '/test/metricgold_depth'
+# Image stamps of test_node and test_node_raw_camera (Rig.send), one counter for both.
+STAMPS = itertools.count(1_700_000_000 * 10 ** 9, 40_000_000)
 
 
 def pick_domain_id() -> int:
@@ -278,3 +282,77 @@ def colours_match(ours: np.ndarray, reference: np.ndarray) -> None:
     same = np.all(ours == reference, axis=-1)
     assert same.mean() > 0.999, f'{(~same).sum()} pixels differ'
     assert np.abs(ours.astype(int) - reference).max() <= 24   # at most a neighbouring entry
+
+
+@contextlib.contextmanager
+def started_rig(tmp: Path, params: dict, shared_data: Path, frames: int, log_tail: int = 3000):
+    """The node with `params` on a reliable camera of `frames` TUM images, answering and
+    settled (subscriptions matched to the publishers' QoS, camera_info paired): a Rig; stopped
+    with SIGINT afterwards, which must exit cleanly."""
+    domain = pick_domain_id()
+    node = NodeProcess(write_params(tmp / 'params.yaml', params), ros_env(domain),
+                       tmp / 'node.log')
+    client = Client(domain, camera_reliable=True)
+    rgbs, intr = load_sequence(shared_data / 'real' / 'tum', frames)
+    rig = Rig(node, client, rgbs, intr)
+    try:
+        first = wait_until(lambda: rig.roundtrip(timeout_s=1.0), 90.0, period_s=0.0)
+        assert first is not None, 'the node never answered:\n' + node.log()
+
+        def settled():
+            rig.roundtrip(timeout_s=1.0)
+            diag = client.latest_diagnostics()
+            return diag and diag['camera_info_source'] == 'camera_info' and \
+                diag['input_reliability'] == 'reliable'
+        assert wait_until(settled, 30.0, period_s=0.0), node.log()
+        yield rig
+    finally:
+        code = shut_down(node, client, log_tail)
+    assert code == 0, 'node did not exit cleanly on SIGINT'
+
+
+class Rig:
+    """The node process and test client of started_rig: send frames, wait for answers."""
+
+    def __init__(self, node, client, rgbs, intr):
+        self.node, self.client, self.rgbs, self.intr = node, client, rgbs, intr
+
+    def send(self, pixels=None, encoding='rgb8', info='same', stamp_ns=None, **kw):
+        """Publish camera_info (unless None) then an image with a fresh stamp; the header."""
+        stamp_ns = next(STAMPS) if stamp_ns is None else stamp_ns
+        pixels = self.rgbs[0] if pixels is None else pixels
+        if info == 'same':
+            info = camera_info_msg(self.intr, stamp_ns, scale=pixels.shape[1] / 640)
+        if info is not None:
+            self.client.info_pub.publish(info)
+        msg = image_msg(pixels, encoding, stamp_ns, **kw)
+        self.client.image_pub.publish(msg)
+        return msg.header
+
+    def send_info_first(self, info, timeout_s=15.0):
+        """Publish a camera_info and wait until the node's diagnostics count it."""
+        before = int(self.diagnostics()['camera_info_received'])
+        self.client.info_pub.publish(info)
+        latest = self.client.latest_diagnostics
+        assert wait_until(lambda: int((latest() or {}).get('camera_info_received', 0)) > before,
+                          timeout_s), 'the node never received the camera_info'
+
+    def roundtrip(self, *args, timeout_s=15.0, outputs=('depth',), **kw):
+        """Send a frame and wait for the named outputs with its stamp: {name: msg} or None."""
+        header = self.send(*args, **kw)
+        got = wait_until(lambda: all(self.client.by_stamp(n, header.stamp) for n in outputs),
+                         timeout_s)
+        if not got:
+            return None
+        return {'header': header, **{n: self.client.by_stamp(n, header.stamp) for n in outputs}}
+
+    def diagnostics(self) -> dict:
+        """Diagnostics that include every frame answered so far."""
+        diag = self.client.fresh_diagnostics()
+        assert diag, 'no diagnostics'
+        return diag
+
+    def set(self, name, value):
+        result = self.client.set_parameter(name, value)
+        assert result.successful, result.reason
+        return result

@@ -3,7 +3,6 @@
 One node process serves the whole module (startup costs ~10 s of imports); tests run in file
 order and restore any parameter they change.
 """
-import itertools
 import time
 
 import numpy as np
@@ -14,9 +13,8 @@ from metricgold_core.ros_format.images import image_to_array
 from metricgold_core.visualize import color_range, colorize_depth
 from metricgold_ros.outputs import RANGE_SUBSAMPLE
 from metricgold_ros.pointcloud import unpack_cloud
-from node_harness import camera_info_msg, Client, colours_match, image_msg, load_sequence
-from node_harness import NodeProcess, shut_down
-from node_harness import pick_domain_id, ros_env, wait_until, write_params
+from node_harness import camera_info_msg, colours_match, image_msg, STAMPS, started_rig
+from node_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -24,77 +22,14 @@ RES = 128
 PARAMS = {'processing_resolution': RES, 'min_processing_resolution': 64, 'steps': 2,
           'max_latency_ms': 20000.0, 'max_frame_age_ms': 20000.0, 'publish_uncertainty': True,
           'camera_info_wait_ms': 1000.0, 'torch_threads': 1}
-STAMPS = itertools.count(1_700_000_000 * 10 ** 9, 40_000_000)
 
 
 @pytest.fixture(scope='module')
 def rig(tmp_path_factory, tiny_checkpoint, shared_data):
-    tmp = tmp_path_factory.mktemp('node')
-    domain = pick_domain_id()
-    params = write_params(tmp / 'params.yaml', {**PARAMS, 'checkpoint': str(tiny_checkpoint)})
-    node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
-    client = Client(domain, camera_reliable=True)
-    rgbs, intr = load_sequence(shared_data / 'real' / 'tum', 2)
-    rig = Rig(node, client, rgbs, intr)
-    try:
-        first = wait_until(lambda: rig.roundtrip(timeout_s=1.0), 90.0, period_s=0.0)
-        assert first is not None, 'the node never answered:\n' + node.log()
-
-        def settled():   # subscriptions matched to the publishers' QoS, camera_info flowing
-            rig.roundtrip(timeout_s=1.0)
-            diag = client.latest_diagnostics()
-            return diag and diag['camera_info_source'] == 'camera_info' and \
-                diag['input_reliability'] == 'reliable'
-        assert wait_until(settled, 30.0, period_s=0.0), node.log()
+    with started_rig(tmp_path_factory.mktemp('node'),
+                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, shared_data,
+                     frames=2, log_tail=4000) as rig:
         yield rig
-    finally:
-        code = shut_down(node, client, 4000)
-    assert code == 0, 'node did not exit cleanly on SIGINT'
-
-
-class Rig:
-    def __init__(self, node, client, rgbs, intr):
-        self.node, self.client, self.rgbs, self.intr = node, client, rgbs, intr
-
-    def send(self, pixels=None, encoding='rgb8', info='same', stamp_ns=None, **kw):
-        """Publish camera_info (unless None) then an image with a fresh stamp; the header."""
-        stamp_ns = next(STAMPS) if stamp_ns is None else stamp_ns
-        pixels = self.rgbs[0] if pixels is None else pixels
-        if info == 'same':
-            info = camera_info_msg(self.intr, stamp_ns, scale=pixels.shape[1] / 640)
-        if info is not None:
-            self.client.info_pub.publish(info)
-        msg = image_msg(pixels, encoding, stamp_ns, **kw)
-        self.client.image_pub.publish(msg)
-        return msg.header
-
-    def send_info_first(self, info, timeout_s=15.0):
-        """Publish a camera_info and wait until the node's diagnostics count it."""
-        before = int(self.diagnostics()['camera_info_received'])
-        self.client.info_pub.publish(info)
-        latest = self.client.latest_diagnostics
-        assert wait_until(lambda: int((latest() or {}).get('camera_info_received', 0)) > before,
-                          timeout_s), 'the node never received the camera_info'
-
-    def roundtrip(self, *args, timeout_s=15.0, outputs=('depth',), **kw):
-        """Send a frame and wait for the named outputs with its stamp: {name: msg} or None."""
-        header = self.send(*args, **kw)
-        got = wait_until(lambda: all(self.client.by_stamp(n, header.stamp) for n in outputs),
-                         timeout_s)
-        if not got:
-            return None
-        return {'header': header, **{n: self.client.by_stamp(n, header.stamp) for n in outputs}}
-
-    def diagnostics(self) -> dict:
-        """Diagnostics that include every frame answered so far."""
-        diag = self.client.fresh_diagnostics()
-        assert diag, 'no diagnostics'
-        return diag
-
-    def set(self, name, value):
-        result = self.client.set_parameter(name, value)
-        assert result.successful, result.reason
-        return result
 
 
 def depth_array(msg) -> np.ndarray:

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from metricgold_core.ros_format import set_stamp
-from node_harness import Client, load_sequence, NodeProcess
-from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
+from node_harness import STAMPS, started_rig
 from test_encodings import abs_rel, distort, EQUIDISTANT, mosaic, PLUMB_BOB, raw_info, yuv422
-from test_node import check_cloud_matches_depth, depth_array, Rig
+from test_node import check_cloud_matches_depth, depth_array
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -22,27 +21,10 @@ OUTPUTS = ('depth', 'depth/camera_info', 'points')
 
 @pytest.fixture(scope='module')
 def rig(tmp_path_factory, tiny_checkpoint, shared_data):
-    tmp = tmp_path_factory.mktemp('node_raw')
-    domain = pick_domain_id()
-    params = write_params(tmp / 'params.yaml', {**PARAMS, 'checkpoint': str(tiny_checkpoint)})
-    node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
-    client = Client(domain, camera_reliable=True)
-    rgbs, intr = load_sequence(shared_data / 'real' / 'tum', 1)
-    rig = Rig(node, client, rgbs, intr)
-    try:
-        first = wait_until(lambda: rig.roundtrip(timeout_s=1.0), 90.0, period_s=0.0)
-        assert first is not None, 'the node never answered:\n' + node.log()
-
-        def settled():   # subscriptions matched to the publishers' QoS, camera_info paired
-            rig.roundtrip(timeout_s=1.0)
-            diag = client.latest_diagnostics()
-            return diag and diag['camera_info_source'] == 'camera_info' and \
-                diag['input_reliability'] == 'reliable'
-        assert wait_until(settled, 30.0, period_s=0.0), node.log()
+    with started_rig(tmp_path_factory.mktemp('node_raw'),
+                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, shared_data,
+                     frames=1) as rig:
         yield rig
-    finally:
-        code = shut_down(node, client)
-    assert code == 0
 
 
 def answer(rig, pixels, encoding='rgb8', info='same'):
@@ -65,7 +47,6 @@ def test_bayer_and_yuyv_frames_give_the_depth_of_the_rgb8_frame(rig):
 def send_raw(rig, raw, info):
     """A raw frame with its own camera_info (same stamp), the camera_info delivered first:
     a frame whose camera_info is late would take the newest one (undistorted) instead."""
-    from test_node import STAMPS
     stamp = next(STAMPS)
     set_stamp(info.header, stamp)
     rig.send_info_first(info)
