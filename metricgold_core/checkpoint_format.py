@@ -1,15 +1,12 @@
 """The checkpoint format's vocabulary, shared by the model and its optional parts (the light
-decoder head): file names, the format version, CheckpointError, JSON helpers and the atomic
-directory replace. Imports nothing of the package, so no module needs to import model.py for
-these (DESIGN.md section 5 describes the layout).
+decoder head): file names, the format version, CheckpointError and JSON helpers. Imports
+nothing of the package, so no module needs to import model.py for these (DESIGN.md section 5
+describes the layout).
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-import shutil
-import tempfile
 
 FORMAT_VERSION = 1
 META_FILE = 'metricgold.json'
@@ -41,15 +38,3 @@ def write_json(path: Path, data: dict) -> None:
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write('\n')
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory src to dst; an existing dst is replaced only at the end."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.old-', dir=dst.parent))
-        old.rmdir()
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)

@@ -1,12 +1,21 @@
-"""File helpers: atomic writes (temp file in the same directory, then rename) and image reading."""
+"""File helpers: atomic writes (temp file in the same directory, then rename) and image reading.
+
+Every file the package writes goes through atomic_path (or save_*), every directory through
+replace_dir: a reader sees the old version or the new one, never half of one. Temp files are
+`.<name>.<random>.tmp` beside their target (TMP_GLOB finds what a killed run left).
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+import shutil
 import tempfile
 
 import numpy as np
+
+
+TMP_GLOB = '.*.tmp'
 
 
 @contextlib.contextmanager
@@ -23,6 +32,19 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def replace_dir(src, dst) -> None:
+    """Move the finished directory src to dst; an existing dst is replaced only at the end."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.old-', dir=dst.parent))
+        old.rmdir()
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def save_npy(path, array: np.ndarray) -> None:

@@ -21,9 +21,10 @@ import tempfile
 import torch
 
 from .checkpoint_format import CheckpointError, EMBEDDING_FILE, FORMAT_VERSION  # noqa: F401
-from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json, replace_dir
+from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json
 from .checkpoint_format import WEIGHTS_FILE, write_json
 from .codec import LogDepthCodec
+from .io_utils import atomic_path, replace_dir
 from .light_decoder import LightDepthHead
 from .presets import get_preset, SCHEDULER_CONFIG
 
@@ -327,10 +328,8 @@ def _load_or_compute_embedding(path: Path) -> torch.Tensor:
 def _cache_embedding(emb_path: Path, embedding: torch.Tensor) -> None:
     from safetensors.torch import save_file
     try:
-        fd, tmp = tempfile.mkstemp(prefix='.emb-', suffix='.tmp', dir=emb_path.parent)
-        os.close(fd)
-        save_file({'empty_text_embedding': embedding.contiguous()}, tmp)
-        os.replace(tmp, emb_path)
+        with atomic_path(emb_path) as tmp:
+            save_file({'empty_text_embedding': embedding.contiguous()}, str(tmp))
     except OSError as exc:  # read-only checkpoint: recompute next time
         LOG.info('could not cache %s (%s)', emb_path, exc)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
+from ..io_utils import TMP_GLOB
 
 LOG = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def remove_stale_temporaries(out_dir: Path) -> int:
     from ..offline.bag_writer import PARTIAL_DIR
 
     stale = [p for folder in (out_dir, out_dir / 'depth', out_dir / 'clouds')
-             if folder.is_dir() for p in folder.glob('.*.tmp')]
+             if folder.is_dir() for p in folder.glob(TMP_GLOB)]
     for path in stale:
         path.unlink(missing_ok=True)
     if (out_dir / PARTIAL_DIR).exists():

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .procedural import KINDS, ProceduralScenes
+from ..io_utils import replace_dir
 
 META = 'meta.json'
 
@@ -67,9 +68,7 @@ def write_scene_cache(path, count: int, height: int, width: int, seed: int = 0,
             'kinds': list(kinds), 'render_s': round(render_s, 1),
             'bytes': sum(f.stat().st_size for f in tmp.glob('*.npy'))}
     (tmp / META).write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    replace_dir(tmp, path)
     return meta
 
 

@@ -20,6 +20,8 @@ import zlib
 import numpy as np
 import torch
 
+from ..io_utils import replace_dir
+
 LOG = logging.getLogger(__name__)
 STATE_FILE = 'state.pt'
 INFO_FILE = 'checkpoint.json'
@@ -48,9 +50,7 @@ def save_checkpoint(folder: str | os.PathLike, state: dict, keep: int) -> Path:
             json.dump(info, f)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

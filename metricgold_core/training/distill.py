@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint_format import META_FILE, replace_dir
+from ..checkpoint_format import META_FILE
 from ..data.procedural import ProceduralScenes
 from ..image_processing import to_model_input
-from ..io_utils import save_text
+from ..io_utils import replace_dir, save_text
 from ..light_decoder import LightDepthHead
 from ..metrics import compute_metrics
 from ..model import MetricGoldModel

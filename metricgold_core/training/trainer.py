@@ -34,6 +34,7 @@ from .data import build_loader, build_train_dataset, to_training_sample, validat
 from .stages import build_stage
 from .validation import eval_copy, run_validation
 from ..codec import LogDepthCodec
+from ..io_utils import save_text
 from ..model import MetricGoldModel
 
 LOG = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def open_data_and_logs(run: Run) -> None:
     run.writer = _tensorboard(cfg, out) if main else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
+        save_text(out / 'config.yaml', to_yaml(cfg))
         LOG.info('stage %s: %s trainable parameters, batch %d x accum %d x %d process(es) = '
                  'effective batch %d', cfg['stage'], f'{sum(p.numel() for p in run.params):,}',
                  cfg['data']['micro_batch'], cfg['optim']['grad_accum'], run.world,
@@ -395,7 +396,7 @@ def export(run: Run) -> None:
         module.to('cpu')
     model.eval().save(run.export_dir)
     done = {'step': run.step, 'export': str(run.export_dir)}
-    (run.out / DONE_FILE).write_text(json.dumps(done) + '\n', encoding='utf-8')
+    save_text(run.out / DONE_FILE, json.dumps(done) + '\n')
     LOG.info('exported %s', run.export_dir)
 
 
