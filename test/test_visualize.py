@@ -1,7 +1,9 @@
 """Colour maps and the one comparison panel of evaluate, training validation and the demo."""
 import numpy as np
+import pytest
 
-from metricgold_core.visualize import colorize_depth, comparison_panel, TURBO_LUT
+from metricgold_core.visualize import color_range, colorize_depth, comparison_panel
+from metricgold_core.visualize import FALLBACK_RANGE_M, TURBO_LUT
 
 RNG = np.random.default_rng(3)
 
@@ -34,3 +36,33 @@ def test_comparison_panel_without_truth_takes_the_prediction_range():
     panel = comparison_panel(np.zeros((8, 8, 3), np.uint8), pred, gt)
     np.testing.assert_array_equal(panel[:, 8:16], colorize_depth(pred))
     assert not panel[:, 16:].any()
+
+
+def test_color_range_takes_given_ends_else_percentiles_of_valid_pixels():
+    depth = np.linspace(1.0, 101.0, 101 * 8, dtype=np.float32).reshape(8, 101)
+    depth[0, :5] = [np.nan, np.inf, 0.0, -1.0, np.nan]
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    assert color_range(depth, 2.0, 9.0) == (2.0, 9.0)
+    assert color_range(depth) == pytest.approx(tuple(np.percentile(valid, (2, 98))))
+    lo, hi = color_range(depth, 0.0, 9.0)          # 0 (or None) means automatic, per end
+    assert lo == pytest.approx(np.percentile(valid, 2)) and hi == 9.0
+    sub = depth[::4, ::4]
+    assert color_range(depth, subsample=4) == pytest.approx(
+        tuple(np.percentile(sub[np.isfinite(sub) & (sub > 0)], (2, 98))))
+    assert color_range(np.full((4, 4), np.nan, np.float32)) == FALLBACK_RANGE_M
+
+
+@pytest.mark.parametrize('log_scale', [True, False])
+def test_colorize_depth_fills_a_given_buffer_with_the_same_colours(log_scale):
+    depth = (np.exp(RNG.random((48, 64)) * 4) * 0.1).astype(np.float32)
+    depth[0, :4] = [np.nan, np.inf, 0.0, -1.0]
+    out = np.full((48, 64, 3), 7, np.uint8)
+    assert colorize_depth(depth, 0.3, 4.0, log_scale, bgr=True, out=out) is out
+    np.testing.assert_array_equal(out, colorize_depth(depth, 0.3, 4.0, log_scale, bgr=True))
+    np.testing.assert_array_equal(out[..., ::-1], colorize_depth(depth, 0.3, 4.0, log_scale))
+    assert (out[0, :4] == 0).all()
+    near = colorize_depth(np.full((2, 2), 0.3, np.float32), 0.3, 4.0, log_scale)
+    far = colorize_depth(np.full((2, 2), 4.0, np.float32), 0.3, 4.0, log_scale)
+    assert (near == TURBO_LUT[255]).all() and (far == TURBO_LUT[0]).all()   # near = red end
+    with pytest.raises(ValueError, match='out'):
+        colorize_depth(depth, out=np.empty((48, 64, 4), np.uint8))
