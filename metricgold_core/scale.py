@@ -109,6 +109,21 @@ def register_to(sparse: np.ndarray, shape_hw: tuple) -> np.ndarray:
     return sparse[rows, cols]
 
 
+def sparse_sample(depth: np.ndarray, mask, count: int, seed: int) -> np.ndarray:
+    """A simulated sparse sensor: float32 (H, W) with `count` valid ground-truth pixels (inside
+    `mask` when given) drawn with `seed`, NaN elsewhere (the depth-completion protocol)."""
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(depth) & (depth > 0)
+    if mask is not None:
+        valid &= mask
+    index = np.flatnonzero(valid)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(index, min(count, index.size), replace=False) if index.size else index
+    out = np.full(depth.shape, np.nan, np.float32)
+    out.flat[pick] = depth.flat[pick]
+    return out
+
+
 def fit_sparse(pred: np.ndarray, sparse_m: np.ndarray, relative: bool = False,
                min_points: int = MIN_POINTS) -> ScaleFit:
     """Robust fit of sparse metres (same grid as pred, NaN = none) to the prediction."""

@@ -25,9 +25,9 @@ SETTINGS = (('none', 0, 0.0), ('sparse 100', 100, 0.0), ('sparse 100, smoothing 
 
 
 def run_sequence(estimator, dataset, points: int, smoothing: float, seed: int = 0) -> dict:
-    from metricgold_core.commands.evaluate import sparse_sample
     from metricgold_core.metric_depth import estimate_metric_depth
-    from metricgold_core.scale import ScaleFilter
+    from metricgold_core.metrics import compute_metrics
+    from metricgold_core.scale import ScaleFilter, sparse_sample
 
     scale_filter = ScaleFilter(smoothing) if points else None
     ratios, abs_rels = [], []
@@ -42,7 +42,7 @@ def run_sequence(estimator, dataset, points: int, smoothing: float, seed: int = 
         gt, pred = sample['depth'], out.depth
         valid = sample['valid'] & np.isfinite(pred) & (pred > 0)
         ratios.append(float(np.median(gt[valid] / pred[valid])))
-        abs_rels.append(float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid])))
+        abs_rels.append(compute_metrics(pred, gt, valid)['abs_rel'])
     r = np.array(ratios)
     jumps = np.abs(np.diff(np.log(r))) if r.size > 1 else np.zeros(1)
     return {'frames': int(r.size), 'ratio_cv': float(r.std() / r.mean()),

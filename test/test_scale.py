@@ -161,3 +161,21 @@ def test_project_points_makes_a_sparse_image_that_back_projects_to_the_points():
     for y, x in zip(v, u):
         hits = pts[(pu == x) & (pv == y), 2]
         assert sparse[y, x] == pytest.approx(hits.min(), rel=1e-6)
+
+
+def test_sparse_sample_draws_count_valid_pixels_inside_the_mask_reproducibly():
+    depth = scene()
+    depth[:5] = np.nan
+    depth[5:8] = 0.0
+    mask = np.ones(depth.shape, bool)
+    mask[:, :40] = False
+    a = scale.sparse_sample(depth, mask, 100, seed=3)
+    picked = np.isfinite(a)
+    assert picked.sum() == 100 and not picked[:8].any() and not picked[:, :40].any()
+    np.testing.assert_array_equal(a[picked], depth[picked])
+    np.testing.assert_array_equal(a, scale.sparse_sample(depth, mask, 100, seed=3))
+    assert not np.array_equal(np.isfinite(scale.sparse_sample(depth, mask, 100, seed=4)),
+                              picked)
+    assert np.isfinite(scale.sparse_sample(depth, None, 10 ** 6, seed=0)).sum() == \
+        np.count_nonzero(np.isfinite(depth) & (depth > 0))    # all of them, no more
+    assert not np.isfinite(scale.sparse_sample(np.full((4, 4), np.nan), None, 5, 0)).any()

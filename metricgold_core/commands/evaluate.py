@@ -225,23 +225,10 @@ def mean_log_depth(scenes) -> np.ndarray:
     return np.exp(total / np.maximum(count, 1)).astype(np.float32)
 
 
-def sparse_sample(depth: np.ndarray, mask, count: int, seed: int) -> np.ndarray:
-    """float32 (H, W): `count` valid ground-truth pixels (fixed seed), NaN elsewhere."""
-    with np.errstate(invalid='ignore'):
-        valid = np.isfinite(depth) & (depth > 0)
-    if mask is not None:
-        valid &= mask
-    index = np.flatnonzero(valid)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(index, min(count, index.size), replace=False) if index.size else index
-    out = np.full(depth.shape, np.nan, np.float32)
-    out.flat[pick] = depth.flat[pick]
-    return out
-
-
 def scale_anchor(args, sample: dict, index: int) -> dict:
     """estimate_metric_depth keyword arguments for the scale source the arguments ask for."""
     if args.sparse_points:
+        from ..scale import sparse_sample
         return {'sparse_m': sparse_sample(sample['depth'], sample.get('valid'),
                                           args.sparse_points, args.sparse_seed + index)}
     if args.camera_height is not None:
