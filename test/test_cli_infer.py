@@ -72,3 +72,10 @@ def test_fast_mode_needs_a_light_decoder(tmp_path, tiny_checkpoint, shared_data,
                  str(tmp_path / 'out'), str(shared_data / 'real/tum/rgb/1.png')]) == 2
     assert 'light decoder' in capsys.readouterr().err
     assert not list((tmp_path / 'out').glob('*depth*'))
+
+
+def test_images_that_would_write_the_same_files_are_refused(tmp_path, shared_data, caplog):
+    tum, icl = shared_data / 'real/tum/rgb/1.png', shared_data / 'real/icl_nuim/rgb/1.png'
+    out = tmp_path / 'out'
+    assert main(['infer', '--output', str(out), str(tum), str(icl)]) == 2
+    assert 'several images named 1.*' in caplog.text and not out.exists()

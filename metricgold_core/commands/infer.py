@@ -78,9 +78,14 @@ def fallback_camera_said(args) -> str:
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
     from ..metric_depth import estimate_metric_depth, is_relative_model, load_estimator
-    from ..offline.sources import DefaultCamera, load_intrinsics
+    from ..offline.sources import check_unique_stems, DefaultCamera, load_intrinsics
     from ..visualize import colorize_depth
 
+    try:
+        check_unique_stems(args.images, 'the IMAGE list')
+    except ValueError as exc:
+        LOG.error('%s', exc)
+        return 2
     intrinsics = None
     if args.intrinsics is not None:
         try:

@@ -60,12 +60,18 @@ def folder_images(folder: Path) -> list[Path]:
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f'INPUT folder {folder} has no images ({", ".join(IMAGE_SUFFIXES)}).')
-    stems = [p.stem for p in files]
+    check_unique_stems(files, f'INPUT folder {folder}')
+    return files
+
+
+def check_unique_stems(paths, where: str) -> None:
+    """ValueError when two images share a stem: outputs are named by stem and would overwrite
+    each other (a.png and a.jpg, or dir1/a.png and dir2/a.png)."""
+    stems = [Path(p).stem for p in paths]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
-        raise ValueError(f'INPUT folder {folder} has several images named {clashes[0]}.*: '
-                         'outputs are named by stem, so rename or move one of them.')
-    return files
+        raise ValueError(f'{where} has several images named {clashes[0]}.*: outputs are named '
+                         'by stem, so rename or move one of them.')
 
 
 def folder_frames(files: list[Path]) -> Iterator[Frame]:
