@@ -245,3 +245,21 @@ def test_canonical_focal_labels():
     torch.testing.assert_close(sample['depth_code'], want)
     with pytest.raises(ValueError, match='intrinsics'):
         to_training_sample({**item, 'K': None}, codec, canonical_focal_px=30.0)
+
+
+def test_validation_of_a_canonical_focal_model_comes_out_in_metres():
+    from metricgold_core.data.procedural import ProceduralScenes
+    from metricgold_core.model import MetricGoldModel
+    from metricgold_core.training.validation import eval_copy, predict_depth, run_validation
+
+    model = MetricGoldModel.from_preset('tiny', seed=0)
+    scenes = ProceduralScenes(2, 48, 64, seed=4_000_000)
+    samples = [scenes[i] for i in range(2)]
+    plain = predict_depth(eval_copy(model, {}), 'single_step', samples, 'cpu')
+    canonical = eval_copy(model, {}, canonical_focal_px=20.0)
+    assert model.meta.get('canonical_focal_px') is None     # the trained model is untouched
+    scaled = predict_depth(canonical, 'single_step', samples, 'cpu')
+    for p, q, s in zip(plain, scaled, samples):   # metres = canonical depth * fx / f_c
+        np.testing.assert_allclose(q, p * (s['K'][0][0] / 20.0), rtol=1e-5)
+    metrics, panel = run_validation(canonical, 'single_step', samples, 'cpu', panels=1)
+    assert panel.shape == (48, 4 * 64, 3) and np.isfinite(metrics['abs_rel'])

@@ -341,9 +341,9 @@ def validate(run: Run, step: int) -> None:
     """Validation metrics (and a prediction panel) of the EMA weights, on the main process."""
     cfg = run.cfg
     weights = run.ema.shadow if run.ema is not None else {n: p.detach() for n, p in run.named}
-    values, panel = run_validation(eval_copy(run.model, weights), cfg['stage'], run.val_samples,
-                                   run.accelerator.device, cfg['val']['images'],
-                                   cfg['model']['canonical_focal_px'])
+    model = eval_copy(run.model, weights, cfg['model']['canonical_focal_px'])
+    values, panel = run_validation(model, cfg['stage'], run.val_samples, run.accelerator.device,
+                                   cfg['val']['images'])
     _record(run.metrics_log, run.writer, step, {f'val/{k}': v for k, v in values.items()})
     if run.writer is not None and panel is not None:
         run.writer.add_image('val/rgb_pred_truth', panel, step, dataformats='HWC')

@@ -11,7 +11,6 @@ import copy
 import numpy as np
 import torch
 
-from ..geometry import focal_rescale_factor
 from ..metrics import compute_metrics
 from ..visualize import comparison_panel
 
@@ -33,9 +32,11 @@ def summarise(per_image: list[dict], kinds: list[str]) -> dict:
     return out
 
 
-def eval_copy(model, named_weights: dict):
-    """A deep copy of `model` (on CPU) with `named_weights` ('unet.x' / 'vae.y') loaded."""
+def eval_copy(model, named_weights: dict, canonical_focal_px: float | None = None):
+    """A deep copy of `model` (on CPU) with `named_weights` ('unet.x' / 'vae.y') loaded and
+    the recipe's `canonical_focal_px` in its meta, as the export will have it."""
     model_copy = copy.deepcopy(model)
+    model_copy.meta['canonical_focal_px'] = canonical_focal_px
     with torch.no_grad():
         for name, value in named_weights.items():
             part, _, rest = name.partition('.')
@@ -45,12 +46,16 @@ def eval_copy(model, named_weights: dict):
 
 @torch.no_grad()
 def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.ndarray:
-    """Depth (N, H, W) metres for the samples: 1-step inference or VAE reconstruction."""
-    rgb = np.stack([s['rgb'] for s in samples])
+    """Depth (N, H, W) metres for the samples: 1-step inference at the samples' own size
+    through the core call (metric_depth.estimate_metric_depth: the focal rescale of a
+    canonical-focal model included), or the VAE's reconstruction of the true depth."""
     if stage_name in ('depth', 'single_step'):
+        from ..metric_depth import estimate_metric_depth
         from ..pipeline import DepthEstimator
         estimator = DepthEstimator(model, device=device, dtype='auto')
-        return estimator(rgb, steps=1, processing_resolution=0, seed=0).depth
+        return np.stack([estimate_metric_depth(estimator, s['rgb'], s['K'], steps=1,
+                                               processing_resolution=0, seed=0).depth
+                         for s in samples])
     vae = model.vae.to(device).float()
     depth = torch.from_numpy(np.stack([s['depth'] for s in samples])).to(device)
     code, _ = model.codec.encode(depth)
@@ -60,16 +65,14 @@ def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.nda
     return model.codec.decode(recon).float().cpu().numpy()
 
 
-def run_validation(model, stage_name: str, samples: list[dict], device, panels: int = 4,
-                   canonical_focal_px: float | None = None) -> tuple[dict, np.ndarray | None]:
+def run_validation(model, stage_name: str, samples: list[dict], device, panels: int = 4
+                   ) -> tuple[dict, np.ndarray | None]:
     """Metrics dict and a uint8 (rows*H, 4*W, 3) image of visualize.comparison_panel rows.
 
-    With `canonical_focal_px` (canonical-focal labels) predictions are scaled by fx / f_c.
+    A model trained on canonical-focal labels must carry `canonical_focal_px` in its meta
+    (eval_copy sets it) so that its predictions come out in metres.
     """
     pred = predict_depth(model, stage_name, samples, device)
-    if canonical_focal_px is not None and stage_name in ('depth', 'single_step'):
-        pred = np.stack([p * focal_rescale_factor(float(s['K'][0][0]), canonical_focal_px)
-                         for p, s in zip(pred, samples)])
     per_image = [depth_errors(p, s['depth'], s['valid']) for p, s in zip(pred, samples)]
     metrics = summarise(per_image, [s['kind'] for s in samples])
     rows = [comparison_panel(s['rgb'], p, s['depth'], s['valid'])
