@@ -159,3 +159,25 @@ def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint,
 
     assert process(bag, '--output', tmp_path / 'x', '--checkpoint', tiny_checkpoint,
                    '--sparse-depth-topic', '/nope') == 2
+
+
+def test_scale_anchor_arguments_are_checked_the_same_way_by_every_command(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from metricgold_core.commands import scale_anchor_error
+
+    def error(height, sparse=False):
+        return scale_anchor_error(SimpleNamespace(camera_height=height), '--sparse-x', sparse)
+    assert error(None) is None and error(1.2) is None and error('gt') is None
+    assert error('1.5') is None and 'not both' in error(1.2, sparse=True)
+    assert '(0, 1000)' in error(0.0) and '(0, 1000)' in error('-2')
+    assert 'metres or gt' in error('tall')
+    image = tmp_path / 'x.png'
+    for argv in (['infer', '--output', str(tmp_path / 'o'), '--camera-height', '0', str(image)],
+                 ['process', str(tmp_path), '--output', str(tmp_path / 'p'),
+                  '--camera-height', '1', '--sparse-depth-topic', '/s'],
+                 ['evaluate', '--dataset', 'procedural', '--output', str(tmp_path / 'e'),
+                  '--sparse-points', '10', '--camera-height', 'gt']):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert 'camera-height' in caplog.text, argv

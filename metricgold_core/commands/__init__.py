@@ -37,6 +37,24 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
                         'pitch)')
 
 
+def scale_anchor_error(args, sparse_option: str, sparse_given: bool) -> str | None:
+    """What is wrong with the scale-anchor arguments (None: nothing): at most one source, and a
+    numeric --camera-height in (0, 1000) m. `sparse_option` names the command's sparse flag."""
+    if sparse_given and args.camera_height is not None:
+        return f'give one scale anchor: {sparse_option} or --camera-height, not both.'
+    height = args.camera_height
+    if isinstance(height, str):   # evaluate also takes `gt`
+        if height == 'gt':
+            return None
+        try:
+            height = float(height)
+        except ValueError:
+            return f'`--camera-height` must be metres or gt, got {height!r}.'
+    if height is not None and not 0.0 < height < 1000.0:
+        return f'`--camera-height` must be in (0, 1000) m, got {height:g}.'
+    return None
+
+
 def ground_plane_anchor(args, camera_height_m: float) -> dict:
     """estimate_metric_depth keyword arguments of the ground_plane scale source."""
     return {'camera_height_m': camera_height_m, 'ground_max_tilt_deg': args.ground_max_tilt}

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import scale_anchor_error
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger(__name__)
@@ -114,6 +115,10 @@ def run(args) -> int:
     if args.prior_baseline and (args.sparse_points or args.camera_height is not None):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
+    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points))
+    if problem:
+        LOG.error('%s', problem)
+        return 2
     est = model = None
     if not args.prior_baseline:
         try:
@@ -130,9 +135,6 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     rows, failed, times, fits = [], 0, [], []
-    if args.sparse_points and args.camera_height is not None:
-        LOG.error('--sparse-points and --camera-height are two scale sources: pass one.')
-        return 2
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
         try:

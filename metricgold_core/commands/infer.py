@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 
 LOG = logging.getLogger(__name__)
@@ -97,8 +98,9 @@ def run(args) -> int:
         LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
         return 2
     sparse = None
-    if args.sparse_depth is not None and args.camera_height is not None:
-        LOG.error('give one scale anchor: --sparse-depth or --camera-height, not both.')
+    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None)
+    if problem:
+        LOG.error('%s', problem)
         return 2
     if args.sparse_depth is not None:
         if len(args.sparse_depth) not in (1, len(args.images)):
@@ -110,9 +112,6 @@ def run(args) -> int:
         except ValueError as exc:
             LOG.error('%s', exc)
             return 2
-    if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
-        LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
-        return 2
     camera = DefaultCamera(intrinsics, args.hfov if args.hfov is not None
                            else DEFAULT_FALLBACK_HFOV_DEG)
     camera_said = (f'--intrinsics {args.intrinsics}' if intrinsics is not None

@@ -19,6 +19,7 @@ import shutil
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import TMP_GLOB
 
@@ -127,11 +128,10 @@ def run(args) -> int:
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
         return 2
-    if args.sparse_depth_topic is not None and args.camera_height is not None:
-        LOG.error('give one scale anchor: --sparse-depth-topic or --camera-height, not both.')
-        return 2
-    if args.camera_height is not None and not 0.0 < args.camera_height < 1000.0:
-        LOG.error('`--camera-height` must be in (0, 1000) m, got %g.', args.camera_height)
+    problem = scale_anchor_error(args, '--sparse-depth-topic',
+                                 args.sparse_depth_topic is not None)
+    if problem:
+        LOG.error('%s', problem)
         return 2
     if not 0.0 <= args.scale_smoothing < 1.0:
         LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
