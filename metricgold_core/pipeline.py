@@ -1,10 +1,13 @@
-"""DepthEstimator: RGB image -> metric depth in metres with 1 or 2 DDIM steps.
+"""DepthEstimator: RGB image -> the model's depth with 1 or 2 DDIM steps.
 
-    est = DepthEstimator(MetricGoldModel.load(path), device='auto', dtype='auto')
+    est = metric_depth.load_estimator(path, device='auto', dtype='auto')   # or DepthEstimator(m)
     pred = est(rgb_uint8_hwc, steps=1, processing_resolution=None, seed=0)
     pred.depth       # float32 (H, W) metres at input resolution, NaN where invalid
     pred.normalized  # float32 (H, W) in [0, 1]: what diffusers' MarigoldDepthPipeline returns
     pred.timings     # ms per stage: preprocess, encode, denoise, decode, postprocess, total
+
+Metres for a camera (the focal rescale of canonical-focal models, scale anchors) come from
+metric_depth.estimate_metric_depth, which every entry point calls with the estimator.
 
 The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the same weights,
 input and seed give the same normalised prediction. The VAE runs through exact rewrites with less

@@ -25,7 +25,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from metricgold_core import rectify
-from metricgold_core.ros_format import BadInput, stamp_ns as header_stamp_ns
+from metricgold_core.ros_format import BadInput, DEPTH_RELATIVE_TOPIC
+from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 from metricgold_core.ros_format.camera_info import camera_model_from_info
 from metricgold_core.ros_format.camera_info import fallback_camera_model
 from metricgold_core.ros_format.images import compressed_to_rgb8, image_to_rgb8
@@ -75,7 +76,7 @@ class DepthNode(Node):
         }
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
         self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
-        self.relative_pub = self.create_publisher(Image, 'depth/relative', out_qos)
+        self.relative_pub = self.create_publisher(Image, DEPTH_RELATIVE_TOPIC, out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from metricgold_core import ros_format as topics
 from metricgold_core.ros_format.camera_info import CameraModel
 from metricgold_core.visualize import color_range, colorize_depth
 from .messages import array_to_image, ByteBuffer, new_msg, scaled_camera_info
@@ -22,11 +23,11 @@ class Outputs:
     """Publishers of depth, depth/camera_info, depth/colored, points and depth/uncertainty."""
 
     def __init__(self, node, qos):
-        self.depth = node.create_publisher(Image, 'depth', qos)
-        self.camera_info = node.create_publisher(CameraInfo, 'depth/camera_info', qos)
-        self.colored = node.create_publisher(Image, 'depth/colored', qos)
-        self.points = node.create_publisher(PointCloud2, 'points', qos)
-        self.uncertainty = node.create_publisher(Image, 'depth/uncertainty', qos)
+        self.depth = node.create_publisher(Image, topics.DEPTH_TOPIC, qos)
+        self.camera_info = node.create_publisher(CameraInfo, topics.DEPTH_INFO_TOPIC, qos)
+        self.colored = node.create_publisher(Image, topics.DEPTH_COLORED_TOPIC, qos)
+        self.points = node.create_publisher(PointCloud2, topics.POINTS_TOPIC, qos)
+        self.uncertainty = node.create_publisher(Image, topics.DEPTH_UNCERTAINTY_TOPIC, qos)
         self.packer = CloudPacker()
         self._buffers = {name: ByteBuffer() for name in ('depth', 'colored', 'uncertainty')}
 

@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 
+from ..ros_format import DEPTH_INFO_TOPIC, DEPTH_TOPIC, POINTS_TOPIC
 from ..ros_format.camera_info import CameraModel, depth_camera_info_fields
 from ..ros_format.clouds import CLOUD_FIELDS, POINT_STEP
 
@@ -19,15 +20,15 @@ PARTIAL_DIR = '.partial'
 
 
 def output_topics(namespace: str) -> dict:
+    """The bag's topics: the node's names (ros_format) under `namespace`."""
     namespace = '/' + namespace.strip('/') if namespace.strip('/') else ''
-    return {'depth': f'{namespace}/depth', 'info': f'{namespace}/depth/camera_info',
-            'points': f'{namespace}/points'}
+    return {'depth': f'{namespace}/{DEPTH_TOPIC}', 'info': f'{namespace}/{DEPTH_INFO_TOPIC}',
+            'points': f'{namespace}/{POINTS_TOPIC}'}
 
 
 def depth_camera_info(types, header, source, K_depth: np.ndarray, depth_hw) -> object:
     """CameraInfo of the depth image (the node's rules: camera_info.depth_camera_info_fields)."""
-    camera = CameraModel(int(depth_hw[1]), int(depth_hw[0]), K_depth[0, 0], K_depth[1, 1],
-                         K_depth[0, 2], K_depth[1, 2])
+    camera = CameraModel.from_K(K_depth, int(depth_hw[0]), int(depth_hw[1]))
     fields = depth_camera_info_fields(source, camera)
     roi = types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
                                                     do_rectify=False)

@@ -9,6 +9,16 @@ Readers raise `BadInput` (a ValueError) whose `kind` names the node's diagnostic
 """
 
 
+# The node's output topics, relative to its namespace; `metricgold process` writes its bags
+# under the same names.
+DEPTH_TOPIC = 'depth'                        # 32FC1 metres
+DEPTH_INFO_TOPIC = 'depth/camera_info'
+DEPTH_COLORED_TOPIC = 'depth/colored'        # bgr8
+DEPTH_UNCERTAINTY_TOPIC = 'depth/uncertainty'
+DEPTH_RELATIVE_TOPIC = 'depth/relative'      # affine-invariant models without a scale source
+POINTS_TOPIC = 'points'                      # organized PointCloud2 x y z rgb
+
+
 class BadInput(ValueError):
     """A message that cannot be used; `kind` names the diagnostics counter it goes to."""
 
