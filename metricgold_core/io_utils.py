@@ -71,17 +71,31 @@ def save_text(path, text: str) -> None:
         Path(tmp).write_text(text, encoding='utf-8')
 
 
+def intensity_to_u8(values: np.ndarray) -> np.ndarray:
+    """A 16-bit or float intensity image (IR, thermal) -> uint8, stretched from its own min to
+    max (a flat image is black); uint8 passes through. The one rule for the node's mono16 /
+    32FC1 input and for such image files. Non-finite values must be handled by the caller."""
+    if values.dtype == np.uint8:
+        return values
+    values = values.astype(np.float32)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    return ((values - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+
+
 def read_rgb(path) -> np.ndarray:
-    """Any image file Pillow reads -> uint8 RGB (H, W, 3). Raises ValueError naming the file."""
+    """Any image file Pillow reads -> uint8 RGB (H, W, 3). Raises ValueError naming the file.
+
+    16-bit and float grey images are stretched min..max (intensity_to_u8)."""
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode in ('I;16', 'I;16B', 'I', 'F'):
-                arr = np.asarray(image, dtype=np.float64)
-                top = arr.max() if arr.size and arr.max() > 0 else 1.0
-                arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
+                arr = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0,
+                                    neginf=0.0)
+                return np.repeat(intensity_to_u8(arr)[..., None], 3, axis=2)
             return np.asarray(image.convert('RGB'), dtype=np.uint8).copy()
     except FileNotFoundError as exc:
         raise ValueError(f'{path}: no such file.') from exc

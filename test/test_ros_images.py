@@ -110,3 +110,13 @@ def test_corrupt_or_unknown_compressed_images_raise(data, fmt, kind):
     with pytest.raises(BadInput) as info:
         compressed_to_rgb8(CompressedImage(format=fmt, data=data))
     assert info.value.kind == kind
+
+
+def test_a_16_bit_grey_file_and_a_mono16_message_give_the_same_grey(tmp_path):
+    from metricgold_core.io_utils import read_rgb
+
+    gray = RNG.integers(300, 5000, (12, 10)).astype(np.uint16)
+    PILImage.fromarray(gray).save(tmp_path / 'ir.png')
+    from_file = read_rgb(tmp_path / 'ir.png')
+    np.testing.assert_array_equal(from_file, image_to_rgb8(image_msg(gray, 'mono16', 0)))
+    assert from_file.min() == 0 and from_file.max() == 255   # stretched min..max

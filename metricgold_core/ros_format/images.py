@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from . import BadInput
+from ..io_utils import intensity_to_u8
 
 # Refuse anything larger: a corrupt header claiming 100k x 100k must not allocate 30 GB.
 MAX_SIDE_PX = 16384
@@ -150,17 +151,11 @@ def _to_u8(values: np.ndarray) -> np.ndarray:
 
 
 def _mono_to_u8(mono: np.ndarray) -> np.ndarray:
-    """Scale a 16-bit or float intensity image to uint8 by its own min..max (IR cameras)."""
-    if mono.dtype == np.uint8:
-        return mono
-    values = mono.astype(np.float32)
-    if not np.isfinite(values).all():
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    """16-bit or float intensity (IR cameras) -> uint8 by its own min..max (io_utils rule)."""
+    if mono.dtype != np.uint8 and not np.isfinite(mono).all():
+        bad = int(mono.size - np.count_nonzero(np.isfinite(mono)))
         raise BadInput('nonfinite', f'intensity image has {bad} NaN/inf pixels')
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(mono.shape, np.uint8)
-    return ((values - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+    return intensity_to_u8(mono)
 
 
 def image_to_rgb8(msg) -> np.ndarray:
