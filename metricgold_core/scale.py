@@ -57,17 +57,6 @@ def valid_sparse(sparse: np.ndarray) -> np.ndarray:
         return np.isfinite(sparse) & (sparse > 0) & (sparse < MAX_SPARSE_DEPTH_M)
 
 
-def sparse_to_metres(array: np.ndarray, encoding: str = '32FC1') -> np.ndarray:
-    """float32 metres (NaN = none) from 32FC1 metres (NaN/0 = none) or 16UC1 millimetres."""
-    array = np.asarray(array)
-    if encoding in ('16UC1', 'mono16') or array.dtype == np.uint16:
-        out = array.astype(np.float32) / 1000.0
-    else:
-        out = array.astype(np.float32, copy=True)
-    out[~valid_sparse(out)] = np.nan
-    return out
-
-
 def project_points(points_cam: np.ndarray, K: np.ndarray, shape_hw: tuple) -> np.ndarray:
     """A sparse depth image (float32 metres, NaN = none) from 3-D points in the camera's optical
     frame (x right, y down, z forward; e.g. a lidar scan transformed with TF), projected with

@@ -6,6 +6,7 @@ import pytest
 
 from metricgold_core import scale
 from metricgold_core.geometry import backproject, make_K
+from metricgold_core.ros_format.images import sparse_to_metres
 
 
 def scene(h=60, w=80, seed=0):
@@ -76,9 +77,9 @@ def test_sparse_image_of_another_size_is_registered_nearest():
 
 def test_16uc1_millimetres_and_32fc1_zero_is_none():
     mm = np.array([[0, 1500], [65535, 250]], np.uint16)
-    m = scale.sparse_to_metres(mm, '16UC1')
+    m = sparse_to_metres(mm, '16UC1')
     assert np.isnan(m[0, 0]) and m[0, 1] == pytest.approx(1.5) and m[1, 1] == pytest.approx(0.25)
-    f = scale.sparse_to_metres(np.array([[0.0, 2.0]], np.float32))
+    f = sparse_to_metres(np.array([[0.0, 2.0]], np.float32))
     assert np.isnan(f[0, 0]) and f[0, 1] == 2.0
 
 

@@ -44,7 +44,7 @@ def add_parser(sub, name: str) -> None:
 
 def read_sparse_depth(path) -> np.ndarray:
     """float32 metres (NaN = none) from a .npy (metres) or a 16-bit PNG (millimetres)."""
-    from ..scale import sparse_to_metres
+    from ..ros_format.images import sparse_to_metres
 
     path = Path(path)
     if path.suffix.lower() == '.npy':

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .sources import Frame
+from .sources import Frame, frame_name
 from ..ros_format import stamp_ns
 from ..ros_format.camera_info import camera_model_from_info
 from ..ros_format.images import compressed_to_rgb8, image_to_rgb8
@@ -205,7 +205,7 @@ class BagInput:
 
     def _image_frame(self, index: int, conn, log_time_ns: int, raw) -> Frame:
         """One image message of the bag -> Frame (with `error` set when it cannot be used)."""
-        name = f'frame_{index:06d}'
+        name = frame_name(index)
         try:
             msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
         except Exception as exc:   # rosbags raises assorted errors for corrupt CDR

@@ -35,6 +35,11 @@ class Frame:
     sparse_exact: bool = False      # sparse_m has the image's stamp (else: the newest one)
 
 
+def frame_name(index: int) -> str:
+    """Output file stem of the index-th frame of a video or bag (folders keep their stems)."""
+    return f'frame_{index:06d}'
+
+
 def input_kind(path: Path) -> str:
     """'bag', 'folder' or 'video' for an input path; ValueError a user can act on otherwise."""
     if not path.exists():
@@ -98,13 +103,13 @@ def video_frames(path: Path) -> Iterator[Frame]:
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as exc:
-                yield Frame(index, f'frame_{index:06d}', error=f'{path}: cannot decode a '
+                yield Frame(index, frame_name(index), error=f'{path}: cannot decode a '
                             f'packet of frame {index} ({exc})')
                 index += 1
                 continue
             for picture in decoded:
                 stamp_ns = None if picture.time is None else int(round(picture.time * 1e9))
-                yield Frame(index, f'frame_{index:06d}', stamp_ns=stamp_ns,
+                yield Frame(index, frame_name(index), stamp_ns=stamp_ns,
                             rgb=picture.to_ndarray(format='rgb24'))
                 index += 1
 

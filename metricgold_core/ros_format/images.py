@@ -12,6 +12,7 @@ import numpy as np
 
 from . import BadInput
 from ..io_utils import intensity_to_u8
+from ..scale import valid_sparse
 
 # Refuse anything larger: a corrupt header claiming 100k x 100k must not allocate 30 GB.
 MAX_SIDE_PX = 16384
@@ -86,12 +87,22 @@ def _cv_code(layout: str) -> int:
 SPARSE_DEPTH_ENCODINGS = ('32FC1', '16UC1', 'mono16')
 
 
+def sparse_to_metres(array: np.ndarray, encoding: str = '32FC1') -> np.ndarray:
+    """float32 metres (NaN = none) from a depth image in 32FC1 metres (NaN/0 = none) or 16UC1
+    millimetres (0 = none), the units REP 118 gives them."""
+    array = np.asarray(array)
+    if encoding in ('16UC1', 'mono16') or array.dtype == np.uint16:
+        out = array.astype(np.float32) / 1000.0
+    else:
+        out = array.astype(np.float32, copy=True)
+    out[~valid_sparse(out)] = np.nan
+    return out
+
+
 def sparse_depth_to_metres(msg) -> np.ndarray:
     """A sparse depth Image (32FC1 metres with NaN/0 = none, or 16UC1 millimetres with 0 = none)
     -> float32 metres, NaN where there is no measurement. BadInput `sparse_depth_encoding` for
     another encoding, `sparse_depth` for a malformed message."""
-    from ..scale import sparse_to_metres
-
     if msg.encoding not in SPARSE_DEPTH_ENCODINGS:
         raise BadInput('sparse_depth_encoding', f'sparse_depth must be 32FC1 (m) or 16UC1 (mm), '
                        f'got {msg.encoding!r}')
