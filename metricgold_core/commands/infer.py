@@ -43,30 +43,21 @@ def add_parser(sub, name: str) -> None:
 
 
 def read_sparse_depth(path) -> np.ndarray:
-    """float32 metres (NaN = none) from a .npy (metres) or a 16-bit PNG (millimetres)."""
+    """float32 metres (NaN = none) from a .npy (metres, or uint16 millimetres) or a 16-bit PNG
+    (millimetres), read with the dataset readers' file helpers."""
+    from ..data.base import load_npy, read_depth_png
     from ..ros_format.images import sparse_to_metres
 
     path = Path(path)
-    if path.suffix.lower() == '.npy':
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f'cannot read sparse depth {path}: {exc}') from exc
-        encoding = '16UC1' if array.dtype == np.uint16 else '32FC1'
-    else:
-        import cv2
-
-        array = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
-        if array is None:
-            raise ValueError(f'cannot read sparse depth {path} (not an image or missing)')
-        if array.dtype != np.uint16:
-            raise ValueError(f'sparse depth {path} must be a 16-bit PNG in millimetres, got '
-                             f'{array.dtype}')
-        encoding = '16UC1'
+    try:
+        array = load_npy(path) if path.suffix.lower() == '.npy' else read_depth_png(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f'cannot read sparse depth {path}: {exc} Give a 16-bit PNG in '
+                         'millimetres or a .npy in metres.') from exc
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f'sparse depth {path} must be one 2-D depth image, got shape '
                          f'{array.shape} {array.dtype}')
-    return sparse_to_metres(array, encoding)
+    return sparse_to_metres(array, '16UC1' if array.dtype == np.uint16 else '32FC1')
 
 
 def fallback_camera_said(args) -> str:
