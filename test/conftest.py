@@ -32,3 +32,20 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> Path:
     path = tmp_path_factory.mktemp('ckpt') / 'tiny'
     tiny_model.save(path)
     return path
+
+
+@pytest.fixture(scope='session')
+def checkpoint_with_meta(tmp_path_factory, tiny_checkpoint):
+    """make(name, **entries): a copy of the tiny checkpoint whose metricgold.json has these
+    entries replaced (e.g. depth_type='affine_invariant', canonical_focal_px=100.0)."""
+    import json
+    import shutil
+
+    def make(name: str, **entries) -> Path:
+        path = tmp_path_factory.mktemp(name) / name
+        shutil.copytree(tiny_checkpoint, path)
+        meta = json.loads((path / 'metricgold.json').read_text())
+        meta.update(entries)
+        (path / 'metricgold.json').write_text(json.dumps(meta))
+        return path
+    return make

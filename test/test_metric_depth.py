@@ -1,7 +1,6 @@
 """One canonical-focal checkpoint gives the same metres through infer, evaluate, process and the
 node: the focal rescale (fx at the processing width / canonical_focal_px) is applied once, by
 metricgold_core.metric_depth.estimate_metric_depth."""
-import json
 import shutil
 
 import numpy as np
@@ -13,13 +12,8 @@ RES, CANONICAL_FX = 64, 100.0
 
 
 @pytest.fixture(scope='module')
-def focal_checkpoint(tmp_path_factory, tiny_checkpoint):
-    path = tmp_path_factory.mktemp('focal') / 'focal'
-    shutil.copytree(tiny_checkpoint, path)
-    meta = json.loads((path / 'metricgold.json').read_text())
-    meta['canonical_focal_px'] = CANONICAL_FX
-    (path / 'metricgold.json').write_text(json.dumps(meta))
-    return path
+def focal_checkpoint(checkpoint_with_meta):
+    return checkpoint_with_meta('focal', canonical_focal_px=CANONICAL_FX)
 
 
 @pytest.fixture(scope='module')

@@ -3,9 +3,7 @@ canonical focal length: fallback intrinsics, focal rescaling, processing-size ou
 """
 import io
 import itertools
-import json
 import math
-import shutil
 
 import numpy as np
 from PIL import Image as PILImage
@@ -30,13 +28,9 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, tiny_checkpoint, shared_data):
+def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     tmp = tmp_path_factory.mktemp('node_compressed')
-    checkpoint = tmp / 'focal'
-    shutil.copytree(tiny_checkpoint, checkpoint)
-    meta = json.loads((checkpoint / 'metricgold.json').read_text())
-    meta['canonical_focal_px'] = CANONICAL_FX
-    (checkpoint / 'metricgold.json').write_text(json.dumps(meta))
+    checkpoint = checkpoint_with_meta('focal', canonical_focal_px=CANONICAL_FX)
     params = write_params(tmp / 'params.yaml', {
         'checkpoint': str(checkpoint), 'input_transport': 'compressed', 'steps': '1',
         'processing_resolution': RES, 'depth_resolution': 'processing',

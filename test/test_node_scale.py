@@ -1,9 +1,7 @@
 """The node as a real process with an affine-invariant checkpoint: depth/relative only without a
 scale source; sparse_depth anchoring (other sizes, missing/late, garbage values)."""
 import itertools
-import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -30,13 +28,9 @@ class ScaleClient(Client):
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, tiny_checkpoint, shared_data):
+def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     tmp = tmp_path_factory.mktemp('node_scale')
-    ckpt = tmp / 'relative'
-    shutil.copytree(tiny_checkpoint, ckpt)
-    meta = json.loads((ckpt / 'metricgold.json').read_text())
-    meta['depth_type'] = 'affine_invariant'
-    (ckpt / 'metricgold.json').write_text(json.dumps(meta))
+    ckpt = checkpoint_with_meta('relative', depth_type='affine_invariant')
     params = write_params(tmp / 'params.yaml', {
         'checkpoint': str(ckpt), 'steps': '1', 'processing_resolution': RES,
         'min_processing_resolution': RES, 'max_latency_ms': 60000.0,

@@ -1,7 +1,6 @@
 """Scale anchors through the CLIs: `metricgold infer --sparse-depth / --camera-height` and the
 relative outputs of an affine-invariant checkpoint; `metricgold process --sparse-depth-topic`."""
 import json
-import shutil
 
 import numpy as np
 from PIL import Image
@@ -15,14 +14,9 @@ IMAGE = 'real/redwood/rgb/00000.jpg'
 
 
 @pytest.fixture(scope='module')
-def relative_checkpoint(tmp_path_factory, tiny_checkpoint):
+def relative_checkpoint(checkpoint_with_meta):
     """The tiny checkpoint declared affine-invariant, as a Marigold-style model is."""
-    path = tmp_path_factory.mktemp('rel') / 'relative'
-    shutil.copytree(tiny_checkpoint, path)
-    meta = json.loads((path / 'metricgold.json').read_text())
-    meta['depth_type'] = 'affine_invariant'
-    (path / 'metricgold.json').write_text(json.dumps(meta))
-    return path
+    return checkpoint_with_meta('relative', depth_type='affine_invariant')
 
 
 def infer(checkpoint, out, image, *extra):
