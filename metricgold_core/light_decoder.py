@@ -23,7 +23,7 @@ from .checkpoint_format import CheckpointError
 WEIGHTS_FILE = 'light_decoder.safetensors'
 
 
-class LightDepthHead(torch.nn.Module):
+class LightDecoderHead(torch.nn.Module):
     """Decoder mid-block features [B, C, h, w] -> depth code [B, 1, f h, f w] (the decoded
     channels' mean)."""
 
@@ -43,7 +43,7 @@ class LightDepthHead(torch.nn.Module):
         return F.pixel_shuffle(self.conv_out(F.silu(self.conv_in(features))), self.factor)
 
     @classmethod
-    def for_vae(cls, vae, channels: int = 32) -> 'LightDepthHead':
+    def for_vae(cls, vae, channels: int = 32) -> 'LightDecoderHead':
         """A head for this VAE's mid-block width and down-sampling factor."""
         factor = 2 ** sum(1 for block in vae.decoder.up_blocks if block.upsamplers)
         return cls(vae.decoder.mid_block.resnets[-1].out_channels, channels, factor)
@@ -59,7 +59,7 @@ class LightDepthHead(torch.nn.Module):
                       metadata={'config': json.dumps(self.config())})
 
     @classmethod
-    def load(cls, folder: Path) -> 'LightDepthHead | None':
+    def load(cls, folder: Path) -> 'LightDecoderHead | None':
         """The head stored in a checkpoint folder, or None if it has none."""
         import json
 

@@ -25,7 +25,7 @@ from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json
 from .checkpoint_format import WEIGHTS_FILE, write_json
 from .codec import LogDepthCodec
 from .io_utils import atomic_path, replace_dir
-from .light_decoder import LightDepthHead
+from .light_decoder import LightDecoderHead
 from .presets import get_preset, SCHEDULER_CONFIG
 
 LOG = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class MetricGoldModel:
 
     def __init__(self, unet, vae, scheduler, codec: LogDepthCodec,
                  empty_text_embedding: torch.Tensor, meta: dict | None = None,
-                 light_head=None):
+                 light_decoder=None):
         if unet.config.in_channels != 2 * vae.config.latent_channels:
             raise ValueError(f'UNet must take {2 * vae.config.latent_channels} input channels '
                              f'([z_rgb, z_t]), got {unet.config.in_channels}.')
@@ -60,7 +60,7 @@ class MetricGoldModel:
         self.empty_text_embedding = empty_text_embedding  # [1, tokens, cross_attention_dim]
         self.meta = dict(meta) if meta else default_meta(codec, 768)
         self.meta['codec'] = codec.to_dict()
-        self.light_head = light_head  # optional LightDepthHead (fast mode's light decoder)
+        self.light_decoder = light_decoder  # optional LightDecoderHead (fast mode's light decoder)
 
     @property
     def processing_resolution(self) -> int:
@@ -78,8 +78,8 @@ class MetricGoldModel:
     def eval(self) -> 'MetricGoldModel':
         self.unet.eval()
         self.vae.eval()
-        if self.light_head is not None:
-            self.light_head.eval()
+        if self.light_decoder is not None:
+            self.light_decoder.eval()
         return self
 
     # ---------------------------------------------------------------- building
@@ -141,8 +141,8 @@ class MetricGoldModel:
             save_file({'empty_text_embedding':
                        self.empty_text_embedding.detach().float().cpu().contiguous()},
                       str(tmp / EMBEDDING_FILE))
-            if self.light_head is not None:
-                self.light_head.save(tmp)
+            if self.light_decoder is not None:
+                self.light_decoder.save(tmp)
             write_json(tmp / META_FILE, self.meta)
             write_json(tmp / 'model_index.json', self._model_index())
             replace_dir(tmp, path)
@@ -218,7 +218,7 @@ class MetricGoldModel:
 
         embedding = _load_or_compute_embedding(path)
         return cls(unet, vae, scheduler, codec, embedding, meta,
-                   light_head=LightDepthHead.load(path)).eval()
+                   light_decoder=LightDecoderHead.load(path)).eval()
 
 
 # -------------------------------------------------------------------- helpers

@@ -86,7 +86,7 @@ class DepthEstimator:
         self.upsampling = upsampling
         if mode not in MODES:
             raise ValueError(f'`mode` must be one of {", ".join(MODES)}, got {mode!r}.')
-        if mode == 'fast' and model.light_head is None:
+        if mode == 'fast' and model.light_decoder is None:
             raise ValueError('`mode` fast needs a checkpoint with a light decoder '
                              '(`metricgold distill --checkpoint DIR` adds one).')
         self.model = model.eval()
@@ -104,10 +104,10 @@ class DepthEstimator:
             module.to(device=self.device, memory_format=fmt)
         self.vae_decoder = RewrittenVAEDecoder(model.vae, self.vae_format) \
             if exact_rewrites or mode == 'fast' else None
-        self.light_head = None
+        self.light_decoder = None
         if mode == 'fast':
-            self.light_head = model.light_head.to(self.device, self.dtype)
-            self.light_head.requires_grad_(False)
+            self.light_decoder = model.light_decoder.to(self.device, self.dtype)
+            self.light_decoder.requires_grad_(False)
         self.mode = mode
         self.kv_pool = FAST_KV_POOL if mode == 'fast' else 1
         self.vae_factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
@@ -240,9 +240,9 @@ class DepthEstimator:
         return kept + [latent]
 
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
-        if self.light_head is not None:
+        if self.light_decoder is not None:
             features = self.vae_decoder.mid_features(latent, self.kv_pool)  # [B, C, h, w]
-            mean = self.light_head(features.contiguous())  # [B, 1, H, W]
+            mean = self.light_decoder(features.contiguous())  # [B, 1, H, W]
         elif self.vae_decoder is not None:
             mean = self.vae_decoder.decode_mean(latent.contiguous(memory_format=self.vae_format))
         else:

@@ -7,7 +7,7 @@ import torch
 
 from metricgold_core.cli import main
 from metricgold_core.data.procedural import ProceduralScenes
-from metricgold_core.light_decoder import LightDepthHead, WEIGHTS_FILE
+from metricgold_core.light_decoder import LightDecoderHead, WEIGHTS_FILE
 from metricgold_core.model import CheckpointError, default_model_path, MetricGoldModel
 from metricgold_core.pipeline import DepthEstimator
 
@@ -28,8 +28,8 @@ def distilled(tmp_path_factory):
 def test_distillation_stores_the_head_in_the_checkpoint(distilled):
     assert (distilled / WEIGHTS_FILE).is_file()
     model = MetricGoldModel.load(distilled)
-    head = model.light_head
-    assert isinstance(head, LightDepthHead)
+    head = model.light_decoder
+    assert isinstance(head, LightDecoderHead)
     assert head.config() == {'in_channels': 64, 'channels': 32, 'factor': 8}
     record = model.meta['light_decoder']
     assert record['steps'] == 150
@@ -39,7 +39,7 @@ def test_distillation_stores_the_head_in_the_checkpoint(distilled):
     # a save/load round trip keeps the head's weights
     again_path = distilled.parent / 'again'
     model.save(again_path)
-    again = MetricGoldModel.load(again_path).light_head
+    again = MetricGoldModel.load(again_path).light_decoder
     for key, value in head.state_dict().items():
         assert torch.equal(value, again.state_dict()[key])
 
@@ -60,7 +60,7 @@ def test_light_decoder_approximates_the_exact_one(distilled):
 
 
 def test_head_maps_latent_pixels_to_blocks():
-    head = LightDepthHead(in_channels=16, channels=8, factor=8)
+    head = LightDecoderHead(in_channels=16, channels=8, factor=8)
     features = torch.randn(2, 16, 5, 7)
     out = head(features)
     assert out.shape == (2, 1, 40, 56)

@@ -57,9 +57,9 @@ def run(args) -> int:
         if args.mode == 'fast':
             # random weights time the same as trained ones: an untrained light decoder head
             # lets a preset measure fast mode's speed (its output means nothing)
-            from ..light_decoder import LightDepthHead
+            from ..light_decoder import LightDecoderHead
             torch.manual_seed(0)
-            model.light_head = LightDepthHead.for_vae(model.vae).eval()
+            model.light_decoder = LightDecoderHead.for_vae(model.vae).eval()
     est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
     pipe = _diffusers_pipeline(model, est)
     # diffusers gets its own copies in the default memory format: its reference is the stock

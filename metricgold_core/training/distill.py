@@ -21,7 +21,7 @@ from ..checkpoint_format import META_FILE
 from ..data.procedural import ProceduralScenes
 from ..image_processing import to_model_input
 from ..io_utils import replace_dir, save_text
-from ..light_decoder import LightDepthHead
+from ..light_decoder import LightDecoderHead
 from ..metrics import compute_metrics
 from ..model import MetricGoldModel
 from ..pipeline import DepthEstimator, FAST_KV_POOL
@@ -58,7 +58,7 @@ def metric_abs_rel(codec, code: torch.Tensor, depth: np.ndarray, max_depth: floa
     return float(np.mean(values))
 
 
-def write_into(source: Path, target: Path, head: LightDepthHead, record: dict) -> None:
+def write_into(source: Path, target: Path, head: LightDecoderHead, record: dict) -> None:
     """Add the head (and its record in metricgold.json) to a copy of `source` at `target`,
     or in place. The other files are copied byte for byte (weights keep their dtype); a new
     target appears whole or not at all."""
@@ -76,7 +76,7 @@ def write_into(source: Path, target: Path, head: LightDepthHead, record: dict) -
         _add_head(target, head, record)
 
 
-def _add_head(folder: Path, head: LightDepthHead, record: dict) -> None:
+def _add_head(folder: Path, head: LightDecoderHead, record: dict) -> None:
     head.save(folder)   # atomic per file
     meta = json.loads((folder / META_FILE).read_text())
     meta['light_decoder'] = record
@@ -91,7 +91,7 @@ def distill(checkpoint, output=None, *, scenes: int = 256, val_scenes: int = 48,
     torch.manual_seed(seed)
     model = MetricGoldModel.load(checkpoint)
     est = DepthEstimator(model, device=device)
-    head = LightDepthHead.for_vae(model.vae, channels)
+    head = LightDecoderHead.for_vae(model.vae, channels)
     LOG.info('light decoder head: %d parameters', sum(p.numel() for p in head.parameters()))
     train, val = [], []
     for h, w in sizes:
