@@ -117,6 +117,7 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
     """
     from . import scale as scale_mod
 
+    # 1. Check the inputs
     height, width = rgb.shape[:2]
     fx = focal_px(camera)
     if not (math.isfinite(fx) and fx > 0):
@@ -125,9 +126,14 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
     if relative and camera_height_m is not None:
         raise ValueError('the ground_plane scale source needs a metric model; this checkpoint '
                          'is affine-invariant (relative depth): use sparse_depth.')
+    if sparse_m is not None and camera_height_m is not None:
+        raise ValueError('give one scale anchor: sparse_m or camera_height_m, not both.')
+
+    # 2. The network's depth (metres at the canonical focal, or relative [0, 1])
     pred = estimator(rgb, steps=steps, processing_resolution=processing_resolution, seed=seed,
                      output_uncertainty=output_uncertainty,
                      match_input_resolution=match_input_resolution)
+    # 3. The camera's metres: the focal rescale, here and nowhere else
     if relative:
         factor = 1.0
         depth = np.asarray(pred.normalized, dtype=np.float32)
@@ -142,6 +148,8 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                 uncertainty = (uncertainty * np.float32(factor)).astype(np.float32)
     out = MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
                       focal_factor=float(factor), relative=relative)
+
+    # 4. The scale anchor of this frame (or the filter's last good scale)
     if sparse_m is None and camera_height_m is None:
         if scale_filter is None or scale_filter.scale is None:
             return out

@@ -135,9 +135,9 @@ class DepthEstimator:
             return self._predict(image, steps, processing_resolution, seed, generator,
                                  output_uncertainty, match_input_resolution)
 
-    @torch.inference_mode()
-    def _predict(self, image, steps, processing_resolution, seed, generator,
-                 output_uncertainty, match_input_resolution) -> DepthPrediction:
+    def check_inputs(self, image, steps, processing_resolution, seed, generator) -> tuple:
+        """Every argument check of a call, in one place: returns the image as uint8 (B, H, W,
+        3) and the processing resolution to use, or raises ValueError saying what is wrong."""
         if steps not in (1, 2):
             raise ValueError(f'`steps` must be 1 or 2, got {steps}.')
         if processing_resolution is None:
@@ -147,30 +147,44 @@ class DepthEstimator:
                              f'got {processing_resolution!r}.')
         if seed is not None and generator is not None:
             raise ValueError('pass `seed` or `generator`, not both.')
+        return check_rgb(image), int(processing_resolution)
+
+    @torch.inference_mode()
+    def _predict(self, image, steps, processing_resolution, seed, generator,
+                 output_uncertainty, match_input_resolution) -> DepthPrediction:
+        # 1. Check the inputs
         single = isinstance(image, np.ndarray) and image.ndim == 3
-        image = check_rgb(image)
+        image, processing_resolution = self.check_inputs(image, steps, processing_resolution,
+                                                         seed, generator)
         if seed is not None:
             generator = torch.Generator('cpu').manual_seed(int(seed))
+        sync, marks = self._sync, [time.perf_counter()]
 
-        timings = {}
-        sync = self._sync
-        t0 = time.perf_counter()
+        # 2. Preprocess: resize to the processing resolution, pad to the VAE's grid
         size_hw = image.shape[1:3]
-        x, padding = to_model_input(image, int(processing_resolution), self.vae_factor,
+        x, padding = to_model_input(image, processing_resolution, self.vae_factor,
                                     self.device, self.dtype)  # [B, 3, PPH, PPW]
         x = x.contiguous(memory_format=self.vae_format)
         sync()
-        t1 = time.perf_counter()
+        marks.append(time.perf_counter())
+
+        # 3. Encode the image into the latent space
         latent_rgb = self._encode(x)  # [B, 4, h, w]
         sync()
-        t2 = time.perf_counter()
+        marks.append(time.perf_counter())
+
+        # 4. Denoise the depth latent from noise: 1 or 2 DDIM steps
         noise = self._noise(latent_rgb, generator)  # [B, 4, h, w]
         latents = self._denoise(latent_rgb, noise, steps, keep_first=output_uncertainty)
         sync()
-        t3 = time.perf_counter()
+        marks.append(time.perf_counter())
+
+        # 5. Decode the depth code
         preds = [self._decode(z) for z in latents]  # each [B, 1, PPH, PPW] in [0, 1]
         sync()
-        t4 = time.perf_counter()
+        marks.append(time.perf_counter())
+
+        # 6. Postprocess: unpad, back to the input size, code -> metres
         target = tuple(size_hw) if match_input_resolution else None
         outs = [from_model_output(p.float(), padding, target, self.upsampling, image)[:, 0]
                 .cpu().numpy() for p in preds]
@@ -181,11 +195,12 @@ class DepthEstimator:
         if output_uncertainty:
             first = self.codec.normalized_to_depth(outs[0]).astype(np.float32)
             uncertainty = np.abs(depth - first)
-        t5 = time.perf_counter()
-        for name, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
-            timings[name] = (b - a) * 1e3
-        timings['total'] = (t5 - t0) * 1e3
-        hw = processing_size(size_hw[0], size_hw[1], int(processing_resolution))
+        marks.append(time.perf_counter())
+
+        # 7. The typed output
+        timings = {name: (b - a) * 1e3 for name, a, b in zip(STAGES, marks, marks[1:])}
+        timings['total'] = (marks[-1] - marks[0]) * 1e3
+        hw = processing_size(size_hw[0], size_hw[1], processing_resolution)
         if single:
             depth, normalized = depth[0], normalized[0]
             uncertainty = None if uncertainty is None else uncertainty[0]

@@ -180,3 +180,19 @@ def test_sparse_sample_draws_count_valid_pixels_inside_the_mask_reproducibly():
     assert np.isfinite(scale.sparse_sample(depth, None, 10 ** 6, seed=0)).sum() == \
         np.count_nonzero(np.isfinite(depth) & (depth > 0))    # all of them, no more
     assert not np.isfinite(scale.sparse_sample(np.full((4, 4), np.nan), None, 5, 0)).any()
+
+
+def test_the_core_call_takes_one_scale_anchor_at_most():
+    from types import SimpleNamespace
+
+    from metricgold_core.metric_depth import estimate_metric_depth
+
+    def never(*args, **kwargs):
+        raise AssertionError('the network must not run with bad arguments')
+    estimator = SimpleNamespace(model=SimpleNamespace(meta={}), __call__=never)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match='one scale anchor'):
+        estimate_metric_depth(estimator, rgb, 10.0, sparse_m=np.ones((8, 8), np.float32),
+                              camera_height_m=1.0)
+    with pytest.raises(ValueError, match='fx'):
+        estimate_metric_depth(estimator, rgb, -1.0)
