@@ -23,13 +23,16 @@ from . import spin_for
 FRAME_ID = 'camera_optical_frame'
 
 
-def procedural_frames(count: int, height: int, width: int, seed: int):
-    """[(name, rgb, K, gt_depth_or_None)] of held-out procedural scenes, indoor/outdoor."""
+def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: float):
+    """[(name, rgb, K, gt_depth_or_None)] of held-out procedural scenes, indoor/outdoor, all
+    filmed by one camera of `hfov_deg` (a real camera's focal does not change per frame)."""
     from metricgold_core.data.procedural import render_scene
+    from metricgold_core.geometry import intrinsics_from_hfov
     kinds = ('indoor', 'outdoor')
+    K = intrinsics_from_hfov(width, height, hfov_deg)
     frames = []
     for i in range(count):
-        scene = render_scene(seed + i, height, width, kind=kinds[i % 2])
+        scene = render_scene(seed + i, height, width, kind=kinds[i % 2], K=K)
         frames.append((f'{scene["kind"]}_{seed + i}', scene['rgb'], scene['K'], scene['depth']))
     return frames
 
@@ -67,7 +70,8 @@ def parse_args(argv):
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--seed', type=int, default=900000, help='first scene seed (held out)')
-    p.add_argument('--hfov-deg', type=float, default=DEFAULT_FALLBACK_HFOV_DEG)
+    p.add_argument('--hfov-deg', type=float, default=DEFAULT_FALLBACK_HFOV_DEG,
+                   help='horizontal FOV of the camera (scenes; folders without intrinsics.json)')
     p.add_argument('--wait-subscribers', type=float, default=60.0,
                    help='seconds to wait for a subscriber before publishing')
     p.add_argument('--out', required=True, help='folder for frames.json and ground truth')
@@ -97,7 +101,8 @@ def main(argv=None) -> int:
         except ValueError as exc:  # no images, unreadable image or intrinsics: say which
             raise SystemExit(f'camera_replay: {exc}') from exc
     else:
-        frames = procedural_frames(args.count, args.height, args.width, args.seed)
+        frames = procedural_frames(args.count, args.height, args.width, args.seed,
+                                   args.hfov_deg)
     save_ground_truth(out, frames)
 
     rclpy.init(args=['camera_replay'] + argv)

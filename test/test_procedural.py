@@ -26,6 +26,18 @@ def test_sample_format_and_determinism():
     assert not np.array_equal(a['rgb'], c['rgb'])
 
 
+def test_a_given_camera_films_the_same_layout():
+    a = render_scene(7, 48, 64)
+    same = render_scene(7, 48, 64, K=a['K'])
+    for key in ('rgb', 'depth', 'valid', 'K'):
+        np.testing.assert_array_equal(same[key], a[key])
+    K = intrinsics_from_hfov(64, 48, 60.0)
+    b = render_scene(7, 48, 64, K=K)
+    np.testing.assert_array_equal(b['K'], K)
+    assert (b['kind'], b['camera_height_m']) == (a['kind'], a['camera_height_m'])
+    assert not np.array_equal(b['depth'], a['depth'])   # another focal, another picture
+
+
 @pytest.mark.parametrize('seed', range(4))
 def test_indoor_rooms_are_dense_and_room_sized(seed):
     s = render_scene(seed, 48, 64, kind='indoor')

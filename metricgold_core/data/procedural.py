@@ -150,12 +150,15 @@ def _corner_occlusion(p: np.ndarray, half: np.ndarray, height: float) -> np.ndar
     return 1.0 - 0.35 * np.exp(-np.maximum(middle, 0.0) / 0.35)
 
 
-def render_scene(seed: int, height: int, width: int, kind: str | None = None) -> dict:
+def render_scene(seed: int, height: int, width: int, kind: str | None = None,
+                 K: np.ndarray | None = None) -> dict:
     """One procedural frame: `rgb` uint8 (H, W, 3), `depth` float32 (H, W) metres (NaN = sky),
     `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor',
     `camera_height_m` float (the eye's height over the floor / ground plane y = 0).
 
-    Deterministic: the same (seed, height, width, kind) gives the same arrays.
+    Deterministic: the same (seed, height, width, kind) gives the same arrays. `K` films the
+    same layout with this camera instead of the scene's random one (a fixed camera over a
+    sequence of scenes, as a robot has).
     """
     if height < 8 or width < 8:
         raise ValueError(f'`height` and `width` must be >= 8 px, got {height}x{width}.')
@@ -165,7 +168,8 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None) ->
     if kind is None:
         kind = KINDS[int(rng.integers(2))]
     noise = ValueNoise(rng)
-    K = _random_K(rng, height, width)
+    scene_K = _random_K(rng, height, width)   # drawn either way: the layout stays the same
+    K = scene_K if K is None else np.asarray(K, dtype=np.float64)
     layout = indoor_layout(rng) if kind == 'indoor' else outdoor_layout(rng)
     origin = layout['camera']
     R_wc = camera_rotation(*layout['yaw_pitch_roll'])
