@@ -45,6 +45,8 @@ class Recorder:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+        from metricgold_core import ros_format as topics
+
         self.node = node
         self.out = out
         self.ply_every = max(1, ply_every)
@@ -52,9 +54,9 @@ class Recorder:
         self.pending_clouds = {}   # stamp_ns -> PointCloud2 awaiting its depth frame
         self.diagnostics = None
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(Image, 'depth', self._on_depth, qos)
-        node.create_subscription(CameraInfo, 'depth/camera_info', self._on_info, qos)
-        node.create_subscription(PointCloud2, 'points', self._on_points, qos)
+        node.create_subscription(Image, topics.DEPTH_TOPIC, self._on_depth, qos)
+        node.create_subscription(CameraInfo, topics.DEPTH_INFO_TOPIC, self._on_info, qos)
+        node.create_subscription(PointCloud2, topics.POINTS_TOPIC, self._on_points, qos)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         for sub in ('depth', 'depth_png', 'depth_colored', 'clouds'):
             (out / sub).mkdir(parents=True, exist_ok=True)

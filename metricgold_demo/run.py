@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+from metricgold_core.ros_format import DEPTH_TOPIC
 from . import CAMERA_NAMESPACE, NODE_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     try:
         # The node subscribes to its image topic once its model is loaded, the recorder to the
         # node's depth: with both in the graph the first frames measure the pipeline.
-        ready = wait_for_subscribers({image: node, f'{NODE_NAMESPACE}/depth': recorder},
+        ready = wait_for_subscribers({image: node, f'{NODE_NAMESPACE}/{DEPTH_TOPIC}': recorder},
                                      deadline)
         if not ready:
             print('demo: the depth node or recorder did not start; see logs/', file=sys.stderr)
