@@ -334,6 +334,7 @@ class DepthNode(Node):
         from metricgold_core.metric_depth import estimate_metric_depth
 
         anchor, scale_filter = self._anchor(frame, cfg)
+        rejected_before = scale_filter.rejected if scale_filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
@@ -352,7 +353,7 @@ class DepthNode(Node):
         else:
             self.outputs.publish(frame.header, depth, depth_camera, source_info, rgb, uncertainty,
                                  cfg)
-        self._scale_stats(out, cfg, scale_filter)
+        self._scale_stats(out, cfg, scale_filter, rejected_before)
 
         done_s = time.monotonic()
         self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms +
@@ -383,16 +384,14 @@ class DepthNode(Node):
         return {'camera_height_m': cfg['camera_height_m'],
                 'ground_max_tilt_deg': cfg['ground_max_tilt_deg']}, scale_filter
 
-    def _scale_stats(self, out, cfg: dict, scale_filter) -> None:
+    def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
         fit = out.fit
         if fit is not None and not fit.ok:
             self._log_throttled('scale_fit', f'scale fit rejected ({fit.reason}): keeping the '
                                 'last good scale')
-        if scale_filter is not None:   # bad fits and outliers the filter rejected
-            new = scale_filter.rejected - getattr(scale_filter, 'reported', 0)
-            scale_filter.reported = scale_filter.rejected
-            if new:
-                self.stats.count('scale_rejected', new)
+        if scale_filter is not None and scale_filter.rejected > rejected_before:
+            # a bad fit or an outlier the filter rejected this frame
+            self.stats.count('scale_rejected', scale_filter.rejected - rejected_before)
         self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
                        scale_points=0 if fit is None else fit.points,
                        scale_residual=float('nan') if fit is None else fit.residual,
@@ -436,9 +435,7 @@ class DepthNode(Node):
                                                              cfg['fallback_hfov_deg']))
             self.stats.set(camera_info_source='fallback_hfov')
             return None, self._fallback[1]
-        if (entry.camera.height, entry.camera.width) != (height, width):
-            raise BadInput('camera_info_size', f'camera_info describes a {entry.camera.width}x'
-                           f'{entry.camera.height} image, the image is {width}x{height}')
+        entry.camera.check_size(height, width)
         self.stats.set(camera_info_source='camera_info')
         return entry.info, entry.camera
 

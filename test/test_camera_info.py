@@ -65,3 +65,11 @@ def test_camera_model_from_k_round_trips_k():
     assert camera == CameraModel(10, 12, 9.0, 8.0, 4.6, 5.4)
     np.testing.assert_array_equal(camera.K, make_K(9.0, 8.0, 4.6, 5.4))
     assert camera.scaled(12, 10) == camera
+
+
+def test_a_camera_of_another_size_is_refused_with_its_counter():
+    camera = CameraModel(10, 12, 9.0, 8.0, 4.6, 5.4)
+    camera.check_size(12, 10)
+    with pytest.raises(BadInput) as err:
+        camera.check_size(24, 20)
+    assert err.value.kind == 'camera_info_size' and '10x12' in str(err.value)

@@ -168,7 +168,6 @@ class BagInput:
         def paired(frame):
             if frame.error is None:
                 exact = sparse.get(frame.stamp_ns)
-                frame.sparse_exact = exact is not None
                 frame.sparse_m = exact if exact is not None else \
                     next(reversed(sparse.values()), None)
                 key = 'exact' if exact is not None else \
@@ -220,10 +219,7 @@ class BagInput:
             if frame.camera_info is not None:
                 camera = camera_model_from_info(frame.camera_info)
                 frame.K = camera.K
-                if (camera.height, camera.width) != frame.rgb.shape[:2]:
-                    raise ValueError(f'camera_info describes a {camera.width}x'
-                                     f'{camera.height} image, the image is '
-                                     f'{frame.rgb.shape[1]}x{frame.rgb.shape[0]}')
+                camera.check_size(*frame.rgb.shape[:2])
         except ValueError as exc:   # BadInput included
             frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
         return frame

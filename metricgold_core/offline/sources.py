@@ -32,7 +32,6 @@ class Frame:
     header: object = None           # rosbags std_msgs/Header of the input image (bags only)
     log_time_ns: int | None = None  # bag record time of the input image (bags only)
     sparse_m: np.ndarray | None = None  # paired sparse metric depth (bags with a sparse topic)
-    sparse_exact: bool = False      # sparse_m has the image's stamp (else: the newest one)
 
 
 def frame_name(index: int) -> str:

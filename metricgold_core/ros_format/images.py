@@ -211,8 +211,7 @@ def compressed_to_rgb8(msg) -> np.ndarray:
                                'too large')
             rgb = None
             if img.mode in ('RGB', 'L', 'RGBA'):
-                import cv2
-
+                cv2 = _cv2()
                 bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 if bgr is not None and bgr.shape[:2] == (img.height, img.width):
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
