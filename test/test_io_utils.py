@@ -77,3 +77,6 @@ def test_checkpoint_save_clears_what_a_killed_save_left(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['step_0000001', 'step_0000002']
     state, path = ckpt.load_latest(tmp_path)
     assert state['step'] == 2 and path.name == 'step_0000002'
+    # --resume may also name one checkpoint rather than the folder of them
+    state, path = ckpt.load_latest(tmp_path / 'step_0000001')
+    assert state['step'] == 1 and path.name == 'step_0000001'

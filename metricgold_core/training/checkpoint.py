@@ -85,8 +85,12 @@ def verify_checkpoint(path: Path) -> str | None:
 
 
 def load_latest(folder: str | os.PathLike, map_location='cpu') -> tuple[dict, Path] | None:
-    """The newest complete checkpoint's state and path; bad ones are skipped with a warning."""
-    for path in reversed(list_checkpoints(folder)):
+    """The newest complete checkpoint's state and path; bad ones are skipped with a warning.
+
+    `folder` is a folder of checkpoints, or one checkpoint (`.../step_0001200`): that one."""
+    folder = Path(folder)
+    one = folder.name.startswith(PREFIX) and folder.name[len(PREFIX):].isdigit()
+    for path in [folder] if one else reversed(list_checkpoints(folder)):
         problem = verify_checkpoint(path)
         if problem is None:
             try:
