@@ -17,6 +17,8 @@ import numpy as np
 
 from .geometry import backproject
 
+SAMPLE_PER_VOXEL = 0.375   # map scoring samples surfaces every 3/8 voxel (1.5 cm indoors)
+
 
 def relative_pose(pose_from: np.ndarray, pose_to: np.ndarray) -> np.ndarray:
     """T (4, 4) taking points of camera `pose_from` into camera `pose_to` (both T_wc)."""
@@ -113,3 +115,47 @@ def scale_stability(preds, gts, valid=None) -> dict:
     return {'scale_cv': float(s.std() / s.mean()), 'scale_mean': float(s.mean()),
             'scale_min': float(s.min()), 'scale_max': float(s.max()),
             'scale_max_step': float(steps.max())}
+
+
+def score_sequence(preds, gts, valid, poses, K: np.ndarray, kind: str = 'indoor',
+                   maps: bool = True, picture: bool = True, label: str = 'predicted') -> dict:
+    """Everything a mapping stack would notice about one posed sequence of predicted depth.
+
+    preds, gts (N, H, W) metres (NaN = none), valid (N, H, W) bool: the ground truth that
+    counts (inside the evaluation caps). Returns `row` (frames; `tae` of the prediction and
+    `tae_gt` of the ground truth, the protocol's floor; scale_stability keys; with `maps`, the
+    mapping.map_metrics of the prediction's fused map prefixed `map_` and of the ground truth's
+    prefixed `gt_map_`), and with `maps` also `map_points` / `gt_map_points` (M, 3) and, with
+    `picture`, `picture` (uint8 RGB, mapping.map_picture of both maps).
+
+    The prediction is fused wherever it has depth (as a mapping stack fuses what the node
+    publishes: sky given a depth builds walls), the ground truth where `valid`; both up to the
+    kind's MAP_SETTINGS depth. The true surface is the ground truth back-projected, not fused.
+    """
+    preds, gts, valid = np.asarray(preds), np.asarray(gts), np.asarray(valid, bool)
+    poses = np.asarray(poses, np.float64)
+    row = {'frames': int(len(preds)),
+           'tae': temporal_alignment_error(preds, poses, K, valid)['tae'],
+           'tae_gt': temporal_alignment_error(gts, poses, K, valid)['tae']}
+    row.update(scale_stability(preds, gts, valid))
+    out = {'row': row}
+    if not maps:
+        return out
+    from . import mapping
+    settings = mapping.MAP_SETTINGS[kind]
+    voxel, depth_max = settings['voxel_m'], settings['depth_max_m']
+    spacing = voxel * SAMPLE_PER_VOXEL
+    true = mapping.surface_points(gts, poses, K, depth_max, masks=valid, spacing_m=spacing)
+    fused = {}
+    for prefix, depth, masks in (('map_', preds, None), ('gt_map_', gts, valid)):
+        pts = mapping.fuse_tsdf(depth, poses, K, voxel, depth_max, settings['trunc_voxels'],
+                                masks=masks, sample_m=spacing)
+        fused[prefix] = pts
+        for key, value in mapping.map_metrics(pts, true, spacing).items():
+            row[prefix + key] = value
+    out['map_points'], out['gt_map_points'] = fused['map_'], fused['gt_map_']
+    if picture:
+        out['picture'] = mapping.map_picture(
+            {label: fused['map_'], 'ground truth': fused['gt_map_']}, poses,
+            cut_above_m=mapping.PICTURE_CUT_M[kind])
+    return out

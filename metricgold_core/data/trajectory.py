@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .procedural import build_scene, camera_rotation, KINDS, light_scene, render_view
 
@@ -79,11 +80,16 @@ def trajectory_frames(sequence: dict):
     (`rgb`, `depth`, `valid`, `K`, `name`, `kind`, `camera_height_m`) plus `pose` (4, 4) and
     `timestamp` (s)."""
     for i in range(len(sequence['poses'])):
-        yield {'rgb': sequence['rgb'][i], 'depth': sequence['depth'][i],
-               'valid': sequence['valid'][i], 'K': sequence['K'],
-               'name': f'{sequence["name"]}_{i:04d}', 'kind': sequence['kind'],
-               'camera_height_m': float(sequence['poses'][i, 1, 3]),
-               'pose': sequence['poses'][i], 'timestamp': float(sequence['timestamps'][i])}
+        yield trajectory_frame(sequence, i)
+
+
+def trajectory_frame(sequence: dict, i: int) -> dict:
+    """Frame i of a render_trajectory result (see trajectory_frames)."""
+    return {'rgb': sequence['rgb'][i], 'depth': sequence['depth'][i],
+            'valid': sequence['valid'][i], 'K': sequence['K'],
+            'name': f'{sequence["name"]}_{i:04d}', 'kind': sequence['kind'],
+            'camera_height_m': float(sequence['poses'][i, 1, 3]),
+            'pose': sequence['poses'][i], 'timestamp': float(sequence['timestamps'][i])}
 
 
 def obstacle_footprints(layout: dict, top_m: float) -> np.ndarray:
@@ -251,3 +257,43 @@ def _turn_in_place(rng: np.random.Generator, bounds: tuple, boxes: np.ndarray,
     rate = 0.5 * (1 if rng.random() < 0.5 else -1)
     return {'start': (float(gx[best]), float(gz[best]), rng.uniform(-math.pi, math.pi)),
             'speed': 0.0, 'rate': lambda t: rate, 'offset': 0.0}
+
+
+class TrajectoryFrames(torch.utils.data.Dataset):
+    """`count` procedural trajectories of `frames` frames each, as one list of frames in order.
+
+    Trajectory i alternates indoor / outdoor and cycles the motions (forward, turning,
+    sideways per kind), seed `seed * 1_000_003 + i`. Items are trajectory_frames dicts plus
+    `sequence` (the trajectory's name) and `motion`; the last trajectory rendered is kept, so
+    reading the frames in order renders each once.
+    """
+
+    def __init__(self, count: int, height: int, width: int, frames: int = 24,
+                 fps: float = 10.0, seed: int = 0):
+        if count < 1 or frames < 1:
+            raise ValueError(f'`count` and `frames` must be >= 1, got {count} and {frames}.')
+        self.count, self.height, self.width = int(count), int(height), int(width)
+        self.frames, self.fps, self.seed = int(frames), float(fps), int(seed)
+        self._cached = (None, None)
+
+    def spec(self, i: int) -> tuple:
+        """(seed, kind, motion) of trajectory i."""
+        return (self.seed * 1_000_003 + i, KINDS[i % 2], MOTIONS[(i // 2) % len(MOTIONS)])
+
+    def sequence(self, i: int) -> dict:
+        """render_trajectory result of trajectory i."""
+        if self._cached[0] != i:
+            seed, kind, motion = self.spec(i)
+            self._cached = (i, render_trajectory(seed, self.height, self.width, kind,
+                                                 self.frames, self.fps, motion))
+        return self._cached[1]
+
+    def __len__(self) -> int:
+        return self.count * self.frames
+
+    def __getitem__(self, j: int) -> dict:
+        if not 0 <= j < len(self):
+            raise IndexError(f'frame {j} out of range for {len(self)} frames')
+        seq = self.sequence(j // self.frames)
+        frame = trajectory_frame(seq, j % self.frames)
+        return dict(frame, sequence=seq['name'], motion=seq['motion'])
