@@ -46,9 +46,10 @@ def fuse_tsdf(depths, poses, K: np.ndarray, voxel_m: float, depth_max_m: float,
               sample_m: float = 0.01, grid_offset=GRID_OFFSET) -> np.ndarray:
     """Surface points (M, 3) float64, world frame, of a TSDF fused from depth maps (N, H, W)
     metres (NaN / <= 0 = no measurement; `masks` (N, H, W) bool drops more pixels) taken from
-    poses (N, 4, 4) with one K. The TSDF's mesh (voxels with `weight_threshold` observations,
-    default 1) is sampled uniformly and thinned to one point per `sample_m` cell. The grid is
-    shifted by `grid_offset` voxels (see the module doc)."""
+    poses (N, 4, 4) with one K. The TSDF's mesh (voxels of weight above `weight_threshold`:
+    default 0.5, i.e. observed at least once) is covered with points (sample_triangles) and
+    thinned to one point per `sample_m` cell. The grid is shifted by `grid_offset` voxels (see
+    the module doc)."""
     o3d = require_open3d()
     o3c = o3d.core
     offset = np.asarray(grid_offset, np.float64) * voxel_m
@@ -80,8 +81,11 @@ def fuse_tsdf(depths, poses, K: np.ndarray, voxel_m: float, depth_max_m: float,
         grid.integrate(blocks, image, intrinsic, extrinsic, 1.0, float(depth_max_m),
                        float(trunc_voxels))
     if weight_threshold is None:
-        weight_threshold = 1.0
-    mesh = grid.extract_triangle_mesh(weight_threshold=float(weight_threshold))
+        weight_threshold = 0.5   # Open3D keeps voxels of weight > threshold: seen once is enough
+    try:
+        mesh = grid.extract_triangle_mesh(weight_threshold=float(weight_threshold))
+    except RuntimeError:   # Open3D raises on a grid with no surface
+        return np.zeros((0, 3))
     if 'indices' not in mesh.triangle or not len(mesh.triangle.indices):
         return np.zeros((0, 3))
     vertices = mesh.vertex.positions.numpy().astype(np.float64) - offset
@@ -157,7 +161,7 @@ def map_metrics(map_points: np.ndarray, true_points: np.ndarray, spacing_m: floa
     true = thin(true_points, spacing_m)
     to_true = nearest_distances(pred, true)
     to_pred = nearest_distances(true, pred)
-    out = {'map_points': int(len(pred)), 'true_points': int(len(true)),
+    out = {'points': int(len(pred)), 'true_points': int(len(true)),
            'accuracy_cm': float(to_true.mean() * 100) if len(pred) else float('nan'),
            'completeness_cm': float(to_pred.mean() * 100) if len(pred) and len(true)
            else float('nan')}

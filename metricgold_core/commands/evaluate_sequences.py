@@ -22,9 +22,9 @@ LOG = logging.getLogger(__name__)
 COLUMNS = ('sequence', 'kind', 'motion', 'frames', 'tae', 'tae_gt', 'scale_cv', 'scale_mean',
            'scale_min', 'scale_max', 'scale_max_step',
            'map_accuracy_cm', 'map_completeness_cm', 'map_fscore_5cm', 'map_fscore_10cm',
-           'map_precision_5cm', 'map_recall_5cm', 'map_points',
+           'map_precision_5cm', 'map_recall_5cm', 'map_points', 'map_true_points',
            'gt_map_accuracy_cm', 'gt_map_completeness_cm', 'gt_map_fscore_5cm',
-           'gt_map_fscore_10cm', 'true_points')
+           'gt_map_fscore_10cm', 'gt_map_points')
 # the summary means of these, per kind and over all sequences
 MEANS = ('tae', 'tae_gt', 'scale_cv', 'scale_max_step', 'map_accuracy_cm',
          'map_completeness_cm', 'map_fscore_5cm', 'map_fscore_10cm', 'gt_map_accuracy_cm',
