@@ -144,3 +144,16 @@ def test_a_recording_without_poses_is_refused(shared_data, tmp_path, caplog):
                  '--sequence', '--prior-baseline', '2', '--output', str(tmp_path / 'o'),
                  '--no-progress']) == 2
     assert 'no camera poses' in caplog.text
+
+
+def test_maps_without_open3d_are_refused_with_the_way_out(tmp_path, caplog, monkeypatch):
+    import metricgold_core.mapping as mapping
+
+    def missing():
+        raise ImportError('fused maps need Open3D: pip install "metricgold_ros[map]"')
+    monkeypatch.setattr(mapping, 'require_open3d', missing)
+    args = ['evaluate', '--dataset', 'trajectory', '--count', '1', '--frames', '2', '--size',
+            '16', '16', '--prior-baseline', '1', '--no-progress']
+    assert main(args + ['--output', str(tmp_path / 'a')]) == 2
+    assert 'metricgold_ros[map]' in caplog.text and '--no-map' in caplog.text
+    assert main(args + ['--output', str(tmp_path / 'b'), '--no-map']) == 0

@@ -69,7 +69,10 @@ def open_recorder(args):
     maps = not args.no_map
     if maps:
         from ..mapping import require_open3d
-        require_open3d()
+        try:
+            require_open3d()
+        except ImportError as exc:
+            raise ImportError(f'{exc} (or pass --no-map: TAE and scale stability only)') from exc
     return SequenceRecorder(Path(args.output), maps)
 
 
