@@ -172,7 +172,11 @@ def bench_overhead(args) -> None:
         node.destroy_node()
         rclpy.try_shutdown()
         sink.terminate()
-        sink.wait(10)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:   # seen on a loaded machine: do not leave it behind
+            sink.kill()
+            sink.wait()
 
 
 def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
@@ -342,6 +346,7 @@ def bench_flood(args) -> None:
             time.sleep(2.0)   # discovery, and the node's queue drains
             phases.append(flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies,
                                       received, diags, extra))
+            phases[-1]['rss'] = rss_mb(proc.pid)
         rss_end = rss_mb(proc.pid)
     finally:
         executor.shutdown()
@@ -360,7 +365,7 @@ def bench_flood(args) -> None:
               f'max {phase["max"]:.0f} ms; points {phase["points"]}, colored '
               f'{phase["colored"]}; drops busy {phase["busy"]}, stale {phase["stale"]}, publish '
               f'{phase["publish"]}; node publish_ms {phase["publish_ms"]}, plan '
-              f'{phase["steps"]} steps at {phase["size"]}')
+              f'{phase["steps"]} steps at {phase["size"]}; RSS {phase["rss"]:.0f} MB')
     summary = {}
     for mode in ('depth only', 'all outputs'):
         ours = [p for p in phases if p['mode'] == mode]
