@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     from metricgold_core.io_utils import save_text
     from metricgold_core.ros_format import stamp_ns
     from metricgold_core.ros_format.camera_info import CameraModel
-    from metricgold_ros.messages import array_to_image, scaled_camera_info
+    from metricgold_ros.outputs import array_to_image, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['camera_replay'] + argv)[1:])

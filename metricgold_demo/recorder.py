@@ -102,7 +102,7 @@ class Recorder:
     def _save_cloud(self, rec: dict, msg) -> None:
         from metricgold_core.ply import write_ply
         from metricgold_core.ros_format.clouds import unpack_rgb_float
-        from metricgold_ros.pointcloud import unpack_cloud
+        from metricgold_ros.outputs import unpack_cloud
 
         rec['cloud_points'] = int(msg.width * msg.height)
         if rec['index'] % self.ply_every:
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     import metricgold_core.ros_format.clouds  # noqa: F401
     import metricgold_core.ros_format.images  # noqa: F401
     import metricgold_core.visualize  # noqa: F401
-    import metricgold_ros.pointcloud  # noqa: F401
+    import metricgold_ros.outputs  # noqa: F401
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(remove_ros_args(['recorder'] + argv)[1:])

@@ -3,13 +3,15 @@
 A thin shell over metricgold_core: the ROS callbacks only convert a message to numpy and hand
 the newest frame to a worker thread (one-slot mailbox); the worker owns the model, picks the
 denoising steps and processing resolution that fit `max_latency_ms` from measured stage
-times, and publishes. Run with
+times, and hands each depth to the publish thread (outputs.PublishThread) that builds and
+publishes the outputs while the next frame is inferred. Run with
 
     python -m metricgold_ros.depth_node --ros-args --params-file config/depth.yaml \
         -r image:=/camera/image_raw -r camera_info:=/camera/camera_info
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -19,13 +21,14 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from metricgold_core import rectify
-from metricgold_core.ros_format import BadInput, DEPTH_RELATIVE_TOPIC
+from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 from metricgold_core.ros_format.camera_info import camera_model_from_info
 from metricgold_core.ros_format.camera_info import fallback_camera_model
@@ -60,11 +63,13 @@ class DepthNode(Node):
         self.estimator, self.model_facts = self._load_model()
         # An affine-invariant checkpoint: unitless depth, published on depth/relative only.
         self.relative_model = self.model_facts['depth_type'] == 'affine_invariant'
-        from .outputs import Outputs   # pulls in metricgold_core (torch): after validation
+        from .outputs import Outputs, PublishThread   # after validation (pulls in cv2)
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                              reliability=RELIABILITY[self.cfg['output_reliability']])
         self.outputs = Outputs(self, out_qos)
+        self.publisher = PublishThread(self.outputs.publish, self._published,
+                                       self._publish_failed, self._publish_dropped)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         compressed = self.cfg['input_transport'] == 'compressed'
@@ -76,7 +81,6 @@ class DepthNode(Node):
         }
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
         self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
-        self.relative_pub = self.create_publisher(Image, DEPTH_RELATIVE_TOPIC, out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None
@@ -343,28 +347,50 @@ class DepthNode(Node):
             scale_filter=scale_filter, **anchor)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
-        publish_s = time.monotonic()
-
-        depth, uncertainty = out.depth, out.uncertainty
-        depth_camera = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
-        if out.relative:   # unitless: never on `depth` or `points`
-            from .messages import array_to_image
-            self.relative_pub.publish(array_to_image(depth, '32FC1', frame.header))
-        else:
-            self.outputs.publish(frame.header, depth, depth_camera, source_info, rgb, uncertainty,
-                                 cfg)
+        self._hand_over(frame, out, camera, source_info, rgb, cfg,
+                        frame.convert_ms + rectify_ms)
         self._scale_stats(out, cfg, scale_filter, rejected_before)
-
-        done_s = time.monotonic()
-        self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms +
-                                      rectify_ms)
-        self.stats.latency.add((done_s - frame.received_s) * 1e3)
-        self.stats.output_rate.tick(done_s)
-        self.stats.count('published')
         self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
                        else float('nan'), focal_rescale=round(factor, 4))
+
+    # ------------------------------------------------------------------ publishing
+
+    def _hand_over(self, frame: ReceivedFrame, out, camera, source_info, rgb, cfg: dict,
+                   before_ms: float) -> None:
+        """Give the frame's depth to the publish thread (never blocks the worker)."""
+        from .outputs import OutgoingFrame
+
+        depth = out.depth
+        same_size = depth.shape == (camera.height, camera.width)
+        depth_camera = camera if same_size else camera.scaled(*depth.shape)
+        outgoing = OutgoingFrame(header=frame.header, depth=depth, camera=depth_camera,
+                                 source_info=source_info, rgb=rgb, uncertainty=out.uncertainty,
+                                 cfg=cfg, relative=out.relative, received_s=frame.received_s,
+                                 before_ms=before_ms, handed_s=time.monotonic())
+        self.publisher.submit(outgoing)
+
+    def _published(self, frame, publish_ms: float) -> None:
+        """Publish thread: the frame's outputs are out."""
+        done_s = time.monotonic()
+        # Hand-over to published (waiting included) is part of every frame's latency.
+        self.planner.observe_overhead((done_s - frame.handed_s) * 1e3 + frame.before_ms)
+        self.stats.latency.add((done_s - frame.received_s) * 1e3)
+        self.stats.output_rate.tick(done_s)
+        self.stats.count('published')
+        self.stats.set(publish_ms=round(publish_ms, 2))
+
+    def _publish_failed(self, frame, exc: Exception) -> None:
+        if self._stop.is_set():   # rclpy already shut down by Ctrl-C: nothing to publish to
+            return
+        self.stats.count('errors')
+        self._log_throttled('publish', f'publishing a frame failed: {exc!r}')
+
+    def _publish_dropped(self, frame) -> None:
+        self.stats.count('dropped_publish')
+        self._log_throttled('publish_drop', 'publishing is slower than inference (a slow '
+                            'subscriber?): dropped a finished frame')
 
     def _anchor(self, frame: ReceivedFrame, cfg: dict):
         """(estimate_metric_depth anchor arguments, ScaleFilter or None) for this frame."""
@@ -443,15 +469,23 @@ class DepthNode(Node):
         self._stop.set()
         self.mailbox.close()
         self.worker.join(timeout=5.0)
+        self.publisher.close(timeout_s=5.0)   # the frames already handed over, in order
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    # Ctrl-C / SIGTERM stop the spin here instead of in rclpy's handler, which would shut ROS
+    # down at once: the frames already handed to the publish thread still go out, in order.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     node = None
     status = 0
     try:
         node = DepthNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)   # back in Python often: signals act at once
     except (ParameterError, ParameterException, StartupError) as exc:
         print(f'[{NODE_NAME}] cannot start: {exc}', file=sys.stderr)
         status = 2
@@ -463,6 +497,10 @@ def main(args=None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return status
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == '__main__':

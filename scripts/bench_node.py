@@ -9,8 +9,11 @@ published to a subscriber in another process, per 640x480 frame (target <= 5 ms)
 packing against a memcpy of the same bytes (target <= 3x), and the added cost of raw driver
 inputs: Bayer / YUV decoding and rectification (target < 2 ms).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
-rgb8 camera at --rate Hz for --frames frames and reports output rate, latency (receipt minus
-image stamp; same clock) p50/p95/max against max_latency_ms, drop counts and the node's RSS.
+rgb8 camera at --rate Hz for --frames frames per phase and reports output rate, latency
+(receipt minus image stamp; same clock) p50/p95/max against max_latency_ms, drop counts and the
+node's RSS. Phases alternate between subscribing to depth only and to every output (points,
+depth/colored too), so the latency and rate that publishing adds are measured in the same run
+against the same node (target: no added latency).
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
 
     from metricgold_core.ros_format import set_stamp
     from metricgold_core.ros_format.camera_info import CameraModel
-    from metricgold_ros.messages import array_to_image, scaled_camera_info
+    from metricgold_ros.outputs import array_to_image, scaled_camera_info
     header = Header(frame_id=frame_id)
     set_stamp(header, stamp_ns)
     image = array_to_image(np.ascontiguousarray(rgb), 'rgb8', header)
@@ -98,8 +101,7 @@ def bench_overhead(args) -> None:
 
     from metricgold_core.ros_format.camera_info import camera_model_from_info
     from metricgold_core.ros_format.images import image_to_rgb8
-    from metricgold_ros.messages import array_to_image, scaled_camera_info
-    from metricgold_ros.outputs import Outputs
+    from metricgold_ros.outputs import OutgoingFrame, Outputs, scaled_camera_info
     from metricgold_ros.params import SPECS
 
     domain = 1 + os.getpid() % 100
@@ -127,8 +129,7 @@ def bench_overhead(args) -> None:
             camera = camera_model_from_info(info)
             t1 = time.perf_counter()
             outputs.camera_info.publish(scaled_camera_info(info, camera, image.header))
-            outputs.depth.publish(array_to_image(depth, '32FC1', image.header,
-                                                 outputs._buffers['depth']))
+            outputs.depth.publish(outputs.float_image(image.header, depth, 'depth'))
             t2 = time.perf_counter()
             cloud = outputs.packer.pack(depth, camera, rgb)
             t3 = time.perf_counter()
@@ -138,11 +139,12 @@ def bench_overhead(args) -> None:
             t5 = time.perf_counter()
             outputs.colored.publish(colored)
             t6 = time.perf_counter()
-            # the node's own path for the same frame: Outputs.publish
+            # the node's own path for the same frame: Outputs.publish (the publish thread's)
             t7 = time.perf_counter()
             rgb = image_to_rgb8(image)
             camera = camera_model_from_info(info)
-            outputs.publish(image.header, depth, camera, info, rgb, None, cfg)
+            outputs.publish(OutgoingFrame(header=image.header, depth=depth, camera=camera,
+                                          source_info=info, rgb=rgb, uncertainty=None, cfg=cfg))
             t8 = time.perf_counter()
             if i >= 10:   # warm-up frames excluded
                 for key, (a, b) in (('convert', (t0, t1)), ('depth+info', (t1, t2)),
@@ -170,7 +172,11 @@ def bench_overhead(args) -> None:
         node.destroy_node()
         rclpy.try_shutdown()
         sink.terminate()
-        sink.wait(10)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:   # seen on a loaded machine: do not leave it behind
+            sink.kill()
+            sink.wait()
 
 
 def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
@@ -261,7 +267,7 @@ def bench_flood(args) -> None:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     import yaml
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from metricgold_core.ros_format import stamp_ns
 
@@ -289,7 +295,7 @@ def bench_flood(args) -> None:
     image_pub = node.create_publisher(Image, '/cam/image', qos)
     info_pub = node.create_publisher(CameraInfo, '/cam/camera_info', qos)
     lock = threading.Lock()
-    latencies, received, diags = {}, [], []
+    latencies, received, diags, extra = {}, [], [], {'points': 0, 'depth/colored': 0}
 
     def on_depth(msg):
         now = time.time_ns()
@@ -297,6 +303,12 @@ def bench_flood(args) -> None:
         with lock:
             latencies[stamp] = (now - stamp) / 1e6
             received.append(time.monotonic())
+
+    def on_extra(name):
+        def callback(msg):
+            with lock:
+                extra[name] += 1
+        return callback
 
     def on_diag(msg):
         for status in msg.status:
@@ -309,6 +321,8 @@ def bench_flood(args) -> None:
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
     rgb = test_image()
+    modes = [('depth only', 'all outputs')[k % 2] for k in range(args.phases)]
+    phases = []
     try:
         # Warm up until outputs flow (imports, model load, QoS matching).
         deadline = time.monotonic() + 120
@@ -319,58 +333,94 @@ def bench_flood(args) -> None:
             time.sleep(0.2)
         if not latencies:
             raise SystemExit('node never answered; log: ' + (tmp / 'node.log').read_text())
-        time.sleep(2.0)
-        with lock:
-            latencies.clear()
-            received.clear()
-        diag_start = dict(diags[-1]) if diags else {}
         rss_start = rss_mb(proc.pid)
-        period = 1.0 / args.rate
-        start = time.monotonic()
-        sent = []
-        for i in range(args.frames):
-            target = start + i * period
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            image, info = camera_messages(time.time_ns(), rgb)
-            sent.append(stamp_ns(image.header))
-            info_pub.publish(info)
-            image_pub.publish(image)
-        send_span = time.monotonic() - start
-        time.sleep(max(2.0, 3 * args.max_latency_ms / 1e3))
+        extra_subs = []
+        for mode in modes:
+            for sub in extra_subs:
+                node.destroy_subscription(sub)
+            extra_subs = [] if mode == 'depth only' else [
+                node.create_subscription(PointCloud2, '/points', on_extra('points'),
+                                         QoSProfile(depth=2)),
+                node.create_subscription(Image, '/depth/colored', on_extra('depth/colored'),
+                                         QoSProfile(depth=2))]
+            time.sleep(2.0)   # discovery, and the node's queue drains
+            phases.append(flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies,
+                                      received, diags, extra))
+            phases[-1]['rss'] = rss_mb(proc.pid)
         rss_end = rss_mb(proc.pid)
-        time.sleep(1.2)   # one more diagnostics period
-        diag_end = dict(diags[-1]) if diags else {}
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
         proc.send_signal(2)
-        proc.wait(20)
+        code = proc.wait(20)
         log.close()
 
+    print(f'flood: {args.phases} phases of {args.frames} frames {W}x{H} rgb8 at {args.rate:.0f} '
+          f'Hz ({"best-effort" if args.best_effort else "reliable"} camera, LARGE_DATA '
+          f'{"on" if args.large_data else "off"}), max_latency_ms {args.max_latency_ms:.0f}')
+    for phase in phases:
+        print(f'  {phase["mode"]:11s}: published {phase["published"]} depth frames at '
+              f'{phase["rate"]:.2f} Hz, latency p50 {phase["p50"]:.0f} / p95 {phase["p95"]:.0f} / '
+              f'max {phase["max"]:.0f} ms; points {phase["points"]}, colored '
+              f'{phase["colored"]}; drops busy {phase["busy"]}, stale {phase["stale"]}, publish '
+              f'{phase["publish"]}; node publish_ms {phase["publish_ms"]}, plan '
+              f'{phase["steps"]} steps at {phase["size"]}; RSS {phase["rss"]:.0f} MB')
+    summary = {}
+    for mode in ('depth only', 'all outputs'):
+        ours = [p for p in phases if p['mode'] == mode]
+        summary[mode] = {key: float(np.median([p[key] for p in ours]))
+                         for key in ('p50', 'p95', 'rate')} if ours else None
+    if summary['depth only'] and summary['all outputs']:
+        base, full = summary['depth only'], summary['all outputs']
+        print(f'  publishing every output adds {full["p50"] - base["p50"]:+.0f} ms to the '
+              f'latency p50 ({full["p50"]:.0f} vs {base["p50"]:.0f} ms, median of phases), '
+              f'{full["p95"] - base["p95"]:+.0f} ms to p95; output rate x'
+              f'{full["rate"] / base["rate"]:.3f} ({full["rate"]:.2f} vs {base["rate"]:.2f} Hz)')
+    change = 100.0 * (rss_end - rss_start) / rss_start
+    print(f'  node RSS start {rss_start:.0f} MB, end {rss_end:.0f} MB ({change:+.1f} %); exit '
+          f'code on SIGINT {code}')
+
+
+def flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies, received, diags,
+                extra) -> dict:
+    """One phase of the flood: --frames images at --rate Hz, then the figures of the phase."""
+    from metricgold_core.ros_format import stamp_ns
+
+    with lock:
+        latencies.clear()
+        received.clear()
+        counts_start = dict(extra)
+    diag_start = dict(diags[-1]) if diags else {}
+    period = 1.0 / args.rate
+    start = time.monotonic()
+    sent = []
+    for i in range(args.frames):
+        delay = start + i * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        image, info = camera_messages(time.time_ns(), rgb)
+        sent.append(stamp_ns(image.header))
+        info_pub.publish(info)
+        image_pub.publish(image)
+    time.sleep(max(2.0, 3 * args.max_latency_ms / 1e3))
+    time.sleep(1.2)   # one more diagnostics period
+    diag_end = dict(diags[-1]) if diags else {}
     with lock:
         lat = [latencies[s] for s in sent if s in latencies]
-        times = list(received)
-    out_rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        times = sorted(received)
+        counts = {k: extra[k] - counts_start[k] for k in extra}
 
     def delta(key):
         return int(diag_end.get(key, 0)) - int(diag_start.get(key, 0))
-    print(f'flood: {args.frames} frames {W}x{H} rgb8 at {args.frames / send_span:.1f} Hz '
-          f'({"best-effort" if args.best_effort else "reliable"} camera, LARGE_DATA '
-          f'{"on" if args.large_data else "off"}), max_latency_ms {args.max_latency_ms:.0f}')
-    print(f'  published {len(lat)} depth frames, {out_rate:.2f} Hz')
-    print(f'  latency (stamp -> depth received) p50 {percentile(lat, 50):.0f} ms, p95 '
-          f'{percentile(lat, 95):.0f} ms, max {max(lat) if lat else float("nan"):.0f} ms')
-    print(f'  node plan at the end: steps {diag_end.get("steps")}, processing resolution '
-          f'{diag_end.get("processing_resolution")} ({diag_end.get("processing_size")}), '
-          f'predicted {diag_end.get("predicted_ms")} ms, node latency p50 '
-          f'{diag_end.get("latency_p50_ms")} ms')
-    print(f'  drops: busy {delta("dropped_busy")}, stale {delta("dropped_stale")}, bad input '
-          f'{delta("dropped_bad_input")}, not answered {args.frames - len(lat)}')
-    change = 100.0 * (rss_end - rss_start) / rss_start
-    print(f'  node RSS start {rss_start:.0f} MB, end {rss_end:.0f} MB ({change:+.1f} %)')
+    return {'mode': mode, 'published': len(lat),
+            'rate': (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0,
+            'p50': percentile(lat, 50), 'p95': percentile(lat, 95),
+            'max': max(lat) if lat else float('nan'),
+            'points': counts['points'], 'colored': counts['depth/colored'],
+            'busy': delta('dropped_busy'), 'stale': delta('dropped_stale'),
+            'publish': delta('dropped_publish'), 'publish_ms': diag_end.get('publish_ms', '-'),
+            'steps': diag_end.get('steps'), 'size': diag_end.get('processing_size')}
 
 
 def main() -> None:
@@ -380,7 +430,9 @@ def main() -> None:
     over.add_argument('--iterations', type=int, default=100)
     over.add_argument('--large-data', action='store_true', help='FASTDDS_BUILTIN_TRANSPORTS')
     flood = sub.add_parser('flood', help='30 Hz stream into the real node')
-    flood.add_argument('--frames', type=int, default=300)
+    flood.add_argument('--frames', type=int, default=300, help='per phase')
+    flood.add_argument('--phases', type=int, default=4,
+                       help='alternating depth-only / all-outputs phases')
     flood.add_argument('--rate', type=float, default=30.0)
     flood.add_argument('--max-latency-ms', type=float, default=1000.0)
     flood.add_argument('--checkpoint', default='', help='default: a tiny untrained model')

@@ -1,5 +1,5 @@
 """CameraInfo -> CameraModel (P over K, binning, ROI, refusals) and the depth image's
-CameraInfo (metricgold_core.ros_format.camera_info, metricgold_ros.messages)."""
+CameraInfo (metricgold_core.ros_format.camera_info, metricgold_ros.outputs)."""
 import numpy as np
 import pytest
 
@@ -7,7 +7,7 @@ from metricgold_core.geometry import make_K
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format.camera_info import camera_model_from_info, CameraModel
 from metricgold_core.ros_format.camera_info import fallback_camera_model
-from metricgold_ros.messages import scaled_camera_info
+from metricgold_ros.outputs import scaled_camera_info
 from node_harness import camera_info_msg
 
 INTR = {'width': 10, 'height': 12, 'fx': 9.0, 'fy': 8.0, 'cx': 4.6, 'cy': 5.4}

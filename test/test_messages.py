@@ -1,9 +1,10 @@
-"""The node's outgoing Image messages (metricgold_ros.messages) read back by the decoder."""
+"""The node's outgoing messages (metricgold_ros.outputs): images read back by the decoder, buffer
+reuse on the wire, and the thread that publishes them in order off the worker."""
 import numpy as np
 import pytest
 
 from metricgold_core.ros_format.images import image_to_array, image_to_rgb8
-from metricgold_ros.messages import array_to_image
+from metricgold_ros.outputs import array_to_image
 from node_harness import image_msg
 
 RNG = np.random.default_rng(0)
@@ -22,3 +23,105 @@ def test_depth_and_bgr_images_round_trip_with_header():
     np.testing.assert_array_equal(image_to_rgb8(bgr), RGB)
     with pytest.raises(ValueError):
         array_to_image(depth.astype(np.float64), '32FC1', header)
+
+
+@pytest.mark.ros
+def test_a_reused_buffer_is_free_once_publish_returns():
+    """rclpy copies the data when publish() is called: overwriting the buffer right after it
+    returns (as the node does with the next frame) leaves every received message intact."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from metricgold_ros.outputs import ByteBuffer
+    from node_harness import pick_domain_id, wait_until
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=pick_domain_id())
+    try:
+        node = rclpy.create_node('buffer_reuse', context=context)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        received = []
+        node.create_subscription(Image, 'reuse', received.append, qos)
+        pub = node.create_publisher(Image, 'reuse', qos)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or
+                          pub.get_subscription_count() > 0, 10.0)
+        buffer = ByteBuffer()
+        frames = [np.full((480, 640), k, np.float32) for k in (1.0, 2.0, 3.0)]
+        header = image_msg(RGB, 'rgb8', 1).header
+        for frame in frames:
+            pub.publish(array_to_image(frame, '32FC1', header, buffer))
+            buffer.view[:] = 255   # the next frame's fill starts at once
+        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or len(received) == 3,
+                          10.0), f'{len(received)} of 3 messages arrived'
+        for msg, frame in zip(received, frames):
+            np.testing.assert_array_equal(image_to_array(msg)[..., 0], frame)
+        executor.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+# ------------------------------------------------------------------ the publish thread
+
+class SlowSink:
+    """A publish function that records frames and can be held, as a slow subscriber would."""
+
+    def __init__(self):
+        import threading
+        self.gate = threading.Event()
+        self.gate.set()
+        self.published, self.done, self.errors, self.dropped = [], [], [], []
+
+    def publish(self, frame):
+        self.gate.wait(10.0)
+        if frame == 'bad':
+            raise RuntimeError('publish failed')
+        self.published.append(frame)
+
+
+def publish_thread(sink, capacity=2):
+    from metricgold_ros.outputs import PublishThread
+    return PublishThread(sink.publish, lambda f, ms: sink.done.append((f, ms)),
+                         lambda f, exc: sink.errors.append((f, exc)), sink.dropped.append,
+                         capacity)
+
+
+def test_publish_thread_keeps_order_and_a_stalled_publisher_never_blocks_the_producer():
+    import time
+
+    from node_harness import wait_until
+
+    sink = SlowSink()
+    thread = publish_thread(sink)
+    sink.gate.clear()                      # a subscriber that stalls publishing
+    thread.submit(0)
+    assert wait_until(lambda: not thread.idle() and not thread._waiting, 5.0)   # 0 in flight
+    start = time.monotonic()
+    for k in range(1, 8):                  # the worker keeps handing over frames
+        assert thread.submit(k)
+    assert time.monotonic() - start < 0.5, 'submit blocked on a stalled publisher'
+    assert sink.dropped == [1, 2, 3, 4, 5]   # bounded: the oldest waiting frames go
+    sink.gate.set()
+    assert wait_until(thread.idle, 5.0)
+    assert sink.published == [0, 6, 7]      # in order, newest kept
+    assert [f for f, _ in sink.done] == [0, 6, 7] and all(ms >= 0 for _, ms in sink.done)
+    assert thread.close() and not thread.submit(8)
+
+
+def test_publish_thread_reports_errors_and_publishes_what_waits_when_closed():
+    from node_harness import wait_until
+
+    sink = SlowSink()
+    thread = publish_thread(sink, capacity=4)
+    sink.gate.clear()
+    for frame in (0, 'bad', 2, 3):
+        thread.submit(frame)
+    assert wait_until(lambda: len(thread._waiting) == 3, 5.0)
+    sink.gate.set()
+    assert thread.close(timeout_s=5.0)      # drains: nothing handed over is lost
+    assert sink.published == [0, 2, 3] and not sink.dropped
+    assert [(f, str(exc)) for f, exc in sink.errors] == [('bad', 'publish failed')]

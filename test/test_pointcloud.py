@@ -1,12 +1,12 @@
 """The organized x y z rgb cloud: the one back-projection (metricgold_core.ros_format.clouds),
-the node's in-place packer and its PointCloud2 (metricgold_ros.pointcloud), PLY output."""
+the node's in-place packer and its PointCloud2 (metricgold_ros.outputs), PLY output."""
 import numpy as np
 import pytest
 
 from metricgold_core.ply import read_ply, write_ply
 from metricgold_core.ros_format.camera_info import CameraModel
 from metricgold_core.ros_format.clouds import cloud_xyz_rgb, organized_cloud, pack_rgb_float
-from metricgold_ros.pointcloud import CloudPacker, unpack_cloud
+from metricgold_ros.outputs import CloudPacker, unpack_cloud
 from node_harness import image_msg
 
 RNG = np.random.default_rng(0)
@@ -97,3 +97,19 @@ def test_ply_of_a_cloud_keeps_finite_points_and_their_colour(tmp_path):
     np.testing.assert_array_equal(vertices['z'], depth.reshape(-1)[keep])
     np.testing.assert_array_equal(vertices['red'], RGB[..., 0].reshape(-1)[keep])
     np.testing.assert_array_equal(vertices['blue'], RGB[..., 2].reshape(-1)[keep])
+
+
+def test_a_packer_reused_across_sizes_and_decimations_packs_every_colour_bit():
+    packer = CloudPacker()
+    for (h, w), decimation in (((12, 10), 1), ((12, 10), 3), ((7, 9), 2), ((12, 10), 1)):
+        camera = CameraModel(w, h, 9.0, 8.0, w / 2, h / 2)
+        depth = (RNG.random((h, w)) * 5 + 0.5).astype(np.float32)
+        rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        points = packer.pack(depth, camera, rgb, decimation)
+        np.testing.assert_array_equal(points[..., 2], depth[::decimation, ::decimation])
+        np.testing.assert_array_equal(
+            points[..., 3].view(np.uint32),
+            pack_rgb_float(rgb[::decimation, ::decimation]).view(np.uint32))
+        assert not (points[..., 3].view(np.uint32) >> 24).any()   # the pad byte stays 0
+        blank = packer.pack(depth, camera, None, decimation)
+        assert not blank[..., 3].view(np.uint32).any()

@@ -66,3 +66,25 @@ def test_colorize_depth_fills_a_given_buffer_with_the_same_colours(log_scale):
     assert (near == TURBO_LUT[255]).all() and (far == TURBO_LUT[0]).all()   # near = red end
     with pytest.raises(ValueError, match='out'):
         colorize_depth(depth, out=np.empty((48, 64, 4), np.uint8))
+
+
+def test_a_colorizer_reused_across_sizes_and_colours_matches_a_fresh_one():
+    from metricgold_core.visualize import DepthColorizer
+
+    colorizer = DepthColorizer()
+    for shape, invalid in (((48, 64), (0, 0, 0)), ((20, 30), (9, 8, 7)), ((48, 64), (1, 2, 3))):
+        depth = (np.exp(RNG.random(shape) * 4) * 0.1).astype(np.float32)
+        depth[0, :5] = [np.nan, np.inf, -np.inf, 0.0, -1.0]
+        for log_scale in (True, False):
+            ours = colorizer(depth, 0.3, 4.0, log_scale, bgr=False, invalid_color=invalid)
+            # reference: the map's definition pixel by pixel (index 255 - scaled depth)
+            with np.errstate(invalid='ignore', divide='ignore'):
+                t = np.log(depth / 0.3) / np.log(4.0 / 0.3) if log_scale else (depth - 0.3) / 3.7
+                index = np.clip(255.0 - t * 255.0, 0, 255)
+            valid = np.isfinite(depth) & (depth > 0)
+            expected = TURBO_LUT[np.where(valid, index, 0).astype(np.uint8)]
+            expected[~valid] = invalid
+            same = np.all(ours == expected, axis=-1)
+            assert same.mean() > 0.99 and (ours[~valid] == invalid).all()
+            np.testing.assert_array_equal(ours, colorize_depth(depth, 0.3, 4.0, log_scale,
+                                                               invalid_color=invalid))
