@@ -58,8 +58,6 @@ class DepthNode(Node):
         self.infos = StampCache(self.cfg['camera_info_cache_size'])   # camera_info (InfoEntry)
         self.rectifier = rectify.Rectifier()   # maps cached per camera_info (worker thread)
         self.estimator, self.model_facts = self._load_model()
-        # An affine-invariant checkpoint: unitless depth, published on depth/relative only.
-        self.relative_model = self.model_facts['depth_type'] == 'affine_invariant'
         from .outputs import Outputs   # pulls in metricgold_core (torch): after validation
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
@@ -75,7 +73,7 @@ class DepthNode(Node):
             'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
-        self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
+        self._scale = None   # (key, ScaleAnchor, ScaleFilter) of the current parameters, worker
         self.relative_pub = self.create_publisher(Image, DEPTH_RELATIVE_TOPIC, out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
@@ -133,8 +131,7 @@ class DepthNode(Node):
                  'canonical_focal_px': model.canonical_focal_px,
                  'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1],
                  'mode': self.cfg['mode']}
-        from metricgold_core.metric_depth import is_relative_model
-        facts['depth_type'] = 'affine_invariant' if is_relative_model(model) else 'metric'
+        facts['depth_type'] = 'affine_invariant' if model.is_relative else 'metric'
         facts['untrained'] = True if meta.get('untrained') else None   # listed only when so
         return estimator, facts
 
@@ -234,19 +231,24 @@ class DepthNode(Node):
             self.stats.count('sparse_depth_unmatched')
         return entry.metres
 
+    def _resolve_anchor(self, cfg: dict):
+        """The scale.ScaleAnchor of these parameters (its `note`: why no metres)."""
+        from metricgold_core.scale import ScaleAnchor
+
+        return ScaleAnchor.resolve(self.estimator.model, cfg['scale_source'],
+                                   camera_height_m=cfg['camera_height_m'],
+                                   ground_max_tilt_deg=cfg['ground_max_tilt_deg'],
+                                   smoothing=cfg['scale_smoothing'], strict=False)
+
     def _say_scale_source(self, cfg: dict) -> None:
         """Log (and keep for diagnostics) why the outputs are what they are."""
-        source, warning = cfg['scale_source'], ''
-        if self.relative_model and source == 'none':
-            warning = ('the checkpoint is affine-invariant (relative depth) and scale_source is '
-                       'none: publishing depth/relative only, no depth or points (set '
-                       'scale_source to sparse_depth for metres)')
-        elif self.relative_model and source == 'ground_plane':
-            warning = ('scale_source ground_plane needs a metric model; this checkpoint is '
-                       'affine-invariant: publishing depth/relative only (use sparse_depth)')
-        elif source == 'ground_plane' and not cfg['camera_height_m'] > 0:
-            warning = 'scale_source ground_plane needs camera_height_m > 0: using the model scale'
-        self.stats.set(scale_warning=warning, scale_source=source)
+        anchor = self._resolve_anchor(cfg)
+        warning = anchor.note
+        if warning and anchor.relative_model:
+            warning += ': publishing depth/relative only, no depth or points'
+        elif warning:
+            warning += ': using the model scale'
+        self.stats.set(scale_warning=warning, scale_source=anchor.source)
         if warning:
             self.get_logger().warning(warning)
 
@@ -333,20 +335,20 @@ class DepthNode(Node):
         want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
         from metricgold_core.metric_depth import estimate_metric_depth
 
-        anchor, scale_filter = self._anchor(frame, cfg)
+        anchor, measurement, scale_filter = self._anchor(frame, cfg)
         rejected_before = scale_filter.rejected if scale_filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
             output_uncertainty=want_uncertainty,
             match_input_resolution=cfg['depth_resolution'] == 'input',
-            scale_filter=scale_filter, **anchor)
+            anchor=anchor, measurement=measurement, scale_filter=scale_filter)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
         publish_s = time.monotonic()
 
         depth, uncertainty = out.depth, out.uncertainty
-        depth_camera = camera if depth.shape == (height, width) else camera.scaled(*depth.shape)
+        depth_camera = out.camera
         if out.relative:   # unitless: never on `depth` or `points`
             from .messages import array_to_image
             self.relative_pub.publish(array_to_image(depth, '32FC1', frame.header))
@@ -367,22 +369,17 @@ class DepthNode(Node):
                        else float('nan'), focal_rescale=round(factor, 4))
 
     def _anchor(self, frame: ReceivedFrame, cfg: dict):
-        """(estimate_metric_depth anchor arguments, ScaleFilter or None) for this frame."""
-        from metricgold_core.scale import ScaleFilter
-
-        source = cfg['scale_source']
-        if source == 'none' or (source == 'ground_plane' and
-                                (self.relative_model or not cfg['camera_height_m'] > 0)):
-            return {}, None
-        key = (source, cfg['scale_smoothing'], cfg['camera_height_m'])
-        if self._scale_filter is None or self._scale_filter[0] != key:
-            self._scale_filter = (key, ScaleFilter(cfg['scale_smoothing']))
-        scale_filter = self._scale_filter[1]
-        if source == 'sparse_depth':
-            sparse = self._sparse_for(frame, cfg)
-            return ({} if sparse is None else {'sparse_m': sparse}), scale_filter
-        return {'camera_height_m': cfg['camera_height_m'],
-                'ground_max_tilt_deg': cfg['ground_max_tilt_deg']}, scale_filter
+        """(ScaleAnchor, this frame's measurement, ScaleFilter or None) for this frame."""
+        key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
+                                     'ground_max_tilt_deg'))
+        if self._scale is None or self._scale[0] != key:
+            anchor = self._resolve_anchor(cfg)
+            self._scale = (key, anchor, anchor.new_filter())
+        _, anchor, scale_filter = self._scale
+        measurement = None
+        if anchor.active and anchor.source == 'sparse_depth':
+            measurement = self._sparse_for(frame, cfg)
+        return anchor, measurement, scale_filter
 
     def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
         fit = out.fit

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
 from . import scale_anchor_error
 from ..data.registry import DATASETS
 
@@ -104,6 +104,7 @@ def run(args) -> int:
     from ..io_utils import save_npy, save_png, save_text
     from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
+    from ..scale import AnchorError
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..visualize import comparison_panel
 
@@ -127,6 +128,12 @@ def run(args) -> int:
             LOG.error('%s', exc)
             return 2
         model = est.model
+        try:   # a placeholder height for `gt`: each sample brings its own
+            anchor = resolve_anchor(model, args, eval_source(args), 1.0 if args.camera_height
+                                    == 'gt' else args.camera_height)
+        except AnchorError as exc:
+            LOG.error('%s', exc)
+            return 2
     priors = {}   # (h, w) -> prior depth map
     min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
     max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
@@ -151,7 +158,8 @@ def run(args) -> int:
         else:
             out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                         processing_resolution=args.processing_resolution,
-                                        seed=args.seed, **scale_anchor(args, sample, i))
+                                        seed=args.seed,
+                                        **scale_anchor(args, anchor, sample, i))
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
@@ -191,8 +199,7 @@ def run(args) -> int:
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
         'canonical_focal_px': None if model is None else model.canonical_focal_px,
-        'scale_source': 'sparse_depth' if args.sparse_points else
-        'ground_plane' if args.camera_height is not None else 'none',
+        'scale_source': eval_source(args),
         'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
         'scale_fits_failed': sum(1 for f in fits if not f.ok),
         'mean_time_ms': float(np.mean(times)) if times else None,
@@ -227,19 +234,24 @@ def mean_log_depth(scenes) -> np.ndarray:
     return np.exp(total / np.maximum(count, 1)).astype(np.float32)
 
 
-def scale_anchor(args, sample: dict, index: int) -> dict:
-    """estimate_metric_depth keyword arguments for the scale source the arguments ask for."""
+def eval_source(args) -> str:
+    """The scale source the arguments ask for."""
+    return 'sparse_depth' if args.sparse_points else \
+        'ground_plane' if args.camera_height is not None else 'none'
+
+
+def scale_anchor(args, anchor, sample: dict, index: int) -> dict:
+    """estimate_metric_depth keyword arguments (anchor, measurement) of one sample."""
+    import dataclasses
+
     if args.sparse_points:
         from ..scale import sparse_sample
-        return {'sparse_m': sparse_sample(sample['depth'], sample.get('valid'),
-                                          args.sparse_points, args.sparse_seed + index)}
-    if args.camera_height is not None:
-        if args.camera_height == 'gt':
-            if 'camera_height_m' not in sample:
-                raise ValueError('--camera-height gt needs a dataset that knows the camera '
-                                 'height (procedural)')
-            height = sample['camera_height_m']
-        else:
-            height = float(args.camera_height)
-        return ground_plane_anchor(args, height)
-    return {}
+        return {'anchor': anchor,
+                'measurement': sparse_sample(sample['depth'], sample.get('valid'),
+                                             args.sparse_points, args.sparse_seed + index)}
+    if args.camera_height == 'gt':
+        if 'camera_height_m' not in sample:
+            raise ValueError('--camera-height gt needs a dataset that knows the camera '
+                             'height (procedural)')
+        anchor = dataclasses.replace(anchor, camera_height_m=float(sample['camera_height_m']))
+    return {'anchor': anchor}

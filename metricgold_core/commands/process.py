@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
 from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import TMP_GLOB
@@ -218,15 +218,18 @@ class FrameRunner:
         self.camera = camera
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
+        self.source = 'sparse_depth' if args.sparse_depth_topic is not None else \
+            'ground_plane' if args.camera_height is not None else 'none'
+        self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
         self.scale = None       # ScaleFilter when a scale anchor is given
         self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
-        if args.sparse_depth_topic is not None or args.camera_height is not None:
+        if self.source != 'none':
             from ..scale import ScaleFilter
             self.scale = ScaleFilter(args.scale_smoothing)
 
     def scale_report(self, bag) -> dict:
         values = np.array([s for s, _ in self.scales], dtype=np.float64)
-        report = {'source': 'sparse_depth' if self.args.sparse_depth_topic else 'ground_plane',
+        report = {'source': self.source,
                   'smoothing': self.args.scale_smoothing,
                   'frames_fitted': sum(1 for _, ok in self.scales if ok),
                   'rejected': self.scale.rejected}
@@ -240,56 +243,55 @@ class FrameRunner:
 
     def _estimator(self):
         if self.estimator is None:
-            from ..metric_depth import is_relative_model, load_estimator
+            from ..metric_depth import load_estimator
+            from ..scale import AnchorError
 
             try:
                 estimator = load_estimator(self.args.checkpoint, self.args.device,
                                            self.args.dtype, self.args.mode)
             except (OSError, ValueError) as exc:   # not a frame's fault: stop the run
                 raise SetupError(f'cannot load the model: {exc}') from exc
-            if is_relative_model(estimator.model) and self.args.sparse_depth_topic is None:
-                raise SetupError(
-                    'this checkpoint is affine-invariant (relative depth, no metres) and '
-                    'process writes metres: anchor it with --sparse-depth-topic (a bag with '
-                    'sparse metric depth)' + (' (--camera-height needs a metric model)'
-                                              if self.args.camera_height else ''))
+            try:
+                self.anchor = resolve_anchor(estimator.model, self.args, self.source,
+                                             self.args.camera_height)
+            except AnchorError as exc:
+                raise SetupError(f'{exc} (--sparse-depth-topic, a bag with sparse metric '
+                                 'depth)') from exc
+            if self.anchor.note:
+                raise SetupError(f'{self.anchor.note}; process writes metres: anchor it with '
+                                 '--sparse-depth-topic (a bag with sparse metric depth)')
             self.estimator = estimator
         return self.estimator
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
-        from ..geometry import scale_intrinsics
         from ..metric_depth import estimate_metric_depth
         from ..io_utils import depth_to_mm_png, save_npy, save_png
         from ..ply import write_ply
         from ..ros_format.clouds import cloud_xyz_rgb
 
         height, width = frame.rgb.shape[:2]
-        K = frame.K if frame.K is not None else self.camera.K(height, width)
+        camera = frame.camera if frame.camera is not None else self.camera.camera(height, width)
         every = self.args.cloud_every
         paths = frame_paths(self.out_dir, frame.name, every > 0 and frame.index % every == 0)
         if self.args.resume and all(p.exists() for p in paths.values()):
             depth = np.load(paths['npy'])
             self.resumed += 1
-            return depth, scale_intrinsics(K, (height, width), depth.shape)
+            return depth, camera.scaled(*depth.shape).K
 
-        anchor = {}
-        if self.args.camera_height is not None:
-            anchor = ground_plane_anchor(self.args, self.args.camera_height)
-        elif frame.sparse_m is not None:
-            anchor = {'sparse_m': frame.sparse_m}
+        estimator = self._estimator()
         out = estimate_metric_depth(
-            self._estimator(), frame.rgb, K, steps=self.args.steps,
+            estimator, frame.rgb, camera, steps=self.args.steps,
             processing_resolution=self.args.processing_resolution, seed=self.args.seed,
             match_input_resolution=self.args.depth_resolution == 'input',
-            scale_filter=self.scale, **anchor)
+            anchor=self.anchor, measurement=self.measurement(frame), scale_filter=self.scale)
         if out.relative:   # a relative model before its first good sparse fit: no metres
             raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
                              'good sparse depth fit so far)')
         if self.scale is not None:
             self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
         depth = out.depth
-        K_depth = scale_intrinsics(K, (height, width), depth.shape)
+        K_depth = out.camera.K
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
             write_ply(paths['ply'], *cloud_xyz_rgb(self.points(frame, depth, K_depth)))
@@ -298,6 +300,10 @@ class FrameRunner:
         save_npy(paths['npy'], depth)
         self.done += 1
         return depth, K_depth
+
+    def measurement(self, frame):
+        """This frame's scale measurement for the anchor (None: none this frame)."""
+        return frame.sparse_m if self.source == 'sparse_depth' else None
 
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
         from ..ros_format.clouds import organized_cloud

@@ -217,9 +217,8 @@ class BagInput:
             frame.rgb = np.array(rgb, order='C')   # writable: message buffers may not be
             frame.camera_info = self.info_for(stamp)
             if frame.camera_info is not None:
-                camera = camera_model_from_info(frame.camera_info)
-                frame.K = camera.K
-                camera.check_size(*frame.rgb.shape[:2])
+                frame.camera = camera_model_from_info(frame.camera_info)
+                frame.camera.check_size(*frame.rgb.shape[:2])
         except ValueError as exc:   # BadInput included
             frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
         return frame
