@@ -309,13 +309,15 @@ MOTION_HIGHPASS_SIGMA = 6.0   # px at MOTION_FIT_WIDTH: grey minus this blur (li
 MOTION_PIXELS = 8000          # sampled pixels with the strongest gradient
 MOTION_TUKEY_C = 0.05         # of the high-passed grey in [0, 1]
 MOTION_LOG_RANGE = math.log(8.0)   # search log s in [-ln 8, ln 8]
-MOTION_COARSE = 49            # grid points over the range, then a fine grid around the minimum
-MOTION_FINE = 17
+MOTION_COARSE = 33            # grid points over the range, then a fine grid around the minimum
+MOTION_FINE = 11
 MIN_PARALLAX_PX = 1.0         # the motion must move the scene this much at the fitted scale
 MAX_PARALLAX_PX = 40.0        # more: the model's shape error dominates (and garbage poses)
 WANT_PARALLAX_PX = 4.0        # earlier frames are picked with a parallax near this
 MAX_ROTATION_DEG = 10.0
-MIN_CONTRAST = 0.35           # (median - min) / median of the cost curve
+MIN_CONTRAST = 0.08           # (median - min) / median of the cost curve
+MIN_DISTINCT = 0.3            # another local minimum within this fraction of (median - min)
+DISTINCT_LOG = math.log(1.5)  # ... further than this from the best: an ambiguous fit
 MOTION_FRAMES = 2             # earlier frames used per fit
 MOTION_HISTORY = 6            # earlier frames kept
 MAX_POSE_STEP_M = 5.0         # a larger jump between frames is not motion: history cleared
@@ -555,6 +557,13 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
     if k in (0, MOTION_COARSE - 1):
         return _rejected('edge', f'the cost minimum is at the edge of the search (scale '
                          f'{math.exp(coarse[k]):.3g})', **fields)
+    others = [costs[i] for i in range(1, MOTION_COARSE - 1)
+              if abs(coarse[i] - coarse[k]) > DISTINCT_LOG and costs[i] <= costs[i - 1]
+              and costs[i] <= costs[i + 1]]
+    if others and min(others) - costs[k] < MIN_DISTINCT * (median - costs[k]):
+        return _rejected('ambiguous', f'a second cost minimum at scale '
+                         f'{math.exp(coarse[costs.tolist().index(min(others))]):.3g}',
+                         **fields)
     if contrast < MIN_CONTRAST:
         return _rejected('contrast', f'flat cost curve (contrast {contrast:.2f} < '
                          f'{MIN_CONTRAST:g})', **fields)
