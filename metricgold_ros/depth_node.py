@@ -72,8 +72,12 @@ class DepthNode(Node):
             'camera_info': (CameraInfo, self._on_camera_info, 10),
             'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
+        from .odometry import OdometryInput, odometry_type
+        self.odometry = OdometryInput(self, self.stats)   # scale_source odometry
+        if odometry_type() is not None:
+            self._inputs['odom'] = (odometry_type(), self._on_odometry, 50)
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
-        self._scale = None   # (key, ScaleAnchor, ScaleFilter) of the current parameters, worker
+        self._scale = None   # (key, ScaleAnchor, ScaleFilter, MotionHistory): worker only
         self.relative_pub = self.create_publisher(Image, DEPTH_RELATIVE_TOPIC, out_qos)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
@@ -217,6 +221,12 @@ class DepthNode(Node):
         self.sparse.add(stamp_ns, SparseEntry(metres))
         self.stats.count('sparse_depth_received')
 
+    def _on_odometry(self, msg) -> None:
+        why = self.odometry.on_odometry(msg)
+        self.stats.count('odometry_refused' if why else 'odometry_received')
+        if why:
+            self._log_throttled('odometry', f'dropped an odometry message: {why}')
+
     def _sparse_for(self, frame: ReceivedFrame, cfg: dict):
         """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest)."""
         entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
@@ -356,10 +366,12 @@ class DepthNode(Node):
             self.outputs.publish(frame.header, depth, depth_camera, source_info, rgb, uncertainty,
                                  cfg)
         self._scale_stats(out, cfg, scale_filter, rejected_before)
+        if hasattr(measurement, 'fit_ms'):   # odometry: the fit's cost, inside the budget
+            self.stats.set(scale_fit_ms=round(measurement.fit_ms, 1))
 
         done_s = time.monotonic()
         self.planner.observe_overhead((done_s - publish_s) * 1e3 + frame.convert_ms +
-                                      rectify_ms)
+                                      rectify_ms + getattr(measurement, 'fit_ms', 0.0))
         self.stats.latency.add((done_s - frame.received_s) * 1e3)
         self.stats.output_rate.tick(done_s)
         self.stats.count('published')
@@ -373,12 +385,22 @@ class DepthNode(Node):
         key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
                                      'ground_max_tilt_deg'))
         if self._scale is None or self._scale[0] != key:
+            from metricgold_core.scale import MotionHistory
+
             anchor = self._resolve_anchor(cfg)
-            self._scale = (key, anchor, anchor.new_filter())
-        _, anchor, scale_filter = self._scale
+            self._scale = (key, anchor, anchor.new_filter(), MotionHistory())
+        _, anchor, scale_filter, history = self._scale
         measurement = None
         if anchor.active and anchor.source == 'sparse_depth':
             measurement = self._sparse_for(frame, cfg)
+        elif anchor.active and anchor.source == 'odometry':
+            from metricgold_core.scale import Motion
+
+            pose, how = self.odometry.camera_pose(frame.stamp_ns, frame.header.frame_id, cfg)
+            if pose is None:
+                self._log_throttled('odometry_pose', f'no camera pose for a frame ({how}): '
+                                    'keeping the last good scale')
+            measurement = Motion(pose, frame.stamp_ns, history)
         return anchor, measurement, scale_filter
 
     def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
@@ -389,6 +411,11 @@ class DepthNode(Node):
         if scale_filter is not None and scale_filter.rejected > rejected_before:
             # a bad fit or an outlier the filter rejected this frame
             self.stats.count('scale_rejected', scale_filter.rejected - rejected_before)
+        if fit is not None and cfg['scale_source'] == 'odometry':
+            self.stats.count('odometry_fits_tried')
+            self.stats.count('odometry_fits_accepted' if fit.ok else
+                             f'odometry_rejected_{fit.reject or "other"}')
+            self.stats.set(odometry_parallax_px=fit.parallax_px)
         self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
                        scale_points=0 if fit is None else fit.points,
                        scale_residual=float('nan') if fit is None else fit.residual,
