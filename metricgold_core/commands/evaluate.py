@@ -67,6 +67,10 @@ def add_parser(sub, name: str) -> None:
         height_help="scale source ground_plane: the camera's height over the floor in metres, "
         "or `gt` for the dataset's true height (procedural scenes)")
     p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
+    p.add_argument('--odometry', action='store_true',
+                   help="scale source odometry on posed sequences (--sequence, trajectory): "
+                   "each frame's scale from the camera's motion since earlier frames (the "
+                   'poses as odometry; metric checkpoints only)')
     p.add_argument('--prior-baseline', type=int, default=0, metavar='N',
                    help='score the image-blind baseline instead of a model: the per-pixel mean '
                    'log depth of N procedural training scenes (seed stream 0) at each '
@@ -127,7 +131,14 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
-    if args.prior_baseline and (args.sparse_points or args.camera_height is not None):
+    if args.odometry and (args.sparse_points or args.camera_height is not None):
+        LOG.error('give one scale anchor: --odometry, --sparse-points or --camera-height.')
+        return 2
+    if args.odometry and recorder is None:
+        LOG.error('--odometry needs posed sequences: --sequence, or --dataset trajectory.')
+        return 2
+    if args.prior_baseline and (args.sparse_points or args.camera_height is not None
+                                or args.odometry):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
     problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points))
@@ -156,6 +167,7 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     rows, failed, times, fits = [], 0, [], []
+    motion = {}   # odometry: the sequence, its MotionHistory and ScaleFilter
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
         try:
@@ -173,7 +185,7 @@ def run(args) -> int:
             out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                         processing_resolution=args.processing_resolution,
                                         seed=args.seed,
-                                        **scale_anchor(args, anchor, sample, i))
+                                        **scale_anchor(args, anchor, sample, i, motion))
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
@@ -259,12 +271,24 @@ def mean_log_depth(scenes) -> np.ndarray:
 def eval_source(args) -> str:
     """The scale source the arguments ask for."""
     return 'sparse_depth' if args.sparse_points else \
-        'ground_plane' if args.camera_height is not None else 'none'
+        'ground_plane' if args.camera_height is not None else \
+        'odometry' if getattr(args, 'odometry', False) else 'none'
 
 
-def scale_anchor(args, anchor, sample: dict, index: int) -> dict:
-    """estimate_metric_depth keyword arguments (anchor, measurement) of one sample."""
+def scale_anchor(args, anchor, sample: dict, index: int, motion: dict) -> dict:
+    """estimate_metric_depth keyword arguments (anchor, measurement[, scale_filter]) of one
+    sample; `motion` carries the odometry source's state through a sequence."""
     import dataclasses
+
+    if anchor.source == 'odometry':
+        from ..scale import Motion, MotionHistory
+
+        if motion.get('sequence') != sample['sequence']:   # a new sequence: start again
+            motion.update(sequence=sample['sequence'], history=MotionHistory(),
+                          filter=anchor.new_filter())
+        stamp_s = sample.get('timestamp', index * 0.1)
+        return {'anchor': anchor, 'scale_filter': motion['filter'],
+                'measurement': Motion(sample['pose'], round(stamp_s * 1e9), motion['history'])}
 
     if args.sparse_points:
         from ..scale import sparse_sample

@@ -55,6 +55,13 @@ def add_parser(sub, name: str) -> None:
                    help='bag Image topic of sparse metric depth registered to the camera image '
                    '(32FC1 m or 16UC1 mm, 0/NaN = none; e.g. a projected lidar): anchors the '
                    'scale per frame, paired by exact stamp (then the newest)')
+    p.add_argument('--odometry-topic', default=None, metavar='TOPIC',
+                   help='bag nav_msgs/Odometry topic: the scale from the camera\'s metric '
+                   'motion (scale source odometry; metric checkpoints only), with --camera-mount')
+    p.add_argument('--camera-mount', type=float, nargs=7, default=None,
+                   metavar=('X', 'Y', 'Z', 'QX', 'QY', 'QZ', 'QW'),
+                   help="--odometry-topic: the camera's optical frame in the odometry's child "
+                   "frame (the node's camera_mount; e.g. from the robot's URDF / tf_static)")
     add_ground_plane_arguments(p)
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
                    help='weight of the past in the log-space scale filter across frames, '
@@ -108,8 +115,10 @@ def open_source(args, stack: contextlib.ExitStack):
             LOG.info('using intrinsics from %s', intrinsics_path)
     intrinsics = None if intrinsics_path is None else sources.load_intrinsics(intrinsics_path)
     camera = sources.DefaultCamera(intrinsics, args.hfov)
-    if args.sparse_depth_topic is not None and kind != 'bag':
-        raise ValueError('--sparse-depth-topic needs a bag INPUT.')
+    for option, value in (('--sparse-depth-topic', args.sparse_depth_topic),
+                          ('--odometry-topic', args.odometry_topic)):
+        if value is not None and kind != 'bag':
+            raise ValueError(f'{option} needs a bag INPUT.')
     if kind == 'folder':
         files = sources.folder_images(path)
         return kind, len(files), sources.folder_frames(files), None, camera
@@ -118,7 +127,8 @@ def open_source(args, stack: contextlib.ExitStack):
     from ..offline.bag_reader import BagInput, typestore_for
 
     bag = stack.enter_context(BagInput(path, typestore_for(args.ros_distro), args.image_topic,
-                                       args.camera_info_topic, args.sparse_depth_topic))
+                                       args.camera_info_topic, args.sparse_depth_topic,
+                                       args.odometry_topic))
     LOG.info('bag %s (%s): images from %s, camera_info from %s', path, bag.storage,
              bag.image_topic, bag.info_topic or 'none (using --intrinsics / --hfov)')
     return kind, bag.total, bag.frames(), bag, camera
@@ -133,6 +143,23 @@ def run(args) -> int:
     if problem:
         LOG.error('%s', problem)
         return 2
+    given = [o for o, v in (('--sparse-depth-topic', args.sparse_depth_topic),
+                            ('--camera-height', args.camera_height),
+                            ('--odometry-topic', args.odometry_topic)) if v is not None]
+    if len(given) > 1:
+        LOG.error('give one scale anchor: %s.', ' or '.join(given))
+        return 2
+    if (args.odometry_topic is None) != (args.camera_mount is None):
+        LOG.error('--odometry-topic and --camera-mount go together (the odometry and where '
+                  'the camera sits in its child frame).')
+        return 2
+    if args.camera_mount is not None:
+        from ..poses import mount_matrix
+        try:
+            mount_matrix(args.camera_mount)
+        except ValueError as exc:
+            LOG.error('--camera-mount: %s', exc)
+            return 2
     if not 0.0 <= args.scale_smoothing < 1.0:
         LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
         return 2
@@ -157,6 +184,7 @@ def _process(args, out_dir: Path) -> int:
             LOG.error('%s', exc)
             return 2
         runner = FrameRunner(args, out_dir, camera)
+        runner.bag = bag
         bag_out = None
         if bag is not None:
             from ..offline.bag_reader import image_namespace
@@ -219,13 +247,17 @@ class FrameRunner:
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
         self.source = 'sparse_depth' if args.sparse_depth_topic is not None else \
-            'ground_plane' if args.camera_height is not None else 'none'
+            'ground_plane' if args.camera_height is not None else \
+            'odometry' if args.odometry_topic is not None else 'none'
         self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
         self.scale = None       # ScaleFilter when a scale anchor is given
         self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
         if self.source != 'none':
-            from ..scale import ScaleFilter
+            from ..scale import MotionHistory, ScaleFilter
             self.scale = ScaleFilter(args.scale_smoothing)
+            self.history = MotionHistory()
+        self.bag = None         # BagInput (odometry)
+        self.rejects = {}       # odometry fits rejected, by reason
 
     def scale_report(self, bag) -> dict:
         values = np.array([s for s, _ in self.scales], dtype=np.float64)
@@ -239,6 +271,8 @@ class FrameRunner:
                           else 0.0)
         if bag is not None and self.args.sparse_depth_topic is not None:
             report['sparse_depth'] = dict(bag.sparse_counts)
+        if bag is not None and self.args.odometry_topic is not None:
+            report['odometry'] = dict(bag.odometry_counts, fits_rejected=dict(self.rejects))
         return report
 
     def _estimator(self):
@@ -290,6 +324,8 @@ class FrameRunner:
                              'good sparse depth fit so far)')
         if self.scale is not None:
             self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
+        if out.fit is not None and not out.fit.ok and out.fit.reject:
+            self.rejects[out.fit.reject] = self.rejects.get(out.fit.reject, 0) + 1
         depth = out.depth
         K_depth = out.camera.K
         # The .npy goes last: its presence is what marks the frame as done for --resume.
@@ -303,6 +339,14 @@ class FrameRunner:
 
     def measurement(self, frame):
         """This frame's scale measurement for the anchor (None: none this frame)."""
+        if self.source == 'odometry':
+            from ..poses import mount_matrix
+            from ..scale import Motion
+
+            pose = self.bag.odometry.at(frame.stamp_ns)
+            if pose is not None:
+                pose = pose @ mount_matrix(self.args.camera_mount)
+            return Motion(pose, frame.stamp_ns, self.history)
         return frame.sparse_m if self.source == 'sparse_depth' else None
 
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
