@@ -493,8 +493,7 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
 
     if not valid_pose(pose):
         return _rejected('pose', 'the pose is not a finite rigid transform')
-    usable = [f for f in history.frames
-              if f.grey.shape == grey.shape and f.pose is not pose]
+    usable = [f for f in history.frames if f.grey.shape == grey.shape]
     if not usable:
         return _rejected('no_history', 'no earlier frame with a pose yet')
     import cv2
