@@ -7,6 +7,7 @@ import pytest
 
 from metricgold_core import poses, scale
 from metricgold_core.geometry import CameraModel
+from test_process import redwood  # noqa: F401 (fixture; test_process needs rosbags)
 
 H, W = 120, 160
 
@@ -124,3 +125,68 @@ def test_infer_with_poses_checks_its_arguments(tmp_path, tiny_checkpoint, sequen
     for i in range(3):
         depth = np.load(tmp_path / 'out' / f'{i}_depth.npy')
         assert depth.shape == (H, W) and np.isfinite(depth).any()
+
+
+def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, shared_data,
+                                    redwood):  # noqa: F811
+    import json
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from test_process import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
+    from test_process import process, TYPES, TYPESTORE
+
+    from metricgold_core.data.poses import read_sequence_poses
+
+    frames, K = redwood
+    trajectory = read_sequence_poses(shared_data / 'real' / 'redwood')
+    bag = tmp_path / 'in'
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conns = {topic: writer.add_connection(topic, kind, typestore=TYPESTORE) for topic, kind
+                 in (('/cam/image_raw', 'sensor_msgs/msg/Image'),
+                     ('/cam/camera_info', 'sensor_msgs/msg/CameraInfo'),
+                     ('/odom', 'nav_msgs/msg/Odometry'))}
+        for i, rgb in enumerate(frames):
+            log_ns = FIRST_STAMP_NS + i * PERIOD_NS
+            odom = default_odometry(TYPES)
+            odom.header = header(i, 'odom')
+            q = poses.matrix_quaternion(trajectory[i][:3, :3])
+            p = odom.pose.pose
+            p.position.x, p.position.y, p.position.z = (float(v) for v in trajectory[i][:3, 3])
+            if i == 3:   # a corrupt message: refused, counted
+                p.position.x = float('nan')
+            p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = map(float, q)
+            for topic, msg in (('/cam/camera_info', camera_info(i, K)),
+                               ('/cam/image_raw', image_msg(i, rgb)), ('/odom', odom)):
+                writer.write(conns[topic], log_ns, TYPESTORE.serialize_cdr(msg,
+                                                                           msg.__msgtype__))
+    out = tmp_path / 'out'
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
+                   '--odometry-topic', '/odom') == 2           # the mount is needed
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
+                   '--odometry-topic', '/cam/image_raw', '--camera-mount',
+                   *'0 0 0 0 0 0 1'.split()) == 2              # not an Odometry topic
+    assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
+                   '--odometry-topic', '/odom', '--camera-mount', *'0 0 0 0 0 0 1'.split()) == 0
+    report = json.loads((out / 'process_report.json').read_text())
+    assert report['scale']['source'] == 'odometry'
+    assert report['scale']['odometry']['messages'] == len(frames)
+    assert report['scale']['odometry']['refused'] == 1
+    assert math.isfinite(report['scale']['scale_median'])
+    assert report['inferred'] == len(frames)
+
+
+def default_odometry(types):
+    """A nav_msgs/Odometry of zeros built from the rosbags types."""
+    t = types
+    stamp = t['builtin_interfaces/msg/Time'](sec=0, nanosec=0)
+    head = t['std_msgs/msg/Header'](stamp=stamp, frame_id='odom')
+    point = t['geometry_msgs/msg/Point'](x=0.0, y=0.0, z=0.0)
+    quat = t['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0)
+    vec = t['geometry_msgs/msg/Vector3'](x=0.0, y=0.0, z=0.0)
+    pose = t['geometry_msgs/msg/PoseWithCovariance'](
+        pose=t['geometry_msgs/msg/Pose'](position=point, orientation=quat),
+        covariance=np.zeros(36))
+    twist = t['geometry_msgs/msg/TwistWithCovariance'](
+        twist=t['geometry_msgs/msg/Twist'](linear=vec, angular=vec), covariance=np.zeros(36))
+    return t['nav_msgs/msg/Odometry'](header=head, child_frame_id='camera', pose=pose,
+                                      twist=twist)
