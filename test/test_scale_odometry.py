@@ -190,3 +190,24 @@ def default_odometry(types):
         twist=t['geometry_msgs/msg/Twist'](linear=vec, angular=vec), covariance=np.zeros(36))
     return t['nav_msgs/msg/Odometry'](header=head, child_frame_id='camera', pose=pose,
                                       twist=twist)
+
+
+def test_evaluate_odometry_on_sequences(tmp_path, tiny_checkpoint):
+    import csv
+    import json
+
+    from metricgold_core.cli import main
+
+    base = ['evaluate', '--dataset', 'trajectory', '--count', '1', '--frames', '3', '--size',
+            '48', '64', '--checkpoint', str(tiny_checkpoint), '--processing-resolution', '64',
+            '--no-map', '--no-progress', '--output']
+    assert main(base + [str(tmp_path / 'a'), '--odometry', '--camera-height', 'gt']) == 2
+    assert main(['evaluate', '--dataset', 'procedural', '--count', '1', '--size', '48', '64',
+                 '--odometry', '--no-progress', '--output', str(tmp_path / 'b')]) == 2
+    assert main(base + [str(tmp_path / 'c'), '--odometry']) == 0
+    summary = json.loads((tmp_path / 'c' / 'summary.json').read_text())
+    assert summary['scale_source'] == 'odometry' and summary['images'] == 3
+    with open(tmp_path / 'c' / 'per_image.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]['anchor_ok'] == 'False'   # the first frame has no earlier one
+    assert all(math.isfinite(float(r['anchor_scale'])) for r in rows)

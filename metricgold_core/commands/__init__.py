@@ -37,14 +37,19 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
                         'pitch)')
 
 
-def scale_anchor_error(args, sparse_option: str, sparse_given: bool) -> str | None:
+def scale_anchor_error(args, sparse_option: str, sparse_given: bool,
+                       odometry_option: str = '', odometry_given: bool = False) -> str | None:
     """What is wrong with the scale-anchor arguments (None: nothing): at most one source, and a
-    numeric --camera-height in (0, 1000) m. `sparse_option` names the command's sparse flag.
-    Checked before the model loads; what the model allows is ScaleAnchor.resolve's."""
+    numeric --camera-height in (0, 1000) m. `sparse_option` / `odometry_option` name the
+    command's flags of those sources. Checked before the model loads; what the model allows is
+    ScaleAnchor.resolve's."""
     from ..scale import camera_height_problem
 
-    if sparse_given and args.camera_height is not None:
-        return f'give one scale anchor: {sparse_option} or --camera-height, not both.'
+    given = [option for option, on in ((sparse_option, sparse_given),
+                                       ('--camera-height', args.camera_height is not None),
+                                       (odometry_option, odometry_given)) if on]
+    if len(given) > 1:
+        return f'give one scale anchor: {" or ".join(given)}, not both.'
     height = args.camera_height
     if height is None or height == 'gt':   # evaluate also takes `gt`
         return None

@@ -131,9 +131,6 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
-    if args.odometry and (args.sparse_points or args.camera_height is not None):
-        LOG.error('give one scale anchor: --odometry, --sparse-points or --camera-height.')
-        return 2
     if args.odometry and recorder is None:
         LOG.error('--odometry needs posed sequences: --sequence, or --dataset trajectory.')
         return 2
@@ -141,7 +138,8 @@ def run(args) -> int:
                                 or args.odometry):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
-    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points))
+    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points),
+                                 '--odometry', args.odometry)
     if problem:
         LOG.error('%s', problem)
         return 2

@@ -76,8 +76,6 @@ def infer_source(args, problem: str | None) -> tuple:
                                    ('odometry', args.poses is not None)) if on]
     if problem:
         return 'none', problem
-    if len(given) > 1:
-        return 'none', 'give one scale anchor: --sparse-depth, --camera-height or --poses.'
     source = args.scale_source or (given[0] if given else 'none')
     needs = {'sparse_depth': '--sparse-depth', 'ground_plane': '--camera-height',
              'odometry': '--poses'}
@@ -118,7 +116,8 @@ def run(args) -> int:
         LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
         return 2
     sparse = None
-    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None)
+    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None,
+                                 '--poses', args.poses is not None)
     source, problem = infer_source(args, problem)
     if problem:
         LOG.error('%s', problem)

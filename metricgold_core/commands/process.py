@@ -138,16 +138,10 @@ def run(args) -> int:
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
         return 2
-    problem = scale_anchor_error(args, '--sparse-depth-topic',
-                                 args.sparse_depth_topic is not None)
+    problem = scale_anchor_error(args, '--sparse-depth-topic', args.sparse_depth_topic is not None,
+                                 '--odometry-topic', args.odometry_topic is not None)
     if problem:
         LOG.error('%s', problem)
-        return 2
-    given = [o for o, v in (('--sparse-depth-topic', args.sparse_depth_topic),
-                            ('--camera-height', args.camera_height),
-                            ('--odometry-topic', args.odometry_topic)) if v is not None]
-    if len(given) > 1:
-        LOG.error('give one scale anchor: %s.', ' or '.join(given))
         return 2
     if (args.odometry_topic is None) != (args.camera_mount is None):
         LOG.error('--odometry-topic and --camera-mount go together (the odometry and where '
