@@ -10,18 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def quaternion_matrix(q) -> np.ndarray:
-    """3x3 rotation of a quaternion (qx, qy, qz, qw); normalised first (ValueError if ~0)."""
-    x, y, z, w = (float(v) for v in q)
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not (math.isfinite(n) and n > 1e-9):
-        raise ValueError(f'not a rotation quaternion: {tuple(q)}')
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+from .data.poses import quaternion_matrix   # (qx, qy, qz, qw) -> 3x3, normalised
 
 
 def matrix_quaternion(R: np.ndarray) -> np.ndarray:
@@ -46,7 +35,7 @@ def matrix_quaternion(R: np.ndarray) -> np.ndarray:
 def pose_matrix(xyz, q) -> np.ndarray:
     """4x4 transform of a translation (x, y, z) and a quaternion (qx, qy, qz, qw)."""
     T = np.eye(4)
-    T[:3, :3] = quaternion_matrix(q)
+    T[:3, :3] = quaternion_matrix(*(float(v) for v in q))
     T[:3, 3] = np.asarray(xyz, dtype=np.float64)
     if not np.isfinite(T).all():
         raise ValueError(f'not a finite translation: {tuple(xyz)}')
@@ -80,8 +69,8 @@ def interpolate_pose(t0: float, T0: np.ndarray, t1: float, T1: np.ndarray, t: fl
     a = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
     T = np.eye(4)
     T[:3, 3] = T0[:3, 3] + a * (T1[:3, 3] - T0[:3, 3])
-    T[:3, :3] = quaternion_matrix(slerp(matrix_quaternion(T0[:3, :3]),
-                                        matrix_quaternion(T1[:3, :3]), a))
+    T[:3, :3] = quaternion_matrix(*slerp(matrix_quaternion(T0[:3, :3]),
+                                         matrix_quaternion(T1[:3, :3]), a))
     return T
 
 
