@@ -6,6 +6,7 @@ metres along the optical axis.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 import numpy as np
@@ -54,6 +55,61 @@ def flip_intrinsics_horizontal(K: np.ndarray, width: int) -> np.ndarray:
     K = np.array(K, dtype=np.float64, copy=True)
     K[0, 2] = (width - 1) - K[0, 2]
     return K
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """The one camera type: image size and the pinhole parameters (P, or K) of that image.
+
+    The node, the CLIs and the core call all describe a camera with it; `as_camera` turns an
+    fx, a 3x3 K or a CameraModel into one for an image of a given size."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def from_K(cls, K, height: int, width: int) -> 'CameraModel':
+        """The model of a (height, width) image with 3x3 intrinsics K."""
+        return cls(int(width), int(height), float(K[0][0]), float(K[1][1]), float(K[0][2]),
+                   float(K[1][2]))
+
+    @property
+    def K(self) -> np.ndarray:
+        return make_K(self.fx, self.fy, self.cx, self.cy)
+
+    def check_size(self, height: int, width: int) -> None:
+        """BadInput `camera_info_size` unless this camera describes a (height, width) image."""
+        from .ros_format import BadInput
+
+        if (self.height, self.width) != (height, width):
+            raise BadInput('camera_info_size', f'camera_info describes a {self.width}x'
+                           f'{self.height} image, the image is {width}x{height}')
+
+    def scaled(self, height: int, width: int) -> 'CameraModel':
+        """The model of this image resized to (height, width), pixel centres at integers."""
+        K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
+        return CameraModel.from_K(K, height, width)
+
+
+def as_camera(camera, height: int, width: int) -> CameraModel:
+    """The CameraModel of a (height, width) image from a CameraModel (resized to the image when
+    it describes another size), a 3x3 K, or a focal length fx in px (principal point centred).
+    """
+    if isinstance(camera, CameraModel):
+        if (camera.height, camera.width) != (height, width):
+            return camera.scaled(height, width)
+        return camera
+    arr = np.asarray(camera, dtype=np.float64)
+    if arr.shape == (3, 3):
+        return CameraModel.from_K(arr, height, width)
+    if arr.ndim == 0:
+        fx = float(arr)
+        return CameraModel(int(width), int(height), fx, fx, (width - 1) * 0.5, (height - 1) * 0.5)
+    raise ValueError(f'expected fx (px), a 3x3 K or a CameraModel, got shape {arr.shape}.')
 
 
 def nearest_indices(src_hw: tuple, dst_hw: tuple) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """One call from an RGB image and its camera intrinsics to depth in metres.
 
-    out = estimate_metric_depth(estimator, rgb, fx, steps=1, seed=0)
+    out = estimate_metric_depth(estimator, rgb, camera, steps=1, seed=0, anchor=anchor)
     out.depth          # float32 metres (NaN = invalid), the focal rescale applied once
+    out.camera         # CameraModel of the depth image (its size may differ from the input's)
     out.focal_factor   # fx' / canonical_focal_px (1.0 for checkpoints without a canonical focal)
 
 Checkpoints trained on canonical-focal labels (`canonical_focal_px` in metricgold.json) predict
@@ -17,7 +18,7 @@ import math
 
 import numpy as np
 
-from .geometry import make_K, processing_focal_factor, scale_intrinsics
+from .geometry import as_camera, processing_focal_factor
 
 LOG = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class MetricDepth:
     fit: object = None                 # this frame's scale.ScaleFit (None: no scale source)
     scale: float = 1.0                 # depth = scale * model output (+ shift)
     shift: float = 0.0
+    camera: object = None              # geometry.CameraModel of the depth image
 
     @property
     def timings(self) -> dict:
@@ -66,68 +68,45 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
     return DepthEstimator(model, device=device, dtype=dtype, mode=mode)
 
 
-def is_relative_model(model) -> bool:
-    """True for affine-invariant checkpoints (Marigold; metricgold.json depth_type says so)."""
-    meta = getattr(model, 'meta', {}) or {}
-    kind = meta.get('depth_type')
-    if kind is not None:
-        return kind == 'affine_invariant'
-    return bool(meta.get('affine_invariant'))
-
-
-def camera_K(camera, height: int, width: int) -> np.ndarray:
-    """3x3 K of an image (height, width) from fx, a K or a CameraModel (fx only: centred)."""
-    if hasattr(camera, 'K'):
-        return np.asarray(camera.K, dtype=np.float64)
-    arr = np.asarray(camera, dtype=np.float64)
-    if arr.shape == (3, 3):
-        return arr
-    return make_K(float(arr), float(arr), (width - 1) * 0.5, (height - 1) * 0.5)
-
-
-def focal_px(camera) -> float:
-    """fx in pixels from a number, a 3x3 K, or an object with `.fx` (CameraModel)."""
-    if hasattr(camera, 'fx'):
-        return float(camera.fx)
-    arr = np.asarray(camera, dtype=np.float64)
-    if arr.shape == (3, 3):
-        return float(abs(arr[0, 0]))
-    if arr.ndim == 0:
-        return float(arr)
-    raise ValueError(f'expected fx (px), a 3x3 K or a camera model, got shape {arr.shape}.')
-
-
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                           processing_resolution: int | None = None, seed: int | None = None,
                           output_uncertainty: bool = False,
-                          match_input_resolution: bool = True, sparse_m: np.ndarray | None = None,
+                          match_input_resolution: bool = True, anchor=None, measurement=None,
+                          sparse_m: np.ndarray | None = None,
                           camera_height_m: float | None = None, ground_max_tilt_deg: float = 15.0,
                           scale_filter=None) -> MetricDepth:
     """Run `estimator` on uint8 RGB (H, W, 3) and return metres for the camera `camera`.
 
-    `camera` is the focal length fx (px) of `rgb` at its own size, a 3x3 K, or a CameraModel.
-    The factor is fx at the processing width / the checkpoint's canonical focal (1.0 when the
-    checkpoint has none).
+    `camera` is a CameraModel of `rgb` (or its 3x3 K, or its focal length fx in px); the
+    result's `camera` is the depth image's. The focal factor is fx at the processing width /
+    the checkpoint's canonical focal (1.0 when the checkpoint has none).
 
-    Scale anchors (metricgold_core.scale), at most one: `sparse_m` (float32 metres, NaN = none,
-    any grid: scaled to the depth's), or `camera_height_m` (ground plane; metric models only).
-    `scale_filter` (a scale.ScaleFilter) carries the scale across frames; without a good fit
-    the last good scale is kept. Affine-invariant checkpoints give their linear [0, 1] output
-    (near = 0) and `relative=True` until a sparse fit anchors them.
+    Scale: `anchor` (a scale.ScaleAnchor, resolved against this model) with this frame's
+    `measurement` (sparse_depth: sparse metres on any grid; odometry: a scale.Motion). The
+    shorthands `sparse_m` / `camera_height_m` build the anchor here. `scale_filter` (a
+    scale.ScaleFilter) carries the scale across frames; without a good fit the last good scale
+    is kept. Affine-invariant checkpoints give their linear [0, 1] output (near = 0) and
+    `relative=True` until a sparse fit anchors them.
     """
-    from . import scale as scale_mod
+    from .scale import ScaleAnchor
 
     # 1. Check the inputs
     height, width = rgb.shape[:2]
-    fx = focal_px(camera)
+    camera = as_camera(camera, height, width)
+    fx = camera.fx
     if not (math.isfinite(fx) and fx > 0):
         raise ValueError(f'fx must be a finite focal length > 0 px, got {fx}.')
-    relative = is_relative_model(estimator.model)
-    if relative and camera_height_m is not None:
-        raise ValueError('the ground_plane scale source needs a metric model; this checkpoint '
-                         'is affine-invariant (relative depth): use sparse_depth.')
-    if sparse_m is not None and camera_height_m is not None:
-        raise ValueError('give one scale anchor: sparse_m or camera_height_m, not both.')
+    relative = estimator.model.is_relative
+    if anchor is None:
+        if sparse_m is not None and camera_height_m is not None:
+            raise ValueError('give one scale anchor: sparse_m or camera_height_m, not both.')
+        source = 'sparse_depth' if sparse_m is not None else \
+            'ground_plane' if camera_height_m is not None else 'none'
+        anchor = ScaleAnchor.resolve(estimator.model, source, camera_height_m=camera_height_m,
+                                     ground_max_tilt_deg=ground_max_tilt_deg)
+        measurement = sparse_m
+    elif sparse_m is not None or camera_height_m is not None:
+        raise ValueError('give the scale anchor once: `anchor` or sparse_m / camera_height_m.')
 
     # 2. The network's depth (metres at the canonical focal, or relative [0, 1])
     pred = estimator(rgb, steps=steps, processing_resolution=processing_resolution, seed=seed,
@@ -146,21 +125,19 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
             depth = (depth * np.float32(factor)).astype(np.float32)
             if uncertainty is not None:
                 uncertainty = (uncertainty * np.float32(factor)).astype(np.float32)
+    depth_camera = as_camera(camera, *depth.shape)
     out = MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
-                      focal_factor=float(factor), relative=relative)
+                      focal_factor=float(factor), relative=relative, camera=depth_camera)
 
     # 4. The scale anchor of this frame (or the filter's last good scale)
-    if sparse_m is None and camera_height_m is None:
+    fit = anchor.fit(depth, depth_camera, measurement, rgb,
+                     None if scale_filter is None else scale_filter.scale)
+    if fit is None:
         if scale_filter is None or scale_filter.scale is None:
             return out
         # no measurement this frame (a late or lost sparse image): keep the last good scale
-        fit, s, t = None, scale_filter.scale, scale_filter.shift
-    elif sparse_m is not None:
-        fit = scale_mod.fit_sparse(depth, np.asarray(sparse_m, np.float32), relative=relative)
+        s, t = scale_filter.scale, scale_filter.shift
     else:
-        K = scale_intrinsics(camera_K(camera, height, width), (height, width), depth.shape)
-        fit = scale_mod.fit_ground_plane(depth, K, camera_height_m, ground_max_tilt_deg)
-    if fit is not None:
         out.fit = fit
         if scale_filter is not None:
             s = scale_filter.update(fit)

@@ -65,6 +65,15 @@ class MetricGoldModel:
         return int(self.meta.get('processing_resolution') or 0)
 
     @property
+    def is_relative(self) -> bool:
+        """True for affine-invariant checkpoints (Marigold: linear [0, 1] output, no metres);
+        metricgold.json's depth_type says so (older files: affine_invariant)."""
+        kind = self.meta.get('depth_type')
+        if kind is not None:
+            return kind == 'affine_invariant'
+        return bool(self.meta.get('affine_invariant'))
+
+    @property
     def canonical_focal_px(self) -> float | None:
         value = self.meta.get('canonical_focal_px')
         return None if value is None else float(value)

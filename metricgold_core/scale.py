@@ -2,7 +2,11 @@
 
     fit = fit_sparse(pred, sparse_m, relative=False)    # robust scale (scale + shift if relative)
     fit = fit_ground_plane(depth_m, K, camera_height_m)  # RANSAC floor plane -> scale
+    fit = fit_motion(depth_m, camera, grey, pose, history)  # odometry: photometric 1-D search
     filt = ScaleFilter(smoothing=0.8); scale = filt.update(fit)
+
+    anchor = ScaleAnchor.resolve(model, 'odometry')  # the source of a run, checked once
+    fit = anchor.fit(depth_m, camera, measurement, rgb)  # what the node and the CLIs call
 
 Metric models are fitted with a scale only, in log space (log ref - log pred), so the fit is
 the same whether the error is near or far. Relative (affine-invariant) models are fitted with a
@@ -20,7 +24,8 @@ import numpy as np
 
 from .geometry import backproject, crop_intrinsics, nearest_indices
 
-SOURCES = ('none', 'sparse_depth', 'ground_plane')
+SOURCES = ('none', 'sparse_depth', 'ground_plane', 'odometry')
+METRIC_ONLY = ('ground_plane', 'odometry')   # scale-only fits: a relative model has a shift
 MIN_POINTS = 8              # fewer valid sparse pixels than this: no fit
 MAX_LOG_RESIDUAL = 1.0      # robust spread of log(ref / (s pred)) above this: a bad fit
 MAX_SPARSE_DEPTH_M = 1000.0  # sparse values above this (or <= 0, NaN) are not measurements
@@ -38,6 +43,9 @@ class ScaleFit:
     residual: float = math.nan  # robust relative residual (MAD of log ratio, or of rel. error)
     ok: bool = False
     reason: str = ''
+    reject: str = ''           # short key of `reason` (diagnostics count rejections by it)
+    parallax_px: float = math.nan   # odometry: median parallax of the motion at the fitted scale
+    contrast: float = math.nan      # odometry: (median - min) / median of the cost curve
 
 
 def _mad(x: np.ndarray) -> float:
@@ -292,3 +300,416 @@ class ScaleFilter:
         self.log_scale = a * self.log_scale + (1 - a) * x
         self.shift = a * self.shift + (1 - a) * fit.shift
         return self.scale
+
+
+# ---------------------------------------------------------------------------- odometry
+
+MOTION_FIT_WIDTH = 320        # the fit's grid: the depth resized to at most this width
+MOTION_HIGHPASS_SIGMA = 6.0   # px at MOTION_FIT_WIDTH: grey minus this blur (lighting-free)
+MOTION_PIXELS = 8000          # sampled pixels with the strongest gradient
+MOTION_TUKEY_C = 0.05         # of the high-passed grey in [0, 1]
+MOTION_LOG_RANGE = math.log(8.0)   # search log s in [-ln 8, ln 8]
+MOTION_COARSE = 33            # grid points over the range, then a fine grid around the minimum
+MOTION_FINE = 11
+MIN_PARALLAX_PX = 1.0         # the motion must move the scene this much at the fitted scale
+MAX_PARALLAX_PX = 40.0        # more: the model's shape error dominates (and garbage poses)
+WANT_PARALLAX_PX = 4.0        # earlier frames are picked with a parallax near this
+MAX_ROTATION_DEG = 10.0
+MIN_CONTRAST = 0.08           # (median - min) / median of the cost curve
+MIN_DISTINCT = 0.3            # another local minimum within this fraction of (median - min)
+DISTINCT_LOG = math.log(1.5)  # ... further than this from the best: an ambiguous fit
+MOTION_FRAMES = 2             # earlier frames used per fit
+MOTION_HISTORY = 6            # earlier frames kept
+MAX_POSE_STEP_M = 5.0         # a larger jump between frames is not motion: history cleared
+
+
+@dataclass
+class MotionFrame:
+    grey: np.ndarray     # high-passed grey float32 on the fit grid
+    pose: np.ndarray     # 4x4 camera-to-world of the optical frame (metres)
+    stamp_ns: int
+
+
+class MotionHistory:
+    """The last few frames with a pose (ordered by stamp) that the odometry fit looks back to."""
+
+    def __init__(self, size: int = MOTION_HISTORY):
+        self.size = size
+        self.frames = []
+
+    def add(self, grey: np.ndarray, pose: np.ndarray, stamp_ns: int) -> str:
+        """Keep this frame; '' or why the history was cleared first (out of order, a jump)."""
+        why = ''
+        if self.frames:
+            last = self.frames[-1]
+            if stamp_ns <= last.stamp_ns:
+                why = 'stamps went back'
+            elif last.grey.shape != grey.shape:
+                why = 'image size changed'
+            elif np.linalg.norm(pose[:3, 3] - last.pose[:3, 3]) > MAX_POSE_STEP_M:
+                why = 'pose jumped'
+        if why:
+            self.frames = []
+        self.frames = (self.frames + [MotionFrame(grey, pose, int(stamp_ns))])[-self.size:]
+        return why
+
+    def clear(self) -> None:
+        self.frames = []
+
+
+def motion_grid_hw(shape_hw: tuple) -> tuple:
+    """(h, w) the odometry fit works on for a depth image of `shape_hw`."""
+    h, w = shape_hw
+    if w <= MOTION_FIT_WIDTH:
+        return int(h), int(w)
+    return max(8, int(round(h * MOTION_FIT_WIDTH / w))), MOTION_FIT_WIDTH
+
+
+def motion_grey(rgb: np.ndarray, shape_hw: tuple) -> np.ndarray:
+    """High-passed grey float32 of uint8 RGB on a (h, w) grid: grey in [0, 1] minus its blur."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (shape_hw[1], shape_hw[0]), interpolation=cv2.INTER_AREA)
+    grey = grey.astype(np.float32) / 255.0
+    sigma = MOTION_HIGHPASS_SIGMA * shape_hw[1] / MOTION_FIT_WIDTH
+    return grey - cv2.GaussianBlur(grey, (0, 0), sigma)
+
+
+def valid_pose(pose) -> bool:
+    """A finite 4x4 rigid transform (rotation orthonormal to 1e-3)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        return False
+    R = pose[:3, :3]
+    return bool(np.abs(R @ R.T - np.eye(3)).max() < 1e-3 and np.linalg.det(R) > 0)
+
+
+def _rotation_deg(R: np.ndarray) -> float:
+    return math.degrees(math.acos(min(1.0, max(-1.0, (np.trace(R) - 1.0) * 0.5))))
+
+
+def _tukey_rho(r: np.ndarray, c: float) -> np.ndarray:
+    """Tukey's biweight loss, normalised to 1 at and beyond c."""
+    u = np.minimum((r / c) ** 2, 1.0)
+    return 1.0 - (1.0 - u) ** 3
+
+
+def _sample_bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple:
+    """(values, inside) of `image` at float pixel coordinates; outside: inside False."""
+    h, w = image.shape
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    uc, vc = np.clip(u, 0, w - 1.001), np.clip(v, 0, h - 1.001)
+    u0, v0 = uc.astype(np.intp), vc.astype(np.intp)
+    fu, fv = uc - u0, vc - v0
+    top = image[v0, u0] * (1 - fu) + image[v0, u0 + 1] * fu
+    bottom = image[v0 + 1, u0] * (1 - fu) + image[v0 + 1, u0 + 1] * fu
+    return top * (1 - fv) + bottom * fv, inside
+
+
+class _Warp:
+    """Pixels of the current frame seen from an earlier one, as a function of the scale."""
+
+    def __init__(self, rays: np.ndarray, depth: np.ndarray, K: np.ndarray, T: np.ndarray):
+        self.K = K
+        self.rot = (rays * depth[:, None]) @ T[:3, :3].T   # R X at scale 1
+        self.t = T[:3, 3]
+        far = rays @ T[:3, :3].T                           # R ray: the point at infinity
+        with np.errstate(divide='ignore', invalid='ignore'):
+            self.far_uv = self._project(far)
+
+    def _project(self, p: np.ndarray) -> tuple:
+        K = self.K
+        z = p[:, 2]
+        u = K[0, 0] * p[:, 0] / z + K[0, 2]
+        v = K[1, 1] * p[:, 1] / z + K[1, 2]
+        return u, v, z
+
+    def at(self, log_s: float) -> tuple:
+        """(u, v, in front) in the earlier image at scale exp(log_s)."""
+        p = self.rot * math.exp(log_s) + self.t
+        with np.errstate(divide='ignore', invalid='ignore'):
+            u, v, z = self._project(p)
+        return u, v, z > 1e-3
+
+    def parallax(self, log_s: float) -> float:
+        u, v, front = self.at(log_s)
+        fu, fv, fz = self.far_uv
+        ok = front & (fz > 1e-3)
+        if not ok.any():
+            return math.inf
+        return float(np.median(np.hypot(u[ok] - fu[ok], v[ok] - fv[ok])))
+
+
+def _motion_cost(warps: list, greys: list, target: np.ndarray, log_s: float) -> float:
+    total = 0.0
+    for warp, grey in zip(warps, greys):
+        u, v, front = warp.at(log_s)
+        values, inside = _sample_bilinear(grey, np.nan_to_num(u, nan=-1.0),
+                                          np.nan_to_num(v, nan=-1.0))
+        rho = _tukey_rho(values - target, MOTION_TUKEY_C)
+        rho[~(inside & front)] = 1.0   # leaving the image (or going behind it): the maximum
+        total += float(rho.mean())
+    return total / len(warps)
+
+
+def _sample_pixels(grey: np.ndarray, depth: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices of up to `count` pixels with valid depth and a gradient above the median
+    (a fixed random draw among them: spread over the image and its depths, which follows the
+    depth's overall scale better than the strongest edges alone, measured)."""
+    import cv2
+
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.hypot(gx, gy)
+    with np.errstate(invalid='ignore'):
+        ok = np.isfinite(depth) & (depth > 0)
+    ok[:2], ok[-2:], ok[:, :2], ok[:, -2:] = False, False, False, False
+    if not ok.any():
+        return np.flatnonzero(ok)
+    index = np.flatnonzero(ok & (mag > max(float(np.median(mag[ok])), 1e-3)))
+    if index.size > count:
+        index = np.random.default_rng(0).choice(index, count, replace=False)
+    return np.sort(index)
+
+
+def _rejected(reject: str, reason: str, **fields) -> ScaleFit:
+    return ScaleFit(reason=reason, reject=reject, **fields)
+
+
+def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
+               history: MotionHistory, prior_scale: float | None = None) -> ScaleFit:
+    """Scale of `depth` (metres up to a factor) from the camera's known metric motion.
+
+    `grey` is motion_grey of this frame on the fit grid, `pose` its camera-to-world (optical
+    frame, metres), `history` the earlier frames. The earlier image, warped into this one
+    through the scaled depth and the motion, matches it best at the right scale: a coarse then
+    fine grid over log s with a parabola, Tukey loss on the high-passed grey, pixels leaving
+    the image at the maximum cost. Accepted only with enough parallax, a cost curve with
+    contrast, and its minimum inside the search range. `prior_scale` (the last good scale)
+    picks the earlier frames; the caller adds this frame to `history` afterwards.
+    """
+    from .geometry import as_camera, pixel_rays
+
+    if not valid_pose(pose):
+        return _rejected('pose', 'the pose is not a finite rigid transform')
+    usable = [f for f in history.frames if f.grey.shape == grey.shape]
+    if not usable:
+        return _rejected('no_history', 'no earlier frame with a pose yet')
+    import cv2
+
+    h, w = grey.shape
+    if depth.shape != (h, w):
+        depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+    cam = as_camera(camera, *depth.shape)
+    K = cam.K
+    index = _sample_pixels(grey, depth, MOTION_PIXELS)
+    if index.size < 100 * MIN_POINTS:
+        return _rejected('texture', f'{index.size} textured pixels with depth (too few)',
+                         points=int(index.size))
+    rx, ry = pixel_rays(K, h, w, dtype=np.float64)
+    rays = np.stack([rx.ravel()[index], ry.ravel()[index], np.ones(index.size)], axis=1)
+    d = depth.ravel()[index].astype(np.float64)
+    target = grey.ravel()[index]
+    log_prior = math.log(prior_scale) if prior_scale and prior_scale > 0 else 0.0
+
+    # 1. The earlier frames: rotation small, parallax (at the last good scale) nearest the aim
+    candidates, worst_rotation = [], 0.0
+    for frame in usable:
+        T = np.linalg.inv(frame.pose) @ pose       # this camera -> the earlier one
+        rotation = _rotation_deg(T[:3, :3])
+        if rotation > MAX_ROTATION_DEG:
+            worst_rotation = max(worst_rotation, rotation)
+            continue
+        warp = _Warp(rays, d, K, T)
+        parallax = warp.parallax(log_prior)
+        if math.isfinite(parallax):
+            candidates.append((abs(math.log(max(parallax, 1e-6) / WANT_PARALLAX_PX)),
+                               parallax, warp, frame.grey))
+    if not candidates:
+        return _rejected('rotation', f'every earlier frame is rotated more than '
+                         f'{MAX_ROTATION_DEG:g} deg (up to {worst_rotation:.1f})')
+    candidates.sort(key=lambda c: c[0])
+    chosen = candidates[:MOTION_FRAMES]
+    warps, greys = [c[2] for c in chosen], [c[3] for c in chosen]
+    best_parallax = max(c[1] for c in chosen)
+    if best_parallax < 0.5 * MIN_PARALLAX_PX:   # no motion to speak of: do not even search
+        return _rejected('parallax', f'parallax {best_parallax:.2f} px < {MIN_PARALLAX_PX:g} '
+                         'px (the camera did not move enough)', parallax_px=best_parallax)
+
+    # 2. The cost over log s: coarse grid, fine grid, parabola
+    coarse = np.linspace(-MOTION_LOG_RANGE, MOTION_LOG_RANGE, MOTION_COARSE)
+    costs = np.array([_motion_cost(warps, greys, target, x) for x in coarse])
+    k = int(np.argmin(costs))
+    median = float(np.median(costs))
+    contrast = (median - float(costs[k])) / median if median > 0 else 0.0
+    step = coarse[1] - coarse[0]
+    fine = np.linspace(coarse[k] - step, coarse[k] + step, MOTION_FINE)
+    fine_costs = np.array([_motion_cost(warps, greys, target, x) for x in fine])
+    j = int(np.clip(np.argmin(fine_costs), 1, MOTION_FINE - 2))
+    c0, c1, c2 = fine_costs[j - 1:j + 2]
+    curvature = c0 - 2 * c1 + c2
+    offset = 0.5 * (c0 - c2) / curvature if curvature > 0 else 0.0
+    log_s = float(fine[j] + np.clip(offset, -1.0, 1.0) * (fine[1] - fine[0]))
+    parallax = float(np.median([warp.parallax(log_s) for warp in warps]))
+    fields = dict(points=int(index.size), residual=float(fine_costs.min()),
+                  parallax_px=parallax, contrast=contrast)
+
+    # 3. The gates
+    if k in (0, MOTION_COARSE - 1):
+        return _rejected('edge', f'the cost minimum is at the edge of the search (scale '
+                         f'{math.exp(coarse[k]):.3g})', **fields)
+    others = [costs[i] for i in range(1, MOTION_COARSE - 1)
+              if abs(coarse[i] - coarse[k]) > DISTINCT_LOG and costs[i] <= costs[i - 1]
+              and costs[i] <= costs[i + 1]]
+    if others and min(others) - costs[k] < MIN_DISTINCT * (median - costs[k]):
+        return _rejected('ambiguous', f'a second cost minimum at scale '
+                         f'{math.exp(coarse[costs.tolist().index(min(others))]):.3g}',
+                         **fields)
+    if contrast < MIN_CONTRAST:
+        return _rejected('contrast', f'flat cost curve (contrast {contrast:.2f} < '
+                         f'{MIN_CONTRAST:g})', **fields)
+    if not MIN_PARALLAX_PX <= parallax <= MAX_PARALLAX_PX:
+        return _rejected('parallax', f'parallax {parallax:.2f} px outside [{MIN_PARALLAX_PX:g}, '
+                         f'{MAX_PARALLAX_PX:g}] px', **fields)
+    scale = math.exp(log_s)
+    if not math.isfinite(scale):
+        return _rejected('pose', f'fit gave scale {scale}', **fields)
+    return ScaleFit(scale=scale, ok=True, **fields)
+
+
+# ---------------------------------------------------------------------------- the anchor
+
+class AnchorError(ValueError):
+    """A scale source that cannot work with this model or these settings (message says why)."""
+
+
+def camera_height_problem(height) -> str:
+    """'' or what is wrong with a camera height for the ground_plane source."""
+    try:
+        value = float(height)
+    except (TypeError, ValueError):
+        return f'the camera height must be metres, got {height!r}'
+    if not 0.0 < value < 1000.0:
+        return f'the camera height must be in (0, 1000) m, got {value:g}'
+    return ''
+
+
+RELATIVE_UNANCHORED = ('the checkpoint is affine-invariant (relative depth) and the scale source '
+                       'is none: its output is unitless relative depth, not metres (the '
+                       'sparse_depth source anchors it)')
+
+
+@dataclass(frozen=True)
+class ScaleAnchor:
+    """The scale source of a run, resolved against the model once: the node and each CLI only
+    build it (`resolve`), and every frame goes through `fit` (estimate_metric_depth).
+
+    `problem` is why the source cannot anchor this run ('' when it can): a relative model with
+    a scale-only source, or ground_plane without a camera height. Then no fit is made and the
+    output is the model's own (relative stays relative); `note` is what to tell the user.
+    """
+
+    source: str = 'none'
+    relative_model: bool = False
+    camera_height_m: float | None = None
+    ground_max_tilt_deg: float = 15.0
+    smoothing: float = 0.0
+    problem: str = ''
+
+    @classmethod
+    def resolve(cls, model, source: str = 'none', *, camera_height_m: float | None = None,
+                ground_max_tilt_deg: float = 15.0, smoothing: float = 0.0,
+                strict: bool = True) -> 'ScaleAnchor':
+        """The anchor of `source` for `model` (anything with `is_relative`, or a bool).
+
+        strict: raise AnchorError when the source cannot work (the CLIs); else keep the
+        reason in `problem` (the node, whose parameters may change at run time)."""
+        if source not in SOURCES:
+            raise AnchorError(f'unknown scale source {source!r}; one of {", ".join(SOURCES)}')
+        if not 0.0 <= smoothing < 1.0:
+            raise AnchorError(f'the scale smoothing must be in [0, 1), got {smoothing:g}')
+        relative = model if isinstance(model, bool) else bool(getattr(model, 'is_relative',
+                                                                      False))
+        problem = ''
+        if source in METRIC_ONLY and relative:
+            problem = (f'the {source} scale source needs a metric model; this checkpoint is '
+                       'affine-invariant (relative depth): use sparse_depth')
+        elif source == 'ground_plane':
+            problem = camera_height_problem(camera_height_m)
+            if problem:
+                problem = f'the ground_plane scale source needs a camera height: {problem}'
+        if problem and strict:
+            raise AnchorError(problem)
+        return cls(source, relative, None if camera_height_m is None else
+                   float(camera_height_m), float(ground_max_tilt_deg), float(smoothing), problem)
+
+    @property
+    def active(self) -> bool:
+        """True when frames are fitted (a source that works with this model)."""
+        return self.source != 'none' and not self.problem
+
+    @property
+    def note(self) -> str:
+        """'' or why the output is not anchored metres (a problem, or an unanchored relative
+        model)."""
+        if self.problem:
+            return self.problem
+        return RELATIVE_UNANCHORED if self.relative_model and self.source == 'none' else ''
+
+    def new_filter(self) -> 'ScaleFilter | None':
+        return ScaleFilter(self.smoothing) if self.active else None
+
+    def fit(self, depth: np.ndarray, camera, measurement=None, rgb=None,
+            prior_scale: float | None = None) -> ScaleFit | None:
+        """This frame's fit of `depth` (camera: the depth image's CameraModel), or None when
+        there is nothing to fit (inactive, or no measurement this frame).
+
+        measurement: sparse_depth: sparse metres (any grid); odometry: a Motion (pose and
+        history; `rgb` is the frame's image)."""
+        if not self.active:
+            return None
+        if self.source == 'sparse_depth':
+            if measurement is None:
+                return None
+            return fit_sparse(depth, np.asarray(measurement, np.float32),
+                              relative=self.relative_model)
+        if self.source == 'ground_plane':
+            return fit_ground_plane(depth, camera.K, self.camera_height_m,
+                                    self.ground_max_tilt_deg)
+        if measurement is None:
+            return None
+        return measurement.fit(depth, camera, rgb, prior_scale)
+
+
+class Motion:
+    """The odometry measurement of one frame: its camera pose and the stream's history.
+
+        motion = Motion(pose_4x4, stamp_ns, history)   # pose None: no odometry for this frame
+        fit = anchor.fit(depth, camera, motion, rgb)    # fits, then adds the frame to history
+    """
+
+    def __init__(self, pose, stamp_ns: int, history: MotionHistory):
+        self.pose = None if pose is None else np.asarray(pose, dtype=np.float64)
+        self.stamp_ns = int(stamp_ns)
+        self.history = history
+        self.fit_ms = 0.0
+        self.history_note = ''   # why the history was cleared at this frame ('' = it was not)
+
+    def fit(self, depth: np.ndarray, camera, rgb: np.ndarray,
+            prior_scale: float | None = None) -> ScaleFit:
+        import time
+
+        start = time.perf_counter()
+        if self.pose is None or not valid_pose(self.pose):
+            fit = _rejected('pose', 'no valid odometry pose for this frame')
+        else:
+            grey = motion_grey(rgb, motion_grid_hw(depth.shape))
+            last = self.history.frames[-1] if self.history.frames else None
+            if last is not None and self.stamp_ns <= last.stamp_ns:
+                fit = _rejected('order', 'the frame is older than the previous one')
+            else:
+                fit = fit_motion(depth, camera, grey, self.pose, self.history, prior_scale)
+            self.history_note = self.history.add(grey, self.pose, self.stamp_ns)
+        self.fit_ms = (time.perf_counter() - start) * 1e3
+        return fit

@@ -65,7 +65,7 @@ def folder_frames(folder: Path, count: int, hfov_deg: float):
     frames = []
     for path in folder_images(folder)[:count or None]:
         rgb = read_rgb(path)
-        frames.append((path.stem, rgb, camera.K(*rgb.shape[:2]), None, None))
+        frames.append((path.stem, rgb, camera.camera(*rgb.shape[:2]).K, None, None))
     return frames
 
 

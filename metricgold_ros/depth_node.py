@@ -61,8 +61,6 @@ class DepthNode(Node):
         self.infos = StampCache(self.cfg['camera_info_cache_size'])   # camera_info (InfoEntry)
         self.rectifier = rectify.Rectifier()   # maps cached per camera_info (worker thread)
         self.estimator, self.model_facts = self._load_model()
-        # An affine-invariant checkpoint: unitless depth, published on depth/relative only.
-        self.relative_model = self.model_facts['depth_type'] == 'affine_invariant'
         from .outputs import Outputs, PublishThread   # after validation (pulls in cv2)
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
@@ -79,8 +77,12 @@ class DepthNode(Node):
             'camera_info': (CameraInfo, self._on_camera_info, 10),
             'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
+        from .odometry import OdometryInput, odometry_type
+        self.odometry = OdometryInput(self, self.stats)   # scale_source odometry
+        if odometry_type() is not None:
+            self._inputs['odom'] = (odometry_type(), self._on_odometry, 50)
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
-        self._scale_filter = None           # (source, smoothing) -> ScaleFilter, worker only
+        self._scale = None   # (key, ScaleAnchor, ScaleFilter, MotionHistory): worker only
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None
@@ -137,8 +139,7 @@ class DepthNode(Node):
                  'canonical_focal_px': model.canonical_focal_px,
                  'device': str(estimator.device), 'dtype': str(estimator.dtype).split('.')[-1],
                  'mode': self.cfg['mode']}
-        from metricgold_core.metric_depth import is_relative_model
-        facts['depth_type'] = 'affine_invariant' if is_relative_model(model) else 'metric'
+        facts['depth_type'] = 'affine_invariant' if model.is_relative else 'metric'
         facts['untrained'] = True if meta.get('untrained') else None   # listed only when so
         return estimator, facts
 
@@ -224,6 +225,12 @@ class DepthNode(Node):
         self.sparse.add(stamp_ns, SparseEntry(metres))
         self.stats.count('sparse_depth_received')
 
+    def _on_odometry(self, msg) -> None:
+        why = self.odometry.on_odometry(msg)
+        self.stats.count('odometry_refused' if why else 'odometry_received')
+        if why:
+            self._log_throttled('odometry', f'dropped an odometry message: {why}')
+
     def _sparse_for(self, frame: ReceivedFrame, cfg: dict):
         """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest)."""
         entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
@@ -238,19 +245,24 @@ class DepthNode(Node):
             self.stats.count('sparse_depth_unmatched')
         return entry.metres
 
+    def _resolve_anchor(self, cfg: dict):
+        """The scale.ScaleAnchor of these parameters (its `note`: why no metres)."""
+        from metricgold_core.scale import ScaleAnchor
+
+        return ScaleAnchor.resolve(self.estimator.model, cfg['scale_source'],
+                                   camera_height_m=cfg['camera_height_m'],
+                                   ground_max_tilt_deg=cfg['ground_max_tilt_deg'],
+                                   smoothing=cfg['scale_smoothing'], strict=False)
+
     def _say_scale_source(self, cfg: dict) -> None:
         """Log (and keep for diagnostics) why the outputs are what they are."""
-        source, warning = cfg['scale_source'], ''
-        if self.relative_model and source == 'none':
-            warning = ('the checkpoint is affine-invariant (relative depth) and scale_source is '
-                       'none: publishing depth/relative only, no depth or points (set '
-                       'scale_source to sparse_depth for metres)')
-        elif self.relative_model and source == 'ground_plane':
-            warning = ('scale_source ground_plane needs a metric model; this checkpoint is '
-                       'affine-invariant: publishing depth/relative only (use sparse_depth)')
-        elif source == 'ground_plane' and not cfg['camera_height_m'] > 0:
-            warning = 'scale_source ground_plane needs camera_height_m > 0: using the model scale'
-        self.stats.set(scale_warning=warning, scale_source=source)
+        anchor = self._resolve_anchor(cfg)
+        warning = anchor.note
+        if warning and anchor.relative_model:
+            warning += ': publishing depth/relative only, no depth or points'
+        elif warning:
+            warning += ': using the model scale'
+        self.stats.set(scale_warning=warning, scale_source=anchor.source)
         if warning:
             self.get_logger().warning(warning)
 
@@ -337,18 +349,21 @@ class DepthNode(Node):
         want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
         from metricgold_core.metric_depth import estimate_metric_depth
 
-        anchor, scale_filter = self._anchor(frame, cfg)
+        anchor, measurement, scale_filter = self._anchor(frame, cfg)
         rejected_before = scale_filter.rejected if scale_filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
             output_uncertainty=want_uncertainty,
             match_input_resolution=cfg['depth_resolution'] == 'input',
-            scale_filter=scale_filter, **anchor)
+            anchor=anchor, measurement=measurement, scale_filter=scale_filter)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
-        self._hand_over(frame, out, camera, source_info, rgb, cfg,
-                        frame.convert_ms + rectify_ms)
+        fit_ms = getattr(measurement, 'fit_ms', 0.0)   # odometry: the fit, inside the budget
+        if hasattr(measurement, 'fit_ms'):
+            self.stats.set(scale_fit_ms=round(fit_ms, 1))
+        self._hand_over(frame, out, source_info, rgb, cfg,
+                        frame.convert_ms + rectify_ms + fit_ms)
         self._scale_stats(out, cfg, scale_filter, rejected_before)
         self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
@@ -357,15 +372,13 @@ class DepthNode(Node):
 
     # ------------------------------------------------------------------ publishing
 
-    def _hand_over(self, frame: ReceivedFrame, out, camera, source_info, rgb, cfg: dict,
+    def _hand_over(self, frame: ReceivedFrame, out, source_info, rgb, cfg: dict,
                    before_ms: float) -> None:
-        """Give the frame's depth to the publish thread (never blocks the worker)."""
+        """Give the frame's depth (with its camera, out.camera) to the publish thread (never
+        blocks the worker)."""
         from .outputs import OutgoingFrame
 
-        depth = out.depth
-        same_size = depth.shape == (camera.height, camera.width)
-        depth_camera = camera if same_size else camera.scaled(*depth.shape)
-        outgoing = OutgoingFrame(header=frame.header, depth=depth, camera=depth_camera,
+        outgoing = OutgoingFrame(header=frame.header, depth=out.depth, camera=out.camera,
                                  source_info=source_info, rgb=rgb, uncertainty=out.uncertainty,
                                  cfg=cfg, relative=out.relative, received_s=frame.received_s,
                                  before_ms=before_ms, handed_s=time.monotonic())
@@ -393,22 +406,27 @@ class DepthNode(Node):
                             'subscriber?): dropped a finished frame')
 
     def _anchor(self, frame: ReceivedFrame, cfg: dict):
-        """(estimate_metric_depth anchor arguments, ScaleFilter or None) for this frame."""
-        from metricgold_core.scale import ScaleFilter
+        """(ScaleAnchor, this frame's measurement, ScaleFilter or None) for this frame."""
+        key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
+                                     'ground_max_tilt_deg'))
+        if self._scale is None or self._scale[0] != key:
+            from metricgold_core.scale import MotionHistory
 
-        source = cfg['scale_source']
-        if source == 'none' or (source == 'ground_plane' and
-                                (self.relative_model or not cfg['camera_height_m'] > 0)):
-            return {}, None
-        key = (source, cfg['scale_smoothing'], cfg['camera_height_m'])
-        if self._scale_filter is None or self._scale_filter[0] != key:
-            self._scale_filter = (key, ScaleFilter(cfg['scale_smoothing']))
-        scale_filter = self._scale_filter[1]
-        if source == 'sparse_depth':
-            sparse = self._sparse_for(frame, cfg)
-            return ({} if sparse is None else {'sparse_m': sparse}), scale_filter
-        return {'camera_height_m': cfg['camera_height_m'],
-                'ground_max_tilt_deg': cfg['ground_max_tilt_deg']}, scale_filter
+            anchor = self._resolve_anchor(cfg)
+            self._scale = (key, anchor, anchor.new_filter(), MotionHistory())
+        _, anchor, scale_filter, history = self._scale
+        measurement = None
+        if anchor.active and anchor.source == 'sparse_depth':
+            measurement = self._sparse_for(frame, cfg)
+        elif anchor.active and anchor.source == 'odometry':
+            from metricgold_core.scale import Motion
+
+            pose, how = self.odometry.camera_pose(frame.stamp_ns, frame.header.frame_id, cfg)
+            if pose is None:
+                self._log_throttled('odometry_pose', f'no camera pose for a frame ({how}): '
+                                    'keeping the last good scale')
+            measurement = Motion(pose, frame.stamp_ns, history)
+        return anchor, measurement, scale_filter
 
     def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
         fit = out.fit
@@ -418,6 +436,11 @@ class DepthNode(Node):
         if scale_filter is not None and scale_filter.rejected > rejected_before:
             # a bad fit or an outlier the filter rejected this frame
             self.stats.count('scale_rejected', scale_filter.rejected - rejected_before)
+        if fit is not None and cfg['scale_source'] == 'odometry':
+            self.stats.count('odometry_fits_tried')
+            self.stats.count('odometry_fits_accepted' if fit.ok else
+                             f'odometry_rejected_{fit.reject or "other"}')
+            self.stats.set(odometry_parallax_px=fit.parallax_px)
         self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
                        scale_points=0 if fit is None else fit.points,
                        scale_residual=float('nan') if fit is None else fit.residual,

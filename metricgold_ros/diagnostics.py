@@ -112,6 +112,11 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'sparse_depth_missing': counts['sparse_depth_missing'],
         'output': last.get('output', '-'),
     }
+    for key in sorted(k for k in counts if k.startswith('odometry_')):   # scale_source odometry
+        values[key] = counts[key]
+    for key in ('odometry_parallax_px', 'scale_fit_ms'):
+        if key in last:
+            values[key] = last[key]
     values.update(static)
     for kind in sorted(bad):
         values[f'bad_input.{kind}'] = bad[kind]

@@ -103,13 +103,20 @@ PARAMETERS = (
     Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
          'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
          '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image) or ground_plane '
-         '(camera_height_m over a fitted floor; metric models only).'),
+         '(camera_height_m over a fitted floor; metric models only) or odometry (the camera\'s '
+         'motion from the `odom` nav_msgs/Odometry topic and the camera mount; metric models '
+         'only).'),
     Spec('sparse_depth_wait_ms', 50.0, 'How long a frame waits for the sparse_depth image with '
          'its exact stamp before the newest one is used.', (0.0, 1000.0)),
     Spec('camera_height_m', 0.0, 'ground_plane: height of the camera over the floor / road '
          '(m).', (0.0, 1000.0)),
     Spec('ground_max_tilt_deg', 15.0, 'ground_plane: largest angle between the floor normal '
          'and the camera down direction.', (0.0, 89.0)),
+    Spec('camera_mount', '', 'odometry: the camera optical frame in the odometry child frame '
+         'as "x y z qx qy qz qw" (m); empty: from TF (child_frame_id -> the image frame_id).'),
+    Spec('odometry_wait_ms', 30.0, 'odometry: how long a frame waits for the odometry message '
+         'after its stamp (the pose is interpolated between the two around it).',
+         (0.0, 1000.0)),
     Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
          'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
 )
@@ -151,6 +158,14 @@ def normalise(name: str, value):
     choices = CHOICES.get(name)
     if choices and value not in choices:
         raise ParameterError(f'`{name}` must be one of {", ".join(choices)}, got {value!r}.')
+    if name == 'camera_mount':
+        from .odometry import parse_mount
+
+        try:
+            parse_mount(value)
+        except ValueError as exc:
+            raise ParameterError(f'`camera_mount` must be "x y z qx qy qz qw" or empty (TF), '
+                                 f'got {value!r}: {exc}') from exc
     if name == 'device':
         try:
             check_device(value)

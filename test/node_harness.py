@@ -50,8 +50,9 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
-def node_command(params_file: Path, extra=()) -> list:
-    return [sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
+def node_command(params_file: Path, extra=(), program=('-m', 'metricgold_ros.depth_node')
+                 ) -> list:
+    return [sys.executable, *program, '--ros-args',
             '--params-file', str(params_file), '-r', '__ns:=/test',
             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info',
             '-r', 'image/compressed:=/cam/image/compressed', *extra]
@@ -60,11 +61,12 @@ def node_command(params_file: Path, extra=()) -> list:
 class NodeProcess:
     """The depth node as a child process, its output in a log file."""
 
-    def __init__(self, params_file: Path, env: dict, log_path: Path, extra=()):
+    def __init__(self, params_file: Path, env: dict, log_path: Path, extra=(),
+                 program=('-m', 'metricgold_ros.depth_node')):
         self.log_path = log_path
         self._log = open(log_path, 'wb')
-        self.proc = subprocess.Popen(node_command(params_file, extra), cwd=ROOT, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(node_command(params_file, extra, program), cwd=ROOT,
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -189,7 +189,7 @@ def test_the_core_call_takes_one_scale_anchor_at_most():
 
     def never(*args, **kwargs):
         raise AssertionError('the network must not run with bad arguments')
-    estimator = SimpleNamespace(model=SimpleNamespace(meta={}), __call__=never)
+    estimator = SimpleNamespace(model=SimpleNamespace(is_relative=False), __call__=never)
     rgb = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match='one scale anchor'):
         estimate_metric_depth(estimator, rgb, 10.0, sparse_m=np.ones((8, 8), np.float32),

@@ -37,24 +37,35 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
                         'pitch)')
 
 
-def scale_anchor_error(args, sparse_option: str, sparse_given: bool) -> str | None:
+def scale_anchor_error(args, sparse_option: str, sparse_given: bool,
+                       odometry_option: str = '', odometry_given: bool = False) -> str | None:
     """What is wrong with the scale-anchor arguments (None: nothing): at most one source, and a
-    numeric --camera-height in (0, 1000) m. `sparse_option` names the command's sparse flag."""
-    if sparse_given and args.camera_height is not None:
-        return f'give one scale anchor: {sparse_option} or --camera-height, not both.'
+    numeric --camera-height in (0, 1000) m. `sparse_option` / `odometry_option` name the
+    command's flags of those sources. Checked before the model loads; what the model allows is
+    ScaleAnchor.resolve's."""
+    from ..scale import camera_height_problem
+
+    given = [option for option, on in ((sparse_option, sparse_given),
+                                       ('--camera-height', args.camera_height is not None),
+                                       (odometry_option, odometry_given)) if on]
+    if len(given) > 1:
+        return f'give one scale anchor: {" or ".join(given)}, not both.'
     height = args.camera_height
-    if isinstance(height, str):   # evaluate also takes `gt`
-        if height == 'gt':
-            return None
+    if height is None or height == 'gt':   # evaluate also takes `gt`
+        return None
+    if isinstance(height, str):
         try:
             height = float(height)
         except ValueError:
             return f'`--camera-height` must be metres or gt, got {height!r}.'
-    if height is not None and not 0.0 < height < 1000.0:
-        return f'`--camera-height` must be in (0, 1000) m, got {height:g}.'
-    return None
+    problem = camera_height_problem(height)
+    return f'`--camera-height`: {problem}.' if problem else None
 
 
-def ground_plane_anchor(args, camera_height_m: float) -> dict:
-    """estimate_metric_depth keyword arguments of the ground_plane scale source."""
-    return {'camera_height_m': camera_height_m, 'ground_max_tilt_deg': args.ground_max_tilt}
+def resolve_anchor(model, args, source: str, camera_height_m: float | None = None):
+    """The run's scale.ScaleAnchor from the command's arguments (AnchorError: the message)."""
+    from ..scale import ScaleAnchor
+
+    return ScaleAnchor.resolve(model, source, camera_height_m=camera_height_m,
+                               ground_max_tilt_deg=getattr(args, 'ground_max_tilt', 15.0),
+                               smoothing=getattr(args, 'scale_smoothing', 0.0))

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
 from . import evaluate_sequences, scale_anchor_error
 from ..data.registry import DATASETS
 
@@ -67,6 +67,10 @@ def add_parser(sub, name: str) -> None:
         height_help="scale source ground_plane: the camera's height over the floor in metres, "
         "or `gt` for the dataset's true height (procedural scenes)")
     p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
+    p.add_argument('--odometry', action='store_true',
+                   help="scale source odometry on posed sequences (--sequence, trajectory): "
+                   "each frame's scale from the camera's motion since earlier frames (the "
+                   'poses as odometry; metric checkpoints only)')
     p.add_argument('--prior-baseline', type=int, default=0, metavar='N',
                    help='score the image-blind baseline instead of a model: the per-pixel mean '
                    'log depth of N procedural training scenes (seed stream 0) at each '
@@ -117,6 +121,7 @@ def run(args) -> int:
     from ..io_utils import save_npy, save_png, save_text
     from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
+    from ..scale import AnchorError
     from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..visualize import comparison_panel
 
@@ -126,10 +131,15 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
-    if args.prior_baseline and (args.sparse_points or args.camera_height is not None):
+    if args.odometry and recorder is None:
+        LOG.error('--odometry needs posed sequences: --sequence, or --dataset trajectory.')
+        return 2
+    if args.prior_baseline and (args.sparse_points or args.camera_height is not None
+                                or args.odometry):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
-    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points))
+    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points),
+                                 '--odometry', args.odometry)
     if problem:
         LOG.error('%s', problem)
         return 2
@@ -141,6 +151,12 @@ def run(args) -> int:
             LOG.error('%s', exc)
             return 2
         model = est.model
+        try:   # a placeholder height for `gt`: each sample brings its own
+            anchor = resolve_anchor(model, args, eval_source(args), 1.0 if args.camera_height
+                                    == 'gt' else args.camera_height)
+        except AnchorError as exc:
+            LOG.error('%s', exc)
+            return 2
     priors = {}   # (h, w) -> prior depth map
     min_depth = args.min_depth if args.min_depth is not None else dataset.eval_min_depth_m
     max_depth = args.max_depth if args.max_depth is not None else dataset.eval_max_depth_m
@@ -149,6 +165,7 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     rows, failed, times, fits = [], 0, [], []
+    motion = {}   # odometry: the sequence, its MotionHistory and ScaleFilter
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
         try:
@@ -165,7 +182,8 @@ def run(args) -> int:
         else:
             out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                         processing_resolution=args.processing_resolution,
-                                        seed=args.seed, **scale_anchor(args, sample, i))
+                                        seed=args.seed,
+                                        **scale_anchor(args, anchor, sample, i, motion))
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
@@ -207,8 +225,7 @@ def run(args) -> int:
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
         'canonical_focal_px': None if model is None else model.canonical_focal_px,
-        'scale_source': 'sparse_depth' if args.sparse_points else
-        'ground_plane' if args.camera_height is not None else 'none',
+        'scale_source': eval_source(args),
         'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
         'scale_fits_failed': sum(1 for f in fits if not f.ok),
         'mean_time_ms': float(np.mean(times)) if times else None,
@@ -249,19 +266,36 @@ def mean_log_depth(scenes) -> np.ndarray:
     return np.exp(total / np.maximum(count, 1)).astype(np.float32)
 
 
-def scale_anchor(args, sample: dict, index: int) -> dict:
-    """estimate_metric_depth keyword arguments for the scale source the arguments ask for."""
+def eval_source(args) -> str:
+    """The scale source the arguments ask for."""
+    return 'sparse_depth' if args.sparse_points else \
+        'ground_plane' if args.camera_height is not None else \
+        'odometry' if getattr(args, 'odometry', False) else 'none'
+
+
+def scale_anchor(args, anchor, sample: dict, index: int, motion: dict) -> dict:
+    """estimate_metric_depth keyword arguments (anchor, measurement[, scale_filter]) of one
+    sample; `motion` carries the odometry source's state through a sequence."""
+    import dataclasses
+
+    if anchor.source == 'odometry':
+        from ..scale import Motion, MotionHistory
+
+        if motion.get('sequence') != sample['sequence']:   # a new sequence: start again
+            motion.update(sequence=sample['sequence'], history=MotionHistory(),
+                          filter=anchor.new_filter())
+        stamp_s = sample.get('timestamp', index * 0.1)
+        return {'anchor': anchor, 'scale_filter': motion['filter'],
+                'measurement': Motion(sample['pose'], round(stamp_s * 1e9), motion['history'])}
+
     if args.sparse_points:
         from ..scale import sparse_sample
-        return {'sparse_m': sparse_sample(sample['depth'], sample.get('valid'),
-                                          args.sparse_points, args.sparse_seed + index)}
-    if args.camera_height is not None:
-        if args.camera_height == 'gt':
-            if 'camera_height_m' not in sample:
-                raise ValueError('--camera-height gt needs a dataset that knows the camera '
-                                 'height (procedural)')
-            height = sample['camera_height_m']
-        else:
-            height = float(args.camera_height)
-        return ground_plane_anchor(args, height)
-    return {}
+        return {'anchor': anchor,
+                'measurement': sparse_sample(sample['depth'], sample.get('valid'),
+                                             args.sparse_points, args.sparse_seed + index)}
+    if args.camera_height == 'gt':
+        if 'camera_height_m' not in sample:
+            raise ValueError('--camera-height gt needs a dataset that knows the camera '
+                             'height (procedural)')
+        anchor = dataclasses.replace(anchor, camera_height_m=float(sample['camera_height_m']))
+    return {'anchor': anchor}

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
 from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
+from ..scale import SOURCES
 
 LOG = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def add_parser(sub, name: str) -> None:
                    'millimetres (0 = none), on any grid (scaled to the image); one file for all '
                    'images or one per image, in order')
     add_ground_plane_arguments(p)
+    p.add_argument('--scale-source', choices=SOURCES, default=None,
+                   help='the scale anchor (default: sparse_depth with --sparse-depth, '
+                   'ground_plane with --camera-height, else none); odometry needs --poses')
+    p.add_argument('--poses', default=None, metavar='FILE',
+                   help='--scale-source odometry: camera poses in the TUM format, one line per '
+                   'IMAGE in order: `timestamp tx ty tz qx qy qz qw`, camera-to-world of the '
+                   "camera's optical frame in metres (the scale comes from the motion between "
+                   'images; metric checkpoints only)')
     p.set_defaults(func=run)
 
 
@@ -60,6 +69,23 @@ def read_sparse_depth(path) -> np.ndarray:
     return sparse_to_metres(array, '16UC1' if array.dtype == np.uint16 else '32FC1')
 
 
+def infer_source(args, problem: str | None) -> tuple:
+    """(scale source, problem or None) from --scale-source and the anchor options."""
+    given = [name for name, on in (('sparse_depth', args.sparse_depth is not None),
+                                   ('ground_plane', args.camera_height is not None),
+                                   ('odometry', args.poses is not None)) if on]
+    if problem:
+        return 'none', problem
+    source = args.scale_source or (given[0] if given else 'none')
+    needs = {'sparse_depth': '--sparse-depth', 'ground_plane': '--camera-height',
+             'odometry': '--poses'}
+    if source != 'none' and given != [source]:
+        return source, f'--scale-source {source} needs {needs[source]}.'
+    if source == 'none' and given:
+        return source, f'{needs[given[0]]} needs --scale-source {given[0]} (or no --scale-source).'
+    return source, None
+
+
 def fallback_camera_said(args) -> str:
     """How the camera is known when no --intrinsics file is given."""
     hfov = args.hfov if args.hfov is not None else DEFAULT_FALLBACK_HFOV_DEG
@@ -69,8 +95,9 @@ def fallback_camera_said(args) -> str:
 
 def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
-    from ..metric_depth import estimate_metric_depth, is_relative_model, load_estimator
+    from ..metric_depth import estimate_metric_depth, load_estimator
     from ..offline.sources import check_unique_stems, DefaultCamera, load_intrinsics
+    from ..scale import AnchorError, Motion, MotionHistory
     from ..visualize import colorize_depth
 
     try:
@@ -89,7 +116,9 @@ def run(args) -> int:
         LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
         return 2
     sparse = None
-    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None)
+    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None,
+                                 '--poses', args.poses is not None)
+    source, problem = infer_source(args, problem)
     if problem:
         LOG.error('%s', problem)
         return 2
@@ -103,15 +132,29 @@ def run(args) -> int:
         except ValueError as exc:
             LOG.error('%s', exc)
             return 2
+    motion = None
+    if args.poses is not None:
+        from ..poses import read_tum
+
+        try:
+            stamps, poses = read_tum(args.poses, len(args.images))
+        except (OSError, ValueError) as exc:
+            LOG.error('%s', exc)
+            return 2
+        motion = (stamps, poses)
     camera = DefaultCamera(intrinsics, args.hfov if args.hfov is not None
                            else DEFAULT_FALLBACK_HFOV_DEG)
     camera_said = (f'--intrinsics {args.intrinsics}' if intrinsics is not None
                    else fallback_camera_said(args))
     est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
-    if args.camera_height is not None and is_relative_model(est.model):
-        LOG.error('--camera-height needs a metric model; this checkpoint is affine-invariant '
-                  '(relative depth): anchor it with --sparse-depth.')
+    try:
+        anchor = resolve_anchor(est.model, args, source, args.camera_height)
+    except AnchorError as exc:
+        LOG.error('%s', exc)
         return 2
+    # odometry is a sequence: the scale (and the earlier frames) carry from image to image
+    scale_filter = anchor.new_filter() if source == 'odometry' else None
+    history = MotionHistory() if source == 'odometry' else None
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -123,27 +166,28 @@ def run(args) -> int:
             LOG.error('skipping %s', exc)
             failed += 1
             continue
-        K = camera.K(*rgb.shape[:2])
-        fx = float(K[0, 0])
+        image_camera = camera.camera(*rgb.shape[:2])
+        fx = image_camera.fx
         if intrinsics is None and args.hfov is None and not fallback_said[0]:
             print(f'no camera intrinsics given: assuming {camera_said} (fx {fx:.1f} px at '
                   f'{rgb.shape[1]} px wide); pass --intrinsics FILE or --hfov DEG')
             fallback_said[0] = True
-        anchor = {}
+        measurement = None
         if sparse is not None:
-            anchor['sparse_m'] = sparse[index if len(sparse) > 1 else 0]
-        elif args.camera_height is not None:
-            anchor = ground_plane_anchor(args, args.camera_height)
-        pred = estimate_metric_depth(est, rgb, K, steps=args.steps,
+            measurement = sparse[index if len(sparse) > 1 else 0]
+        elif motion is not None:
+            measurement = Motion(motion[1][index], round(motion[0][index] * 1e9), history)
+        pred = estimate_metric_depth(est, rgb, image_camera, steps=args.steps,
                                      processing_resolution=args.processing_resolution,
-                                     seed=args.seed, **anchor)
+                                     seed=args.seed, anchor=anchor, measurement=measurement,
+                                     scale_filter=scale_filter)
         stem = out_dir / Path(name).stem
         fit = pred.fit
         if fit is not None:
             LOG.info('%s: scale anchor %s: scale %.4g, shift %.4g, %d points, residual %.3g%s',
-                     name, 'sparse depth' if sparse is not None else 'ground plane',
-                     pred.scale, pred.shift, fit.points, fit.residual,
-                     '' if fit.ok else f' -- fit rejected ({fit.reason}): model scale kept')
+                     name, source, pred.scale, pred.shift, fit.points, fit.residual,
+                     '' if fit.ok else f' -- fit rejected ({fit.reason}): last good (or the '
+                     'model) scale kept')
         if pred.relative:
             save_npy(f'{stem}_relative.npy', pred.depth)
             save_png(f'{stem}_relative_colored.png',

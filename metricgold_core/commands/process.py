@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
+from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
 from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import remove_temporaries
@@ -54,6 +54,13 @@ def add_parser(sub, name: str) -> None:
                    help='bag Image topic of sparse metric depth registered to the camera image '
                    '(32FC1 m or 16UC1 mm, 0/NaN = none; e.g. a projected lidar): anchors the '
                    'scale per frame, paired by exact stamp (then the newest)')
+    p.add_argument('--odometry-topic', default=None, metavar='TOPIC',
+                   help='bag nav_msgs/Odometry topic: the scale from the camera\'s metric '
+                   'motion (scale source odometry; metric checkpoints only), with --camera-mount')
+    p.add_argument('--camera-mount', type=float, nargs=7, default=None,
+                   metavar=('X', 'Y', 'Z', 'QX', 'QY', 'QZ', 'QW'),
+                   help="--odometry-topic: the camera's optical frame in the odometry's child "
+                   "frame (the node's camera_mount; e.g. from the robot's URDF / tf_static)")
     add_ground_plane_arguments(p)
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
                    help='weight of the past in the log-space scale filter across frames, '
@@ -99,8 +106,10 @@ def open_source(args, stack: contextlib.ExitStack):
             LOG.info('using intrinsics from %s', intrinsics_path)
     intrinsics = None if intrinsics_path is None else sources.load_intrinsics(intrinsics_path)
     camera = sources.DefaultCamera(intrinsics, args.hfov)
-    if args.sparse_depth_topic is not None and kind != 'bag':
-        raise ValueError('--sparse-depth-topic needs a bag INPUT.')
+    for option, value in (('--sparse-depth-topic', args.sparse_depth_topic),
+                          ('--odometry-topic', args.odometry_topic)):
+        if value is not None and kind != 'bag':
+            raise ValueError(f'{option} needs a bag INPUT.')
     if kind == 'folder':
         files = sources.folder_images(path)
         return kind, len(files), sources.folder_frames(files), None, camera
@@ -109,7 +118,8 @@ def open_source(args, stack: contextlib.ExitStack):
     from ..offline.bag_reader import BagInput, typestore_for
 
     bag = stack.enter_context(BagInput(path, typestore_for(args.ros_distro), args.image_topic,
-                                       args.camera_info_topic, args.sparse_depth_topic))
+                                       args.camera_info_topic, args.sparse_depth_topic,
+                                       args.odometry_topic))
     LOG.info('bag %s (%s): images from %s, camera_info from %s', path, bag.storage,
              bag.image_topic, bag.info_topic or 'none (using --intrinsics / --hfov)')
     return kind, bag.total, bag.frames(), bag, camera
@@ -119,11 +129,22 @@ def run(args) -> int:
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
         return 2
-    problem = scale_anchor_error(args, '--sparse-depth-topic',
-                                 args.sparse_depth_topic is not None)
+    problem = scale_anchor_error(args, '--sparse-depth-topic', args.sparse_depth_topic is not None,
+                                 '--odometry-topic', args.odometry_topic is not None)
     if problem:
         LOG.error('%s', problem)
         return 2
+    if (args.odometry_topic is None) != (args.camera_mount is None):
+        LOG.error('--odometry-topic and --camera-mount go together (the odometry and where '
+                  'the camera sits in its child frame).')
+        return 2
+    if args.camera_mount is not None:
+        from ..poses import mount_matrix
+        try:
+            mount_matrix(args.camera_mount)
+        except ValueError as exc:
+            LOG.error('--camera-mount: %s', exc)
+            return 2
     if not 0.0 <= args.scale_smoothing < 1.0:
         LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
         return 2
@@ -148,6 +169,7 @@ def _process(args, out_dir: Path) -> int:
             LOG.error('%s', exc)
             return 2
         runner = FrameRunner(args, out_dir, camera)
+        runner.bag = bag
         bag_out = None
         if bag is not None:
             from ..offline.bag_reader import image_namespace
@@ -209,15 +231,22 @@ class FrameRunner:
         self.camera = camera
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
+        self.source = 'sparse_depth' if args.sparse_depth_topic is not None else \
+            'ground_plane' if args.camera_height is not None else \
+            'odometry' if args.odometry_topic is not None else 'none'
+        self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
         self.scale = None       # ScaleFilter when a scale anchor is given
         self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
-        if args.sparse_depth_topic is not None or args.camera_height is not None:
-            from ..scale import ScaleFilter
+        if self.source != 'none':
+            from ..scale import MotionHistory, ScaleFilter
             self.scale = ScaleFilter(args.scale_smoothing)
+            self.history = MotionHistory()
+        self.bag = None         # BagInput (odometry)
+        self.rejects = {}       # odometry fits rejected, by reason
 
     def scale_report(self, bag) -> dict:
         values = np.array([s for s, _ in self.scales], dtype=np.float64)
-        report = {'source': 'sparse_depth' if self.args.sparse_depth_topic else 'ground_plane',
+        report = {'source': self.source,
                   'smoothing': self.args.scale_smoothing,
                   'frames_fitted': sum(1 for _, ok in self.scales if ok),
                   'rejected': self.scale.rejected}
@@ -227,60 +256,63 @@ class FrameRunner:
                           else 0.0)
         if bag is not None and self.args.sparse_depth_topic is not None:
             report['sparse_depth'] = dict(bag.sparse_counts)
+        if bag is not None and self.args.odometry_topic is not None:
+            report['odometry'] = dict(bag.odometry_counts, fits_rejected=dict(self.rejects))
         return report
 
     def _estimator(self):
         if self.estimator is None:
-            from ..metric_depth import is_relative_model, load_estimator
+            from ..metric_depth import load_estimator
+            from ..scale import AnchorError
 
             try:
                 estimator = load_estimator(self.args.checkpoint, self.args.device,
                                            self.args.dtype, self.args.mode)
             except (OSError, ValueError) as exc:   # not a frame's fault: stop the run
                 raise SetupError(f'cannot load the model: {exc}') from exc
-            if is_relative_model(estimator.model) and self.args.sparse_depth_topic is None:
-                raise SetupError(
-                    'this checkpoint is affine-invariant (relative depth, no metres) and '
-                    'process writes metres: anchor it with --sparse-depth-topic (a bag with '
-                    'sparse metric depth)' + (' (--camera-height needs a metric model)'
-                                              if self.args.camera_height else ''))
+            try:
+                self.anchor = resolve_anchor(estimator.model, self.args, self.source,
+                                             self.args.camera_height)
+            except AnchorError as exc:
+                raise SetupError(f'{exc} (--sparse-depth-topic, a bag with sparse metric '
+                                 'depth)') from exc
+            if self.anchor.note:
+                raise SetupError(f'{self.anchor.note}; process writes metres: anchor it with '
+                                 '--sparse-depth-topic (a bag with sparse metric depth)')
             self.estimator = estimator
         return self.estimator
 
     def depth_for(self, frame) -> tuple[np.ndarray, np.ndarray]:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
-        from ..geometry import scale_intrinsics
         from ..metric_depth import estimate_metric_depth
         from ..io_utils import depth_to_mm_png, save_npy, save_png
         from ..ply import write_ply
         from ..ros_format.clouds import cloud_xyz_rgb
 
         height, width = frame.rgb.shape[:2]
-        K = frame.K if frame.K is not None else self.camera.K(height, width)
+        camera = frame.camera if frame.camera is not None else self.camera.camera(height, width)
         every = self.args.cloud_every
         paths = frame_paths(self.out_dir, frame.name, every > 0 and frame.index % every == 0)
         if self.args.resume and all(p.exists() for p in paths.values()):
             depth = np.load(paths['npy'])
             self.resumed += 1
-            return depth, scale_intrinsics(K, (height, width), depth.shape)
+            return depth, camera.scaled(*depth.shape).K
 
-        anchor = {}
-        if self.args.camera_height is not None:
-            anchor = ground_plane_anchor(self.args, self.args.camera_height)
-        elif frame.sparse_m is not None:
-            anchor = {'sparse_m': frame.sparse_m}
+        estimator = self._estimator()
         out = estimate_metric_depth(
-            self._estimator(), frame.rgb, K, steps=self.args.steps,
+            estimator, frame.rgb, camera, steps=self.args.steps,
             processing_resolution=self.args.processing_resolution, seed=self.args.seed,
             match_input_resolution=self.args.depth_resolution == 'input',
-            scale_filter=self.scale, **anchor)
+            anchor=self.anchor, measurement=self.measurement(frame), scale_filter=self.scale)
         if out.relative:   # a relative model before its first good sparse fit: no metres
             raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
                              'good sparse depth fit so far)')
         if self.scale is not None:
             self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
+        if out.fit is not None and not out.fit.ok and out.fit.reject:
+            self.rejects[out.fit.reject] = self.rejects.get(out.fit.reject, 0) + 1
         depth = out.depth
-        K_depth = scale_intrinsics(K, (height, width), depth.shape)
+        K_depth = out.camera.K
         # The .npy goes last: its presence is what marks the frame as done for --resume.
         if 'ply' in paths:
             write_ply(paths['ply'], *cloud_xyz_rgb(self.points(frame, depth, K_depth)))
@@ -289,6 +321,18 @@ class FrameRunner:
         save_npy(paths['npy'], depth)
         self.done += 1
         return depth, K_depth
+
+    def measurement(self, frame):
+        """This frame's scale measurement for the anchor (None: none this frame)."""
+        if self.source == 'odometry':
+            from ..poses import mount_matrix
+            from ..scale import Motion
+
+            pose = self.bag.odometry.at(frame.stamp_ns)
+            if pose is not None:
+                pose = pose @ mount_matrix(self.args.camera_mount)
+            return Motion(pose, frame.stamp_ns, self.history)
+        return frame.sparse_m if self.source == 'sparse_depth' else None
 
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:
         from ..ros_format.clouds import organized_cloud

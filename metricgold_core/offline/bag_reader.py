@@ -94,7 +94,8 @@ class BagInput:
     """Frames of one image topic of a bag, each paired with its camera_info."""
 
     def __init__(self, path: Path, typestore, image_topic: str | None = None,
-                 info_topic: str | None = None, sparse_topic: str | None = None):
+                 info_topic: str | None = None, sparse_topic: str | None = None,
+                 odometry_topic: str | None = None):
         from rosbags.rosbag2 import Reader
 
         self.path = path
@@ -120,6 +121,9 @@ class BagInput:
                                      f'topic in this bag; it has {listing}.')
             self.sparse_counts = {'received': 0, 'bad': 0, 'exact': 0, 'newest': 0, 'none': 0}
             self._infos = self._read_infos()
+            self.odometry, self.odometry_counts = None, {}
+            if odometry_topic is not None:
+                self.odometry = self._read_odometry(odometry_topic)
         except BaseException:
             self.reader.close()
             raise
@@ -138,6 +142,29 @@ class BagInput:
             by_stamp[stamp_ns(msg.header)] = msg
         stamps = sorted(by_stamp)
         return stamps, [by_stamp[s] for s in stamps]
+
+    def _read_odometry(self, topic: str):
+        """All nav_msgs/Odometry poses of `topic` (small), by stamp: a poses.PoseBuffer."""
+        from ..poses import pose_matrix, PoseBuffer
+
+        conns = [c for c in self.reader.connections if c.topic == topic]
+        if not conns or conns[0].msgtype != 'nav_msgs/msg/Odometry':
+            listing = ', '.join(sorted(f'{c.topic} ({c.msgtype})'
+                                       for c in self.reader.connections))
+            raise ValueError(f'--odometry-topic {topic} is not a nav_msgs/Odometry topic in '
+                             f'this bag; it has {listing}.')
+        poses, bad = {}, 0
+        for conn, _, raw in self.reader.messages(connections=conns):
+            try:
+                msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
+                p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                poses[stamp_ns(msg.header)] = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+            except Exception:   # corrupt or non-finite: not used (counted)
+                bad += 1
+        buffer = PoseBuffer(size=len(poses) + 1)
+        refused = sum(1 for t in sorted(poses) if buffer.add(t, poses[t]))
+        self.odometry_counts = {'messages': len(poses) + bad, 'refused': bad + refused}
+        return buffer
 
     def info_for(self, stamp: int):
         """camera_info with exactly this stamp, else the latest before it, else the first."""
@@ -217,9 +244,8 @@ class BagInput:
             frame.rgb = np.array(rgb, order='C')   # writable: message buffers may not be
             frame.camera_info = self.info_for(stamp)
             if frame.camera_info is not None:
-                camera = camera_model_from_info(frame.camera_info)
-                frame.K = camera.K
-                camera.check_size(*frame.rgb.shape[:2])
+                frame.camera = camera_model_from_info(frame.camera_info)
+                frame.camera.check_size(*frame.rgb.shape[:2])
         except ValueError as exc:   # BadInput included
             frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
         return frame

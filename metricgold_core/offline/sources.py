@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..geometry import intrinsics_from_hfov, make_K, scale_intrinsics
+from ..geometry import as_camera, CameraModel, intrinsics_from_hfov, make_K
 from ..io_utils import read_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
@@ -27,8 +27,8 @@ class Frame:
     rgb: np.ndarray | None = None   # uint8 (H, W, 3); None when `error` is set
     error: str | None = None        # why the frame cannot be used
     stamp_ns: int | None = None     # header stamp (bags) or presentation time (videos)
-    K: np.ndarray | None = None     # 3x3 of this image from camera_info; None: use the default
-    camera_info: object = None      # rosbags CameraInfo that K came from (bags only)
+    camera: object = None           # CameraModel of this image from camera_info; None: default
+    camera_info: object = None      # rosbags CameraInfo the camera came from (bags only)
     header: object = None           # rosbags std_msgs/Header of the input image (bags only)
     log_time_ns: int | None = None  # bag record time of the input image (bags only)
     sparse_m: np.ndarray | None = None  # paired sparse metric depth (bags with a sparse topic)
@@ -143,18 +143,19 @@ def load_intrinsics(path: Path) -> dict:
 
 
 class DefaultCamera:
-    """K for frames without camera_info: from an intrinsics JSON, else a horizontal FOV."""
+    """The camera of frames without camera_info: an intrinsics JSON, else a horizontal FOV."""
 
     def __init__(self, intrinsics: dict | None, hfov_deg: float):
         self.intrinsics = intrinsics
         self.hfov_deg = hfov_deg
 
-    def K(self, height: int, width: int) -> np.ndarray:
+    def camera(self, height: int, width: int) -> CameraModel:
+        """The CameraModel of a (height, width) image."""
         if self.intrinsics is None:
-            return intrinsics_from_hfov(width, height, self.hfov_deg)
+            return CameraModel.from_K(intrinsics_from_hfov(width, height, self.hfov_deg),
+                                      height, width)
         i = self.intrinsics
-        K = make_K(i['fx'], i['fy'], i['cx'], i['cy'])
         # Intrinsics given for another size describe the same camera, resized.
-        if 'hw' in i and i['hw'] != (height, width):
-            K = scale_intrinsics(K, i['hw'], (height, width))
-        return K
+        h, w = i.get('hw', (height, width))
+        return as_camera(CameraModel.from_K(make_K(i['fx'], i['fy'], i['cx'], i['cy']), h, w),
+                         height, width)

@@ -6,45 +6,10 @@ and image_proc's resize.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import BadInput
-from ..geometry import intrinsics_from_hfov, make_K, scale_intrinsics
-
-
-@dataclass(frozen=True)
-class CameraModel:
-    """What the node needs of a camera: image size and the P (or K) pinhole parameters."""
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @classmethod
-    def from_K(cls, K, height: int, width: int) -> 'CameraModel':
-        """The model of a (height, width) image with 3x3 intrinsics K."""
-        return cls(int(width), int(height), float(K[0][0]), float(K[1][1]), float(K[0][2]),
-                   float(K[1][2]))
-
-    @property
-    def K(self) -> np.ndarray:
-        return make_K(self.fx, self.fy, self.cx, self.cy)
-
-    def check_size(self, height: int, width: int) -> None:
-        """BadInput `camera_info_size` unless this camera describes a (height, width) image."""
-        if (self.height, self.width) != (height, width):
-            raise BadInput('camera_info_size', f'camera_info describes a {self.width}x'
-                           f'{self.height} image, the image is {width}x{height}')
-
-    def scaled(self, height: int, width: int) -> 'CameraModel':
-        """The model of this image resized to (height, width), pixel centres at integers."""
-        K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
-        return CameraModel.from_K(K, height, width)
+from ..geometry import CameraModel, intrinsics_from_hfov  # noqa: F401 (CameraModel: re-exported)
 
 
 def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:

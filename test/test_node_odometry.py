@@ -1,0 +1,154 @@
+"""scale_source odometry in the node process: an oracle model whose output is the true depth of
+a procedural trajectory times a wrong scale, fed the trajectory's images and its odometry, gets
+the metres back; pure rotation, a static camera and garbage odometry (NaN, 100 m jumps,
+out-of-order stamps) never give an accepted fit, a non-finite scale or a crash."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from metricgold_core.poses import interpolate_pose, matrix_quaternion
+from metricgold_core.ros_format import set_stamp
+from metricgold_core.ros_format.images import image_to_array
+from node_harness import camera_info_msg, Client, image_msg, NodeProcess, ROOT
+from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+H, W = 120, 160
+INJECTED = 0.4            # the oracle model's depth = 0.4 x the truth
+STAMPS = itertools.count(1_690_000_000 * 10 ** 9, 100_000_000)   # 10 Hz
+
+
+def odometry_msg(pose, stamp_ns):
+    from nav_msgs.msg import Odometry
+
+    msg = Odometry()
+    set_stamp(msg.header, stamp_ns)
+    msg.header.frame_id, msg.child_frame_id = 'odom', 'camera'
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in pose[:3, 3])
+    q.x, q.y, q.z, q.w = (float(v) for v in matrix_quaternion(pose[:3, :3]))
+    return msg
+
+
+class OdomClient(Client):
+    def __init__(self, domain_id):
+        super().__init__(domain_id)
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        self.odom_pub = self.node.create_publisher(
+            Odometry, '/test/odom', QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+
+@pytest.fixture(scope='module')
+def rig(tmp_path_factory, tiny_checkpoint):
+    from metricgold_core.data.trajectory import render_trajectory
+
+    tmp = tmp_path_factory.mktemp('node_odometry')
+    seq = render_trajectory(6, H, W, frames=10, fps=10.0)   # indoor, forward
+    truth = np.where(seq['valid'], seq['depth'], np.nan).astype(np.float32)
+    np.savez(tmp / 'oracle.npz', rgb=seq['rgb'], depth=truth * np.float32(INJECTED))
+    params = write_params(tmp / 'params.yaml', {
+        'checkpoint': str(tiny_checkpoint), 'steps': '1', 'max_latency_ms': 60000.0,
+        'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 500.0, 'odometry_wait_ms': 500.0,
+        'torch_threads': 1, 'scale_source': 'odometry', 'camera_mount': '0 0 0 0 0 0 1',
+        'publish_points': False})
+    domain = pick_domain_id()
+    node = NodeProcess(params, ros_env(domain), tmp / 'node.log',
+                       program=(str(ROOT / 'test' / 'oracle_node.py'), str(tmp / 'oracle.npz')))
+    client = OdomClient(domain)
+    rig = Rig(node, client, seq, truth)
+    try:
+        assert wait_until(lambda: rig.send(0, np.eye(4), timeout_s=2.0), 120.0,
+                          period_s=0.0), node.log()
+        yield rig
+    finally:
+        code = shut_down(node, client)
+    assert code == 0
+
+
+class Rig:
+    def __init__(self, node, client, seq, truth):
+        self.node, self.client, self.seq, self.truth = node, client, seq, truth
+        K = seq['K']
+        self.intr = {'fx': K[0, 0], 'fy': K[1, 1], 'cx': K[0, 2], 'cy': K[1, 2], 'width': W,
+                     'height': H}
+        self.last = None   # (stamp, pose) of the odometry sent last
+
+    def send(self, index, pose, stamp=None, odometry=True, timeout_s=30.0):
+        """Frame `index` with the camera at `pose`; odometry at the stamp and half a frame
+        before it (interpolated), as a 20 Hz odometry would give."""
+        stamp = next(STAMPS) if stamp is None else stamp
+        if odometry:
+            if self.last is not None and self.last[0] < stamp:
+                mid = (self.last[0] + stamp) // 2
+                self.client.odom_pub.publish(odometry_msg(
+                    interpolate_pose(self.last[0], self.last[1], stamp, pose, mid), mid))
+            self.client.odom_pub.publish(odometry_msg(pose, stamp))
+            self.last = (stamp, pose)
+        self.client.info_pub.publish(camera_info_msg(self.intr, stamp))
+        msg = image_msg(self.seq['rgb'][index], 'rgb8', stamp)
+        self.client.image_pub.publish(msg)
+        return self.client.wait_output('depth', msg.header.stamp, timeout_s)
+
+    def diagnostics(self):
+        diag = self.client.fresh_diagnostics(10.0)
+        assert diag is not None, self.node.log()
+        return diag
+
+
+def accepted(diag):
+    return int(diag.get('odometry_fits_accepted', 0))
+
+
+def test_odometry_recovers_the_injected_scale(rig):
+    seq = rig.seq
+    for i in range(len(seq['rgb'])):
+        out = rig.send(i, seq['poses'][i])
+        assert out is not None, rig.node.log()
+    depth = image_to_array(out)[..., 0].astype(np.float64)
+    ratio = np.nanmedian(depth / rig.truth[-1])
+    diag = rig.diagnostics()
+    assert accepted(diag) >= 5, diag
+    assert diag['scale_source'] == 'odometry' and float(diag['odometry_parallax_px']) >= 1.0
+    assert abs(float(diag['scale']) * INJECTED - 1.0) < 0.05, diag
+    assert abs(ratio - 1.0) < 0.05, ratio        # the published metres are the truth's
+    assert float(diag['scale_fit_ms']) > 0
+
+
+def test_no_fit_without_translation_or_with_garbage_odometry(rig):
+    seq = rig.seq
+    before = rig.diagnostics()
+    base = seq['poses'][-1]
+
+    def rotated(deg):
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+        turn = np.eye(4)
+        turn[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        return base @ turn
+
+    # pure rotation (2 deg a frame about the optical centre), then a static camera
+    for k, i in enumerate(range(len(seq['rgb']))):
+        assert rig.send(i, rotated(2.0 * k)) is not None, rig.node.log()
+    for i in range(4):
+        assert rig.send(len(seq['rgb']) - 1, base) is not None, rig.node.log()
+    # garbage: NaN poses, 100 m jumps, odometry and images with out-of-order stamps
+    nan = base.copy()
+    nan[0, 3] = np.nan
+    for i in range(3):
+        rig.client.odom_pub.publish(odometry_msg(nan, next(STAMPS)))
+        jump = base.copy()
+        jump[:3, 3] += 100.0 * (i % 2)
+        assert rig.send(i, jump) is not None, rig.node.log()
+    late = rig.last[0] - 250_000_000
+    assert rig.send(2, seq['poses'][2], stamp=late) is not None, rig.node.log()
+    assert rig.send(3, seq['poses'][3], stamp=late - 100_000_000) is not None, rig.node.log()
+
+    diag = rig.diagnostics()
+    assert rig.node.alive()
+    assert accepted(diag) == accepted(before), diag
+    assert math.isfinite(float(diag['scale'])) and float(diag['scale']) > 0
+    rejected = {k: int(v) for k, v in diag.items() if k.startswith('odometry_rejected_')}
+    assert rejected.get('odometry_rejected_parallax', 0) > 0, rejected
+    assert int(diag['odometry_refused']) >= 3     # the NaN poses never entered the buffer
