@@ -96,8 +96,9 @@ def _compare_compiled(monkeypatch, backend, modes=('exact',), steps=(1, 2)):
 
 def test_compiled_graphs_match_eager(monkeypatch):
     # Dynamo captures the encoder, UNet and decoder graphs (static shapes) and runs them through
-    # AOTAutograd's functionalised graphs: the compiled path's wiring, in seconds.
-    _compare_compiled(monkeypatch, 'aot_eager', modes=('exact', 'fast'))
+    # AOTAutograd's functionalised graphs (what inductor compiles): the compiled path's wiring,
+    # without the minutes of C++ code generation.
+    _compare_compiled(monkeypatch, 'aot_eager')
 
 
 @pytest.mark.slow

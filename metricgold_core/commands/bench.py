@@ -183,8 +183,11 @@ def _diffusers_pipeline(model, device, dtype: str = 'auto'):
     from ..pipeline import resolve_dtype
     dtype = (torch.float16 if device.type == 'cuda' else torch.float32) if dtype == 'auto' \
         else resolve_dtype(dtype, device)
-    unet = model.unet.to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
-    vae = model.vae.to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
+    # torch's to(): diffusers' warns of float32-only modules from an empty list of them
+    unet = torch.nn.Module.to(model.unet, device=device, dtype=dtype,
+                              memory_format=torch.contiguous_format)
+    vae = torch.nn.Module.to(model.vae, device=device, dtype=dtype,
+                             memory_format=torch.contiguous_format)
     pipe = MarigoldDepthPipeline(unet=unet, vae=vae, scheduler=model.scheduler,
                                  text_encoder=None, tokenizer=None, prediction_type='depth',
                                  scale_invariant=False, shift_invariant=False,
