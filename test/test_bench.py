@@ -54,6 +54,7 @@ def test_variants_are_timed_against_one_diffusers_run(tmp_path, capsys):
     assert rows[0]['max_abs_diff'] <= 1e-4 < rows[1]['max_abs_diff']   # bf16 rounds
     for r in rows:
         assert r['ratio'] == r['ours_ms']['total'] / r['diffusers_ms']['total']
+        assert r['cpu_ratio'] == r['ours_ms']['cpu_total'] / r['diffusers_ms']['cpu_total']
     printed = capsys.readouterr().out
     assert '| exact bfloat16 |' in printed and '| fast float32 |' in printed
     assert main(['bench', '--variants', 'exact:int8']) == 2

@@ -244,15 +244,19 @@ def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> di
     def run_theirs():
         timer.reset()
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = pipe(image, num_inference_steps=steps, processing_resolution=0,
                    generator=torch.Generator('cpu').manual_seed(0), output_type='np')
         sync()
         total = (time.perf_counter() - t0) * 1e3
-        return out.prediction[0, :, :, 0], dict(timer.times, total=total)
+        cpu = (time.process_time() - c0) * 1e3
+        return out.prediction[0, :, :, 0], dict(timer.times, total=total, cpu_total=cpu)
 
     def run_ours(est):
-        return est(image, steps=steps, processing_resolution=0, seed=0)
+        c0 = time.process_time()
+        pred = est(image, steps=steps, processing_resolution=0, seed=0)
+        pred.timings['cpu_total'] = (time.process_time() - c0) * 1e3
+        return pred
 
     ours_t = {name: [] for name in ests}
     theirs_t = []
@@ -280,6 +284,9 @@ def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> di
         rows[name] = {
             'ours_ms': ours_m, 'diffusers_ms': theirs_m,
             'ratio': ours_m['total'] / theirs_m['total'],
+            # CPU time of the process: not inflated by other processes on a shared machine;
+            # with 1 thread the work itself (more threads add OpenMP's spin-waiting)
+            'cpu_ratio': ours_m['cpu_total'] / theirs_m['cpu_total'],
             'max_abs_diff': float(np.abs(pred.normalized - theirs_out).max()),
             'depth_rel_diff': {'mean': float(rel.mean()), 'p99': float(np.percentile(rel, 99)),
                                'max': float(rel.max())},
@@ -293,7 +300,8 @@ def format_table(result: dict) -> str:
     lines = [
         f"MetricGold vs diffusers MarigoldDepthPipeline: {result['preset']}, "
         f"{result['height']}x{result['width']}, {result['steps']} step(s), "
-        f"{result['device']} {result['dtype']}, {result['threads']} threads, "
+        f"{result['device']} {result['dtype']} (diffusers {result['diffusers_dtype']}), "
+        f"{result['threads']} threads, "
         f"{result.get('mode', 'exact')} mode, median of {result['repeats']}",
         '',
         '| stage | ours (ms) | diffusers (ms) |',
@@ -303,7 +311,8 @@ def format_table(result: dict) -> str:
         cells = [f'{d[stage]:.1f}' if stage in d else '-' for d in (ours, theirs)]
         lines.append(f'| {stage} | {cells[0]} | {cells[1]} |')
     rel = result['depth_rel_diff']
-    lines += ['', f"ratio ours/diffusers: {result['ratio']:.3f}   "
+    lines += ['', f"ratio ours/diffusers: {result['ratio']:.3f} (CPU time "
+              f"{result['cpu_ratio']:.3f})   "
               f"max |normalised prediction difference|: {result['max_abs_diff']:.2e}   "
               f"depth difference (relative) mean {rel['mean']:.2e}, max {rel['max']:.2e}"]
     return '\n'.join(lines)
@@ -317,12 +326,15 @@ def variants_table(results: list) -> str:
              f"{r0['device']}, {r0['threads']} threads, compile {r0['compile']}, CPU bf16 "
              f"flags: {', '.join(r0['cpu_bf16']) or 'none'}, median of {r0['repeats']}", '',
              '| ours | encode | denoise | decode | total (ms) | diffusers (ms) | ratio '
-             '| max abs diff | depth diff mean / max |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+             '| CPU time ours / diffusers (ms) | CPU time ratio | max abs diff '
+             '| depth diff mean / max |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for r in results:
         o, rel = r['ours_ms'], r['depth_rel_diff']
         lines.append(f"| {r['mode']} {r['dtype']} | {o['encode']:.1f} | {o['denoise']:.1f} | "
                      f"{o['decode']:.1f} | {o['total']:.1f} | {r['diffusers_ms']['total']:.1f} "
-                     f"| {r['ratio']:.3f} | {r['max_abs_diff']:.1e} | {100 * rel['mean']:.2f} % "
+                     f"| {r['ratio']:.3f} | {o['cpu_total']:.1f} / "
+                     f"{r['diffusers_ms']['cpu_total']:.1f} | {r['cpu_ratio']:.3f} "
+                     f"| {r['max_abs_diff']:.1e} | {100 * rel['mean']:.2f} % "
                      f"/ {100 * rel['max']:.1f} % |")
     return '\n'.join(lines)
