@@ -187,7 +187,8 @@ def run_node(report, master, device, modes, frames: int, rate: float, dry_run: b
             report.data['skipped'].append(f'node: {mode} (budget)')
             continue
         params = {'checkpoint': str(checkpoint), 'device': str(device), 'mode': mode,
-                  'steps': '1', 'processing_resolution': 0 if not dry_run else 64,
+                  'steps': '1', 'processing_resolution': 64 if dry_run else 640,
+                  'min_processing_resolution': 64,
                   'max_latency_ms': 60000.0, 'max_frame_age_ms': 60000.0}
         try:
             result = node_flood(params, frames, rate, tmp)
