@@ -54,7 +54,7 @@ def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, refer
     redwood = shared_data / 'real/redwood'
     image = redwood / 'rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),
-              '--seed', '0', '--device', 'cpu']
+              '--seed', '0', '--device', 'cpu', '--dtype', 'float32']
     assert main(['infer', *common, '--output', str(tmp_path / 'infer'),
                  '--intrinsics', str(redwood / 'intrinsics.json'), str(image)]) == 0
     infer = np.load(tmp_path / 'infer/00000_depth.npy')
