@@ -136,6 +136,10 @@ class DepthEstimator:
         self._unet = model.unet
         self._encode_fn, self._decode_fn = self._encode_eager, self._decode_eager
         if compile_mode != 'off':
+            # static shapes: one compiled entry per processing resolution (the latency
+            # control's ladder has up to 7) and per estimator; past dynamo's recompile limit
+            # (8) calls fall back to eager without a word
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             options = {'dynamic': False,
                        'mode': None if compile_mode == 'default' else compile_mode}
             self._unet = torch.compile(model.unet, **options)

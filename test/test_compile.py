@@ -85,6 +85,7 @@ def _compare_compiled(monkeypatch, backend, modes=('exact',), steps=(1, 2)):
             compiled = DepthEstimator(_model(mode == 'fast'), device='cpu', dtype='float32',
                                       mode=mode, compile_mode='default')
             assert compiled._unet is not compiled.model.unet   # the compiled wrapper
+            assert torch._dynamo.config.recompile_limit >= 64   # a ladder of resolutions
             for n in steps:
                 a = eager(image, steps=n, processing_resolution=0, seed=1)
                 b = compiled(image, steps=n, processing_resolution=0, seed=1)
