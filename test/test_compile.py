@@ -108,3 +108,12 @@ def test_compiled_graphs_match_eager(monkeypatch):
                     'a 2-core CPU; set METRICGOLD_TEST_INDUCTOR=1 to run it')
 def test_inductor_compiled_matches_eager(monkeypatch):
     _compare_compiled(monkeypatch, 'inductor', steps=(1,))
+
+
+def test_node_parameters_take_the_compile_modes():
+    from metricgold_ros.params import normalise, ParameterError, SPECS
+    assert SPECS['compile'].read_only and SPECS['compile'].default == 'off'
+    assert SPECS['channels_last'].read_only and SPECS['channels_last'].default is True
+    assert normalise('compile', 'reduce-overhead') == 'reduce-overhead'
+    with pytest.raises(ParameterError, match='`compile` must be one of off, default'):
+        normalise('compile', 'fastest')
