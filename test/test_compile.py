@@ -104,8 +104,8 @@ def test_compiled_graphs_match_eager(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get('METRICGOLD_TEST_INDUCTOR'),
-                    reason='inductor (C++ code generation) compiles the tiny model in ~5 min on '
-                    'a 2-core CPU; set METRICGOLD_TEST_INDUCTOR=1 to run it')
+                    reason='inductor (C++ code generation) compiles the tiny model in 1-5 min on '
+                    'a shared 2-core CPU; set METRICGOLD_TEST_INDUCTOR=1 to run it')
 def test_inductor_compiled_matches_eager(monkeypatch):
     _compare_compiled(monkeypatch, 'inductor', steps=(1,))
 
