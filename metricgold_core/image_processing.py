@@ -46,11 +46,16 @@ def processing_size(height: int, width: int, processing_resolution: int) -> tupl
 
 def to_model_input(image_u8: np.ndarray, processing_resolution: int, align: int,
                    device, dtype) -> tuple[torch.Tensor, tuple[int, int]]:
-    """uint8 (B, H, W, 3) -> float [B, 3, PH, PW] in [-1, 1], padded to `align`; and padding."""
-    pixels = np.ascontiguousarray(image_u8)
-    if not pixels.flags.writeable:  # a view of a ROS message: torch wants writable memory
-        pixels = pixels.copy()
-    x = torch.from_numpy(pixels).to(device)
+    """uint8 (B, H, W, 3) -> float [B, 3, PH, PW] in [-1, 1], padded to `align`; and padding.
+
+    `image_u8` is a numpy array or a uint8 tensor already on `device` (the pipeline's upload)."""
+    if isinstance(image_u8, torch.Tensor):
+        x = image_u8.to(device)
+    else:
+        pixels = np.ascontiguousarray(image_u8)
+        if not pixels.flags.writeable:  # a view of a ROS message: torch wants writable memory
+            pixels = pixels.copy()
+        x = torch.from_numpy(pixels).to(device)
     x = x.permute(0, 3, 1, 2).to(dtype=torch.float32) / 255.0  # [B, 3, H, W]
     x = x * 2.0 - 1.0
     h, w = x.shape[-2:]

@@ -51,9 +51,11 @@ class MetricDepth:
 
 
 def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
-                   mode: str = 'exact'):
+                   mode: str = 'exact', **options):
     """The one way from a checkpoint to a ready DepthEstimator: the checkpoint directory (None
     or '' = the packaged default model), loaded, with one warning when its weights are untrained.
+
+    `options`: DepthEstimator's other keywords (compile_mode, channels_last, ...).
 
     Raises CheckpointError / OSError / ValueError with a message a user can act on.
     """
@@ -65,7 +67,7 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
         LOG.warning(
             'this checkpoint is UNTRAINED (random weights): its depth is meaningless; it only '
             'exercises the pipeline.')
-    return DepthEstimator(model, device=device, dtype=dtype, mode=mode)
+    return DepthEstimator(model, device=device, dtype=dtype, mode=mode, **options)
 
 
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,

@@ -13,6 +13,15 @@ The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the 
 input and seed give the same normalised prediction. The VAE runs through exact rewrites with less
 compute (`vae_rewrites`) unless `exact_rewrites=False`.
 
+Precision (`dtype`): 'auto' is float16 on CUDA; on a CPU that computes bfloat16 natively
+(AVX512-BF16 or AMX, `run_options.cpu_bf16_flags`) it is bfloat16 (about 0.5 % depth
+difference to float32, measured in docs/PERFORMANCE.md), else float32.
+
+`compile_mode` (run_options.COMPILE_MODES, default 'off') wraps the encoder, the UNet and the
+decoder in `torch.compile` with static shapes: each processing resolution compiles once, at its
+first call (`warm_up` does it ahead of time). 'reduce-overhead' replays CUDA graphs on a GPU. On
+CUDA the image goes up through pinned host memory on a side stream.
+
 `mode='fast'` trades a little accuracy for time (measured in docs/PERFORMANCE.md): the
 checkpoint's distilled light decoder replaces the VAE decoder's up-sampling path, and the VAE's
 mid-block attention takes its keys and values from a 2x2-pooled map.
@@ -30,7 +39,7 @@ import torch
 from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
                                UPSAMPLING)
 from .model import MetricGoldModel
-from .run_options import check_device, MODES
+from .run_options import check_compile, check_device, cpu_bf16_flags, MODES
 from .vae_rewrites import encode_mean, RewrittenVAEDecoder
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
@@ -66,7 +75,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     names = {'float32': torch.float32, 'fp32': torch.float32, 'float16': torch.float16,
              'fp16': torch.float16, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16}
     if dtype == 'auto':
-        return torch.float16 if device.type == 'cuda' else torch.float32
+        if device.type == 'cuda':
+            return torch.float16
+        return torch.bfloat16 if cpu_bf16_flags() else torch.float32
     if dtype not in names:
         raise ValueError(f'`dtype` must be auto or one of {sorted(names)}, got {dtype!r}.')
     return names[dtype]
@@ -77,7 +88,7 @@ class DepthEstimator:
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
                  channels_last: bool = True, exact_rewrites: bool = True,
-                 mode: str = 'exact', upsampling: str = 'guided'):
+                 mode: str = 'exact', upsampling: str = 'guided', compile_mode: str = 'off'):
         if upsampling not in UPSAMPLING:
             raise ValueError(f'`upsampling` must be one of {", ".join(UPSAMPLING)}, '
                              f'got {upsampling!r}.')
@@ -100,7 +111,9 @@ class DepthEstimator:
         for module, fmt in ((model.unet, self.unet_format), (model.vae, self.vae_format)):
             module.requires_grad_(False)
             if next(module.parameters()).dtype != self.dtype:
-                module.to(dtype=self.dtype)
+                # torch's cast: diffusers' to() warns of float32-only modules even when its list
+                # of them is empty, as it is for this UNet and VAE
+                torch.nn.Module.to(module, dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
         self.vae_decoder = RewrittenVAEDecoder(model.vae, self.vae_format) \
             if exact_rewrites or mode == 'fast' else None
@@ -117,6 +130,36 @@ class DepthEstimator:
         self.scheduler = copy.deepcopy(model.scheduler)
         self._lock = threading.Lock()
         self.codec = model.codec
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == 'cuda' else None
+        self._pinned = {}   # shape -> pinned uint8 host buffer of the upload
+        self.compile_mode = check_compile(compile_mode)
+        self._unet = model.unet
+        self._encode_fn, self._decode_fn = self._encode_eager, self._decode_eager
+        if compile_mode != 'off':
+            # static shapes: one compiled entry per processing resolution (the latency
+            # control's ladder has up to 7) and per estimator; past dynamo's recompile limit
+            # (8) calls fall back to eager without a word
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            options = {'dynamic': False,
+                       'mode': None if compile_mode == 'default' else compile_mode}
+            self._unet = torch.compile(model.unet, **options)
+            self._encode_fn = torch.compile(self._encode_eager, **options)
+            self._decode_fn = torch.compile(self._decode_eager, **options)
+        # CUDA graphs reuse their output memory at the next replay: outputs are copied out.
+        self._graphs = compile_mode == 'reduce-overhead' and self.device.type == 'cuda'
+
+    def warm_up(self, height: int = 480, width: int = 640,
+                processing_resolution: int | None = None, steps=(1,)) -> dict:
+        """Run a grey image of (height, width) through each step count twice (compiles at the
+        first call when `compile` is on; kernel selection, allocations); returns the second
+        call's timings of the last step count."""
+        image = np.full((height, width, 3), 127, np.uint8)
+        timings = {}
+        for n in steps:
+            for _ in range(2):
+                timings = self(image, steps=n, processing_resolution=processing_resolution,
+                               seed=0).timings
+        return timings
 
     def processing_hw(self, height: int, width: int,
                       processing_resolution: int | None = None) -> tuple[int, int]:
@@ -162,8 +205,8 @@ class DepthEstimator:
 
         # 2. Preprocess: resize to the processing resolution, pad to the VAE's grid
         size_hw = image.shape[1:3]
-        x, padding = to_model_input(image, processing_resolution, self.vae_factor,
-                                    self.device, self.dtype)  # [B, 3, PPH, PPW]
+        x, padding = to_model_input(self._upload(image), processing_resolution,
+                                    self.vae_factor, self.device, self.dtype)  # [B, 3, PPH, PPW]
         x = x.contiguous(memory_format=self.vae_format)
         sync()
         marks.append(time.perf_counter())
@@ -214,6 +257,32 @@ class DepthEstimator:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
+    def _upload(self, image: np.ndarray):
+        """uint8 (B, H, W, 3) -> on CUDA a device tensor, copied from a reused pinned host
+        buffer on a side stream; elsewhere the array itself (to_model_input takes both)."""
+        if self._copy_stream is None:
+            return image
+        pinned = self._pinned.get(image.shape)
+        if pinned is None:
+            self._pinned.clear()   # one input size at a time: keep one buffer
+            pinned = self._pinned[image.shape] = torch.empty(image.shape, dtype=torch.uint8,
+                                                             pin_memory=True)
+        # the previous frame's copy out of this buffer finished: its outputs were synchronised
+        pinned.numpy()[...] = image
+        with torch.cuda.stream(self._copy_stream):
+            on_device = pinned.to(self.device, non_blocking=True)
+        torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
+        on_device.record_stream(torch.cuda.current_stream(self.device))
+        return on_device
+
+    def _compiled(self, fn, *args, **kwargs):
+        """Call a (maybe compiled) stage; with CUDA graphs, mark a new replay and copy the
+        output out of the graph's memory."""
+        if not self._graphs:
+            return fn(*args, **kwargs)
+        torch.compiler.cudagraph_mark_step_begin()
+        return fn(*args, **kwargs).clone()
+
     @torch.no_grad()
     def predict_latent(self, x: torch.Tensor, steps: int = 1, generator=None) -> torch.Tensor:
         """The final depth latent for model-input images x [N, 3, H, W] in [-1, 1] (as
@@ -225,6 +294,9 @@ class DepthEstimator:
         return latent.contiguous(memory_format=self.vae_format)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._compiled(self._encode_fn, x)
+
+    def _encode_eager(self, x: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
         if self.vae_decoder is not None or self.kv_pool > 1:
             return encode_mean(vae, x, self.kv_pool)
@@ -247,14 +319,20 @@ class DepthEstimator:
         for i, t in enumerate(scheduler.timesteps):
             unet_in = torch.cat([latent_rgb, latent], dim=1)  # [B, 8, h, w]
             unet_in = unet_in.contiguous(memory_format=self.unet_format)
-            v = self.model.unet(unet_in, t, encoder_hidden_states=text, return_dict=False)[0]
+            v = self._compiled(self._unet_v, unet_in, t, text)
             out = scheduler.step(v, t, latent)
             if keep_first and i == 0 and steps > 1:
                 kept.append(out.pred_original_sample)
             latent = out.prev_sample
         return kept + [latent]
 
+    def _unet_v(self, unet_in, t, text) -> torch.Tensor:
+        return self._unet(unet_in, t, encoder_hidden_states=text, return_dict=False)[0]
+
     def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self._compiled(self._decode_fn, latent)
+
+    def _decode_eager(self, latent: torch.Tensor) -> torch.Tensor:
         if self.light_decoder is not None:
             features = self.vae_decoder.mid_features(latent, self.kv_pool)  # [B, C, h, w]
             mean = self.light_decoder(features.contiguous())  # [B, 1, H, W]

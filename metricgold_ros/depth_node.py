@@ -128,7 +128,8 @@ class DepthNode(Node):
         checkpoint = self.cfg['checkpoint']
         try:
             estimator = load_estimator(checkpoint, self.cfg['device'], self.cfg['dtype'],
-                                       self.cfg['mode'])
+                                       self.cfg['mode'], compile_mode=self.cfg['compile'],
+                                       channels_last=self.cfg['channels_last'])
             model = estimator.model
         except (OSError, ValueError) as exc:
             raise StartupError(f'cannot load the model (`checkpoint` = {checkpoint!r}, `device` '

@@ -11,13 +11,14 @@ from rcl_interfaces.msg import ParameterType
 
 from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from metricgold_core.rectify import RECTIFY_MODES
-from metricgold_core.run_options import check_device, DTYPES, MODES
+from metricgold_core.run_options import check_device, COMPILE_MODES, DTYPES, MODES
 from metricgold_core.scale import SOURCES
 
 CHOICES = {
     'device': None,   # run_options.check_device: auto, cpu, cuda, cuda:N
     'dtype': DTYPES,
     'mode': MODES,
+    'compile': COMPILE_MODES,
     'input_transport': ('raw', 'compressed'),
     'input_reliability': ('auto', 'reliable', 'best_effort'),
     'rectify': RECTIFY_MODES,
@@ -44,10 +45,17 @@ PARAMETERS = (
          read_only=True),
     Spec('device', 'auto', 'Torch device: auto (cuda if available), cpu, cuda or cuda:N.',
          read_only=True),
-    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA, float32 on CPU), float32, '
-         'float16, bfloat16.', read_only=True),
+    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA; on CPU bfloat16 where it has '
+         'AVX512-BF16 or AMX, else float32), float32, float16, bfloat16.', read_only=True),
     Spec('mode', 'exact', "exact: diffusers' maths; fast: the checkpoint's distilled light "
          'decoder and pooled VAE attention (faster, approximate).', read_only=True),
+    Spec('compile', 'off', 'torch.compile of the encoder, UNet and decoder (static shapes): '
+         'off, default, reduce-overhead (CUDA graphs on a GPU) or max-autotune. The start-up '
+         'warm-up compiles the configured processing resolution; one the latency control picks '
+         'later compiles at its first frame. Slower on CPU (docs/PERFORMANCE.md).',
+         read_only=True),
+    Spec('channels_last', True, 'channels_last memory format for the VAE (and the UNet on '
+         'CUDA); false keeps NCHW.', read_only=True),
     Spec('torch_threads', 0, "CPU threads torch may use; 0 keeps torch's default.", (0, 256),
          read_only=True),
     Spec('warmup', True, 'Run one inference at start so the first frame is not slow.',

@@ -7,9 +7,9 @@ from metricgold_core.cli import main
 def test_bench_reports_stage_times_ratio_and_agreement(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     assert main(['bench', '--height', '48', '--width', '64', '--repeats', '1', '--device', 'cpu',
-                 '--json', str(out)]) == 0
+                 '--dtype', 'float32', '--json', str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result['max_abs_diff'] <= 1e-4
+    assert result['max_abs_diff'] <= 1e-4 and result['depth_rel_diff']['max'] < 1e-4
     assert result['ratio'] == result['ours_ms']['total'] / result['diffusers_ms']['total']
     for stage in ('preprocess', 'encode', 'denoise', 'decode', 'postprocess', 'total'):
         assert result['ours_ms'][stage] >= 0
@@ -39,3 +39,22 @@ def test_matrix_table_has_one_row_per_case():
     lines = table.splitlines()
     assert len(lines) == 3 and lines[2].startswith('| 240x320 | 1 | 1.0 | 2.0 | 3.0 | 4.0 |')
     assert '| 0.500 |' in lines[2]
+
+
+def test_variants_are_timed_against_one_diffusers_run(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    assert main(['bench', '--height', '32', '--width', '48', '--repeats', '1', '--device', 'cpu',
+                 '--variants', 'exact:float32,exact:bfloat16,fast:float32',
+                 '--json', str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r['mode'], r['dtype']) for r in rows] == [
+        ('exact', 'float32'), ('exact', 'bfloat16'), ('fast', 'float32')]
+    assert len({r['diffusers_ms']['total'] for r in rows}) == 1   # the same diffusers runs
+    assert all(r['diffusers_dtype'] == 'float32' for r in rows)
+    assert rows[0]['max_abs_diff'] <= 1e-4 < rows[1]['max_abs_diff']   # bf16 rounds
+    for r in rows:
+        assert r['ratio'] == r['ours_ms']['total'] / r['diffusers_ms']['total']
+        assert r['cpu_ratio'] == r['ours_ms']['cpu_total'] / r['diffusers_ms']['cpu_total']
+    printed = capsys.readouterr().out
+    assert '| exact bfloat16 |' in printed and '| fast float32 |' in printed
+    assert main(['bench', '--variants', 'exact:int8']) == 2

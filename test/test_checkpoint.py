@@ -71,7 +71,8 @@ def test_diffusers_reads_our_directory(tiny_checkpoint):
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(_image(), num_inference_steps=1, processing_resolution=0, output_type='np',
                generator=torch.Generator('cpu').manual_seed(4)).prediction[0, :, :, 0]
-    ours = DepthEstimator(model, device='cpu')(_image(), seed=4, processing_resolution=0)
+    ours = DepthEstimator(model, device='cpu', dtype='float32')(_image(), seed=4,
+                                                                processing_resolution=0)
     np.testing.assert_allclose(ours.normalized, ref, atol=1e-4)
 
 

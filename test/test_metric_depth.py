@@ -24,7 +24,7 @@ def reference(focal_checkpoint, shared_data):
     from metricgold_core.pipeline import DepthEstimator
 
     rgb = read_rgb(shared_data / 'real/redwood/rgb/00000.jpg')
-    est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu')
+    est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
     pred = est(rgb, steps=1, processing_resolution=RES, seed=0)
     factor = 525.0 * pred.processing_hw[1] / 640 / CANONICAL_FX
     assert factor != pytest.approx(1.0)
@@ -39,7 +39,7 @@ def test_estimate_metric_depth_applies_the_focal_factor_once(focal_checkpoint, r
     from metricgold_core.model import MetricGoldModel
     from metricgold_core.pipeline import DepthEstimator
 
-    est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu')
+    est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
     rgb = read_rgb(shared_data / 'real/redwood/rgb/00000.jpg')
     for camera in (525.0, make_K(525.0, 525.0, 319.5, 239.5)):
         out = estimate_metric_depth(est, rgb, camera, processing_resolution=RES, seed=0)
@@ -54,7 +54,7 @@ def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, refer
     redwood = shared_data / 'real/redwood'
     image = redwood / 'rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),
-              '--seed', '0', '--device', 'cpu']
+              '--seed', '0', '--device', 'cpu', '--dtype', 'float32']
     assert main(['infer', *common, '--output', str(tmp_path / 'infer'),
                  '--intrinsics', str(redwood / 'intrinsics.json'), str(image)]) == 0
     infer = np.load(tmp_path / 'infer/00000_depth.npy')
@@ -106,7 +106,8 @@ def test_the_node_gives_the_same_metres(focal_checkpoint, reference, shared_data
     params = write_params(tmp_path / 'params.yaml', {
         'checkpoint': str(focal_checkpoint), 'steps': '1', 'processing_resolution': RES,
         'min_processing_resolution': RES, 'max_latency_ms': 60000.0,
-        'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 1000.0, 'torch_threads': 1})
+        'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
+        'dtype': 'float32'})   # bfloat16 (auto on some CPUs) varies with the thread count
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp_path / 'node.log')
     client = Client(domain)

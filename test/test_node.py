@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 RES = 128
 PARAMS = {'processing_resolution': RES, 'min_processing_resolution': 64, 'steps': 2,
           'max_latency_ms': 20000.0, 'max_frame_age_ms': 20000.0, 'publish_uncertainty': True,
-          'camera_info_wait_ms': 1000.0, 'torch_threads': 1}
+          'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
+          'dtype': 'float32'}   # bfloat16 (auto on some CPUs) varies with the thread count
 
 
 @pytest.fixture(scope='module')
@@ -77,7 +78,7 @@ def test_every_output_carries_the_input_header_and_consistent_values(rig, tiny_c
     # The node is a thin shell: same numbers as the core pipeline on the same image and seed.
     from metricgold_core.model import MetricGoldModel
     from metricgold_core.pipeline import DepthEstimator
-    est = DepthEstimator(MetricGoldModel.load(tiny_checkpoint), device='cpu')
+    est = DepthEstimator(MetricGoldModel.load(tiny_checkpoint), device='cpu', dtype='float32')
     pred = est(rig.rgbs[0], steps=2, processing_resolution=RES, seed=0, output_uncertainty=True)
     np.testing.assert_allclose(depth, pred.depth, rtol=1e-4, equal_nan=True)
     np.testing.assert_allclose(depth_array(out['depth/uncertainty']), pred.uncertainty,

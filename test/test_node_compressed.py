@@ -35,7 +35,7 @@ def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
         'checkpoint': str(checkpoint), 'input_transport': 'compressed', 'steps': '1',
         'processing_resolution': RES, 'depth_resolution': 'processing',
         'fallback_hfov_deg': HFOV, 'max_latency_ms': 20000.0, 'max_frame_age_ms': 20000.0,
-        'torch_threads': 1})
+        'torch_threads': 1, 'dtype': 'float32'})   # bf16 varies with the thread count
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
     client = Client(domain, camera_reliable=False, compressed=True)
@@ -81,7 +81,7 @@ def test_fallback_intrinsics_focal_rescale_and_processing_size(rig):
     # depth = core prediction on the decoded JPEG x f(processing) / f(canonical).
     from metricgold_core.model import MetricGoldModel
     from metricgold_core.pipeline import DepthEstimator
-    est = DepthEstimator(MetricGoldModel.load(checkpoint), device='cpu')
+    est = DepthEstimator(MetricGoldModel.load(checkpoint), device='cpu', dtype='float32')
     decoded = np.asarray(PILImage.open(io.BytesIO(data)).convert('RGB'))
     pred = est(decoded, steps=1, processing_resolution=RES, seed=0,
                match_input_resolution=False)

@@ -8,7 +8,8 @@ from metricgold_core.pipeline import DepthEstimator
 
 @pytest.fixture(scope='module')
 def estimator(tiny_model):
-    return DepthEstimator(tiny_model, device='cpu', upsampling='bilinear')  # diffusers' resize
+    return DepthEstimator(tiny_model, device='cpu', dtype='float32',
+                          upsampling='bilinear')  # diffusers' resize (and maths: float32)
 
 
 @pytest.fixture(scope='module')
@@ -71,7 +72,8 @@ def test_generator_equals_seed(estimator):
 
 
 def test_plain_diffusers_decoder_gives_same_result(tiny_model, estimator):
-    plain = DepthEstimator(tiny_model, device='cpu', exact_rewrites=False, channels_last=False)
+    plain = DepthEstimator(tiny_model, device='cpu', dtype='float32', exact_rewrites=False,
+                           channels_last=False)
     image = _image(56, 72)
     a = estimator(image, steps=2, seed=3, processing_resolution=0)
     b = plain(image, steps=2, seed=3, processing_resolution=0)
@@ -134,7 +136,8 @@ def test_concurrent_calls_and_estimators_sharing_a_model_do_not_interfere(tiny_m
     image = _image(48, 64, seed=3)
     expected = {steps: estimator(image, steps=steps, seed=1).normalized for steps in (1, 2)}
     # Same modules, its own scheduler.
-    other = DepthEstimator(tiny_model, device='cpu', upsampling=estimator.upsampling)
+    other = DepthEstimator(tiny_model, device='cpu', dtype='float32',
+                           upsampling=estimator.upsampling)
     assert other.scheduler is not estimator.scheduler
     jobs = [(est, steps) for est in (estimator, other) for steps in (1, 2)] * 3
     with ThreadPoolExecutor(4) as pool:
@@ -164,7 +167,7 @@ def test_guided_upsampling_puts_depth_edges_on_image_edges():
 
 def test_upsampling_modes(tiny_model, estimator):
     image = _image(48, 64)
-    guided = DepthEstimator(tiny_model, device='cpu')
+    guided = DepthEstimator(tiny_model, device='cpu', dtype='float32')
     assert guided.upsampling == 'guided'  # the product default
     # Native resolution: nothing to upsample, both modes give the same map.
     np.testing.assert_array_equal(guided(image, seed=1, processing_resolution=0).depth,

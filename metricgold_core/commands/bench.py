@@ -1,7 +1,11 @@
 """`metricgold bench`: our pipeline vs diffusers' MarigoldDepthPipeline, same weights and input.
 
-Both run in the same process on the same modules, alternating, after a warm-up; the figures are
+Both run in the same process on the same weights, alternating, after a warm-up; the figures are
 medians. diffusers' stages are timed with forward hooks on the VAE encoder, UNet and VAE decoder.
+diffusers runs in its stock precision (--diffusers-dtype auto: float16 on CUDA, float32 on CPU):
+the reference for both time and accuracy. `--variants exact:float32,exact:auto,fast:auto` times
+several of our configurations against it in one run (interleaved): one table row each, with the
+ratio and the normalised and metric depth differences to diffusers.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import time
 import numpy as np
 
 from . import add_model_arguments
+from ..run_options import COMPILE_MODES, cpu_bf16_flags, DTYPES, MODES
 
 LOG = logging.getLogger(__name__)
 
@@ -36,51 +41,100 @@ def add_parser(sub, name: str) -> None:
                    help='the performance report: 240x320 and 480x640, 1 and 2 steps, each '
                    'against diffusers; --markdown writes its table')
     p.add_argument('--markdown', default=None, help='with --matrix: write the table here')
+    p.add_argument('--variants', default=None, metavar='MODE:DTYPE,...',
+                   help='time these configurations (e.g. exact:float32,exact:auto,fast:auto) '
+                   'against diffusers in one run, interleaved; default: --mode and --dtype')
+    p.add_argument('--diffusers-dtype', default='auto', choices=DTYPES,
+                   help="diffusers' precision (auto: float16 on CUDA, float32 on CPU)")
+    p.add_argument('--compile', default='off', choices=COMPILE_MODES,
+                   help='torch.compile mode of our pipeline (compiled in the warm-up)')
     p.set_defaults(func=run)
+
+
+def parse_variants(text: str | None, mode: str, dtype: str) -> list:
+    """[(mode, dtype), ...] from 'exact:float32,fast:auto' (None: [(mode, dtype)])."""
+    if not text:
+        return [(mode, dtype)]
+    variants = []
+    for item in text.split(','):
+        m, _, d = item.strip().partition(':')
+        d = d or 'auto'
+        if m not in MODES or d not in DTYPES:
+            raise ValueError(f'`--variants` items are MODE:DTYPE with MODE in {", ".join(MODES)}'
+                             f' and DTYPE in {", ".join(DTYPES)}, got {item!r}.')
+        variants.append((m, d))
+    return variants
+
+
+def load_bench_model(args, mode: str):
+    """The model a bench run times: a checkpoint, the packaged one, or a preset (random
+    weights; for fast mode with an untrained light decoder head, which times the same)."""
+    import torch
+
+    from ..model import load_default_or, MetricGoldModel
+    if args.checkpoint:
+        return MetricGoldModel.load(args.checkpoint)
+    if args.preset == 'default':
+        return load_default_or(None)
+    model = MetricGoldModel.from_preset(args.preset, seed=0)
+    if mode == 'fast':
+        from ..light_decoder import LightDecoderHead
+        torch.manual_seed(0)
+        model.light_decoder = LightDecoderHead.for_vae(model.vae).eval()
+    return model
 
 
 def run(args) -> int:
     import torch
 
     from ..io_utils import save_text
-    from ..model import load_default_or, MetricGoldModel
     from ..pipeline import DepthEstimator
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.checkpoint:
-        model = MetricGoldModel.load(args.checkpoint)
-    elif args.preset == 'default':
-        model = load_default_or(None)
-    else:
-        model = MetricGoldModel.from_preset(args.preset, seed=0)
-        if args.mode == 'fast':
-            # random weights time the same as trained ones: an untrained light decoder head
-            # lets a preset measure fast mode's speed (its output means nothing)
-            from ..light_decoder import LightDecoderHead
-            torch.manual_seed(0)
-            model.light_decoder = LightDecoderHead.for_vae(model.vae).eval()
-    est = DepthEstimator(model, device=args.device, dtype=args.dtype, mode=args.mode)
-    pipe = _diffusers_pipeline(model, est)
-    # diffusers gets its own copies in the default memory format: its reference is the stock
-    # pipeline, and our channels_last conversion must not leak into its measurement.
+    try:
+        variants = parse_variants(args.variants, args.mode, args.dtype)
+    except ValueError as exc:
+        LOG.error('%s', exc)
+        return 2
+    # Each configuration gets its own model (DepthEstimator casts the modules in place);
+    # diffusers gets the original float32 weights, cast to its own precision.
+    ests = {}
+    for mode, dtype in variants:
+        est = DepthEstimator(load_bench_model(args, mode), device=args.device, dtype=dtype,
+                             mode=mode, compile_mode=args.compile)
+        name = f"{mode} {str(est.dtype).replace('torch.', '')}"
+        if name in ests:
+            LOG.warning('--variants: %s:%s is %s again; timed once', mode, dtype, name)
+        ests[name] = est
+    first = next(iter(ests.values()))
+    pipe = _diffusers_pipeline(load_bench_model(args, 'exact'), first.device,
+                               args.diffusers_dtype)
     cases = ([(240, 320, 1), (240, 320, 2), (480, 640, 1), (480, 640, 2)] if args.matrix
              else [(args.height, args.width, args.steps)])
     results = []
     for height, width, steps in cases:
-        peak_before = _peak_memory_mb(est.device, reset=True)
-        result = compare(est, pipe, _bench_image(height, width), steps, args.repeats)
-        result.update({'preset': args.checkpoint or args.preset, 'device': str(est.device),
-                       'dtype': str(est.dtype).replace('torch.', ''), 'threads':
-                       torch.get_num_threads(), 'height': height, 'width': width,
-                       'steps': steps, 'torch': torch.__version__, 'mode': args.mode,
-                       'peak_memory_mb': _peak_memory_mb(est.device), 'peak_before_mb':
-                       peak_before, 'machine': platform.processor() or platform.machine()})
-        print(format_table(result), flush=True)
-        results.append(result)
+        peak_before = _peak_memory_mb(first.device, reset=True)
+        rows = compare(ests, pipe, _bench_image(height, width), steps, args.repeats)
+        for name, result in rows.items():
+            est = ests[name]
+            result.update({
+                'preset': args.checkpoint or args.preset, 'device': str(est.device),
+                'dtype': str(est.dtype).replace('torch.', ''), 'diffusers_dtype':
+                str(pipe.unet.dtype).replace('torch.', ''), 'cpu_bf16': list(cpu_bf16_flags()),
+                'compile': args.compile, 'threads': torch.get_num_threads(),
+                'height': height, 'width': width, 'steps': steps, 'torch': torch.__version__,
+                'mode': est.mode, 'peak_memory_mb': _peak_memory_mb(est.device),
+                'peak_before_mb': peak_before,
+                'machine': platform.processor() or platform.machine()})
+            results.append(result)
+        if len(rows) == 1:
+            print(format_table(results[-1]), flush=True)
+        else:
+            print(variants_table(results[-len(rows):]), flush=True)
     if args.json:
-        save_text(args.json, json.dumps(results if args.matrix else results[0], indent=2)
-                  + '\n')
+        single = len(results) == 1
+        save_text(args.json, json.dumps(results[0] if single else results, indent=2) + '\n')
     if args.markdown:
         save_text(args.markdown, matrix_table(results) + '\n')
     return 0
@@ -120,20 +174,27 @@ def _bench_image(height: int, width: int) -> np.ndarray:
     return np.clip(image + rng.integers(-10, 10, image.shape), 0, 255).astype(np.uint8)
 
 
-def _diffusers_pipeline(model, est):
-    import copy
-
+def _diffusers_pipeline(model, device, dtype: str = 'auto'):
+    """Stock MarigoldDepthPipeline on `model`'s modules (default memory format), in diffusers'
+    usual precision for the device (`dtype` auto: float16 on CUDA, float32 on CPU)."""
     import torch
     from diffusers import MarigoldDepthPipeline
 
-    unet = copy.deepcopy(model.unet).to(memory_format=torch.contiguous_format)
-    vae = copy.deepcopy(model.vae).to(memory_format=torch.contiguous_format)
-    pipe = MarigoldDepthPipeline(unet=unet, vae=vae, scheduler=copy.deepcopy(model.scheduler),
+    from ..pipeline import resolve_dtype
+    dtype = (torch.float16 if device.type == 'cuda' else torch.float32) if dtype == 'auto' \
+        else resolve_dtype(dtype, device)
+    # torch's to(): diffusers' warns of float32-only modules from an empty list of them
+    unet = torch.nn.Module.to(model.unet, device=device, dtype=dtype,
+                              memory_format=torch.contiguous_format)
+    vae = torch.nn.Module.to(model.vae, device=device, dtype=dtype,
+                             memory_format=torch.contiguous_format)
+    pipe = MarigoldDepthPipeline(unet=unet, vae=vae, scheduler=model.scheduler,
                                  text_encoder=None, tokenizer=None, prediction_type='depth',
                                  scale_invariant=False, shift_invariant=False,
                                  default_denoising_steps=1, default_processing_resolution=0)
-    pipe.empty_text_embedding = est.embedding
+    pipe.empty_text_embedding = model.empty_text_embedding.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
+    pipe.codec = model.codec
     return pipe
 
 
@@ -168,33 +229,43 @@ class _StageTimer:
             self.times[name] = 0.0
 
 
-def compare(est, pipe, image: np.ndarray, steps: int, repeats: int) -> dict:
-    """Alternate runs of both pipelines; medians of total and per-stage ms, and max |diff|."""
+def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> dict:
+    """Alternate runs of diffusers and each of our estimators ({name: DepthEstimator}); per
+    estimator: medians of total and per-stage ms, the ratio to diffusers' median, the largest
+    normalised difference and the metric depth difference (relative: mean, 99th percentile,
+    max) to diffusers' output through the same codec."""
     import torch
 
+    device = next(iter(ests.values())).device
     timer = _StageTimer({'encode': pipe.vae.encoder, 'denoise': pipe.unet,
-                         'decode': pipe.vae.decoder}, est.device)
+                         'decode': pipe.vae.decoder}, device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
 
     def run_theirs():
         timer.reset()
-        est._sync()
-        t0 = time.perf_counter()
+        sync()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = pipe(image, num_inference_steps=steps, processing_resolution=0,
                    generator=torch.Generator('cpu').manual_seed(0), output_type='np')
-        est._sync()
+        sync()
         total = (time.perf_counter() - t0) * 1e3
-        return out.prediction[0, :, :, 0], dict(timer.times, total=total)
+        cpu = (time.process_time() - c0) * 1e3
+        return out.prediction[0, :, :, 0], dict(timer.times, total=total, cpu_total=cpu)
 
-    def run_ours():
+    def run_ours(est):
+        c0 = time.process_time()
         pred = est(image, steps=steps, processing_resolution=0, seed=0)
-        return pred.normalized, pred.timings
+        pred.timings['cpu_total'] = (time.process_time() - c0) * 1e3
+        return pred
 
-    ours_t, theirs_t = [], []
-    ours_out, _ = run_ours()  # warm-up (allocator, oneDNN primitive caches, cuDNN autotune)
+    ours_t = {name: [] for name in ests}
+    theirs_t = []
+    outs = {name: run_ours(est) for name, est in ests.items()}  # warm-up (compiles, caches)
     theirs_out, _ = run_theirs()
     for _ in range(max(1, repeats)):
-        ours_out, t = run_ours()
-        ours_t.append(t)
+        for name, est in ests.items():
+            outs[name] = run_ours(est)
+            ours_t[name].append(outs[name].timings)
         theirs_out, t = run_theirs()
         theirs_t.append(t)
     for handle in timer.handles:
@@ -203,14 +274,25 @@ def compare(est, pipe, image: np.ndarray, steps: int, repeats: int) -> dict:
     def medians(rows):
         return {key: statistics.median(r[key] for r in rows) for key in rows[0]}
 
-    ours_m, theirs_m = medians(ours_t), medians(theirs_t)
-    return {
-        'ours_ms': ours_m,
-        'diffusers_ms': theirs_m,
-        'ratio': ours_m['total'] / theirs_m['total'],
-        'max_abs_diff': float(np.abs(ours_out - theirs_out).max()),
-        'repeats': repeats,
-    }
+    theirs_m = medians(theirs_t)
+    ref_depth = pipe.codec.normalized_to_depth(theirs_out.astype(np.float32))
+    rows = {}
+    for name, pred in outs.items():
+        ours_m = medians(ours_t[name])
+        rel = np.abs(pred.depth - ref_depth) / ref_depth
+        rel = rel[np.isfinite(rel)]
+        rows[name] = {
+            'ours_ms': ours_m, 'diffusers_ms': theirs_m,
+            'ratio': ours_m['total'] / theirs_m['total'],
+            # CPU time of the process: not inflated by other processes on a shared machine;
+            # with 1 thread the work itself (more threads add OpenMP's spin-waiting)
+            'cpu_ratio': ours_m['cpu_total'] / theirs_m['cpu_total'],
+            'max_abs_diff': float(np.abs(pred.normalized - theirs_out).max()),
+            'depth_rel_diff': {'mean': float(rel.mean()), 'p99': float(np.percentile(rel, 99)),
+                               'max': float(rel.max())},
+            'repeats': repeats,
+        }
+    return rows
 
 
 def format_table(result: dict) -> str:
@@ -218,7 +300,8 @@ def format_table(result: dict) -> str:
     lines = [
         f"MetricGold vs diffusers MarigoldDepthPipeline: {result['preset']}, "
         f"{result['height']}x{result['width']}, {result['steps']} step(s), "
-        f"{result['device']} {result['dtype']}, {result['threads']} threads, "
+        f"{result['device']} {result['dtype']} (diffusers {result['diffusers_dtype']}), "
+        f"{result['threads']} threads, "
         f"{result.get('mode', 'exact')} mode, median of {result['repeats']}",
         '',
         '| stage | ours (ms) | diffusers (ms) |',
@@ -227,6 +310,31 @@ def format_table(result: dict) -> str:
     for stage in ('preprocess', 'encode', 'denoise', 'decode', 'postprocess', 'total'):
         cells = [f'{d[stage]:.1f}' if stage in d else '-' for d in (ours, theirs)]
         lines.append(f'| {stage} | {cells[0]} | {cells[1]} |')
-    lines += ['', f"ratio ours/diffusers: {result['ratio']:.3f}   "
-              f"max |normalised prediction difference|: {result['max_abs_diff']:.2e}"]
+    rel = result['depth_rel_diff']
+    lines += ['', f"ratio ours/diffusers: {result['ratio']:.3f} (CPU time "
+              f"{result['cpu_ratio']:.3f})   "
+              f"max |normalised prediction difference|: {result['max_abs_diff']:.2e}   "
+              f"depth difference (relative) mean {rel['mean']:.2e}, max {rel['max']:.2e}"]
+    return '\n'.join(lines)
+
+
+def variants_table(results: list) -> str:
+    """One case, several of our configurations against the same diffusers runs."""
+    r0 = results[0]
+    lines = [f"MetricGold vs diffusers MarigoldDepthPipeline ({r0['diffusers_dtype']}): "
+             f"{r0['preset']}, {r0['height']}x{r0['width']}, {r0['steps']} step(s), "
+             f"{r0['device']}, {r0['threads']} threads, compile {r0['compile']}, CPU bf16 "
+             f"flags: {', '.join(r0['cpu_bf16']) or 'none'}, median of {r0['repeats']}", '',
+             '| ours | encode | denoise | decode | total (ms) | diffusers (ms) | ratio '
+             '| CPU time ours / diffusers (ms) | CPU time ratio | max abs diff '
+             '| depth diff mean / max |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results:
+        o, rel = r['ours_ms'], r['depth_rel_diff']
+        lines.append(f"| {r['mode']} {r['dtype']} | {o['encode']:.1f} | {o['denoise']:.1f} | "
+                     f"{o['decode']:.1f} | {o['total']:.1f} | {r['diffusers_ms']['total']:.1f} "
+                     f"| {r['ratio']:.3f} | {o['cpu_total']:.1f} / "
+                     f"{r['diffusers_ms']['cpu_total']:.1f} | {r['cpu_ratio']:.3f} "
+                     f"| {r['max_abs_diff']:.1e} | {100 * rel['mean']:.2f} % "
+                     f"/ {100 * rel['max']:.1f} % |")
     return '\n'.join(lines)

@@ -83,7 +83,7 @@ def distill(checkpoint, output=None, *, scenes: int = 256, val_scenes: int = 48,
     record stored in metricgold.json (config, steps, held-out errors per size)."""
     torch.manual_seed(seed)
     model = MetricGoldModel.load(checkpoint)
-    est = DepthEstimator(model, device=device)
+    est = DepthEstimator(model, device=device, dtype='float32')  # the exact decoder's targets
     head = LightDecoderHead.for_vae(model.vae, channels)
     LOG.info('light decoder head: %d parameters', sum(p.numel() for p in head.parameters()))
     train, val = [], []
