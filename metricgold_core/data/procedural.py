@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from .framing import close_view, FRAMINGS
 from .layouts import indoor_layout
 from .raycast import cast
 from .street import outdoor_layout
@@ -151,19 +152,23 @@ def _corner_occlusion(p: np.ndarray, half: np.ndarray, height: float) -> np.ndar
 
 
 def render_scene(seed: int, height: int, width: int, kind: str | None = None,
-                 K: np.ndarray | None = None) -> dict:
+                 K: np.ndarray | None = None, framing: str = 'normal') -> dict:
     """One procedural frame: `rgb` uint8 (H, W, 3), `depth` float32 (H, W) metres (NaN = sky),
     `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor',
-    `camera_height_m` float (the eye's height over the floor / ground plane y = 0).
+    `camera_height_m` float (the eye's height over the floor / ground plane y = 0), `sky` bool
+    (H, W) (rays that hit nothing: the invalid pixels are exactly the sky).
 
     Deterministic: the same (seed, height, width, kind) gives the same arrays. `K` films the
     same layout with this camera instead of the scene's random one (a fixed camera over a
-    sequence of scenes, as a robot has).
+    sequence of scenes, as a robot has). `framing='close'` moves the camera to 0.3-1.5 m from
+    a surface of the same layout (data.framing.close_view).
     """
     if height < 8 or width < 8:
         raise ValueError(f'`height` and `width` must be >= 8 px, got {height}x{width}.')
     if kind is not None and kind not in KINDS:
         raise ValueError(f'`kind` must be one of {KINDS} or None, got {kind!r}.')
+    if framing not in FRAMINGS:
+        raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
     rng = np.random.default_rng(seed)
     if kind is None:
         kind = KINDS[int(rng.integers(2))]
@@ -171,6 +176,9 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None,
     scene_K = _random_K(rng, height, width)   # drawn either way: the layout stays the same
     K = scene_K if K is None else np.asarray(K, dtype=np.float64)
     layout = indoor_layout(rng) if kind == 'indoor' else outdoor_layout(rng)
+    if framing == 'close':  # its own stream: the layout and shading draws stay the same
+        layout = close_view(layout, np.random.default_rng([seed, 7, KINDS.index(kind)]),
+                            camera_rotation)
     origin = layout['camera']
     R_wc = camera_rotation(*layout['yaw_pitch_roll'])
     hits = cast(layout['shapes'], origin, R_wc, K, height, width)
@@ -204,8 +212,8 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None,
     depth[~valid] = np.nan
     # The floor / ground is the plane y = 0 (layouts.py), so the eye's y is the camera height.
     return {'rgb': rgb, 'depth': depth, 'valid': valid, 'K': K,
-            'name': f'procedural_{kind}_{seed}', 'kind': kind,
-            'camera_height_m': float(origin[1])}
+            'name': f'procedural_{kind}_{seed}' + ('_close' if framing == 'close' else ''),
+            'kind': kind, 'camera_height_m': float(origin[1]), 'sky': ~valid}
 
 
 def _response_lut() -> np.ndarray:
@@ -235,14 +243,16 @@ class ProceduralScenes(torch.utils.data.Dataset):
     """An endless-style dataset of `length` procedural frames; item i is a fixed scene."""
 
     def __init__(self, length: int, height: int, width: int, seed: int = 0,
-                 kinds=KINDS):
+                 kinds=KINDS, framing: str = 'normal'):
         if length < 0:
             raise ValueError(f'`length` must be >= 0, got {length}.')
         kinds = tuple(kinds)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f'`kinds` must be a non-empty subset of {KINDS}, got {kinds}.')
         self.length, self.height, self.width = int(length), int(height), int(width)
-        self.seed, self.kinds = int(seed), kinds
+        if framing not in FRAMINGS:
+            raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
+        self.seed, self.kinds, self.framing = int(seed), kinds, framing
 
     def __len__(self) -> int:
         return self.length
@@ -253,4 +263,4 @@ class ProceduralScenes(torch.utils.data.Dataset):
         i = i % self.length
         scene_seed = self.seed * 1_000_003 + i
         kind = self.kinds[i % len(self.kinds)]  # alternate kinds so any window is balanced
-        return render_scene(scene_seed, self.height, self.width, kind)
+        return render_scene(scene_seed, self.height, self.width, kind, framing=self.framing)
