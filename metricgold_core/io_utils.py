@@ -1,8 +1,9 @@
 """File helpers: atomic writes (temp file in the same directory, then rename) and image reading.
 
 Every file the package writes goes through atomic_path (or save_*), every directory through
-replace_dir: a reader sees the old version or the new one, never half of one. Temp files are
-`.<name>.<random>.tmp` beside their target (TMP_GLOB finds what a killed run left).
+atomic_dir: a reader sees the old version or the new one, never half of one. Temporaries, files
+and directories alike, are `.<name>.<random>.tmp` beside their target: TMP_GLOB finds what a
+killed run left, remove_temporaries deletes it.
 """
 from __future__ import annotations
 
@@ -34,17 +35,52 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, create: bool = True):
+    """Yield a temporary directory beside `path`; when the block ends without an exception it
+    replaces `path` (replace_dir), else it is deleted.
+
+    `create=False` is for writers that make the directory themselves and name files after it
+    (rosbag2): the path yielded does not exist yet and has the target's own name, inside the
+    temporary directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    tmp = holder if create else holder / path.name
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)  # gone already when it became `path`
+
+
 def replace_dir(src, dst) -> None:
-    """Move the finished directory src to dst; an existing dst is replaced only at the end."""
+    """Move the finished directory src to dst; an existing dst is replaced only at the end.
+
+    A directory cannot replace a non-empty one in one rename: the old one is moved aside to a
+    temporary name first, so `dst` is missing for an instant but never holds half of anything."""
     src, dst = Path(src), Path(dst)
     if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.old-', dir=dst.parent))
+        old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.', suffix='.old.tmp', dir=dst.parent))
         old.rmdir()
         os.replace(dst, old)
         os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dst)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries (TMP_GLOB) a killed writer left in `folder`; returns them.
+    Only for folders that nothing else is writing into at the time."""
+    folder = Path(folder)
+    found = sorted(folder.glob(TMP_GLOB)) if folder.is_dir() else []
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def save_npy(path, array: np.ndarray) -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-import shutil
-import tempfile
 
 import torch
 
@@ -24,7 +22,7 @@ from .checkpoint_format import CheckpointError, EMBEDDING_FILE, FORMAT_VERSION  
 from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json
 from .checkpoint_format import WEIGHTS_FILE, write_json
 from .codec import LogDepthCodec
-from .io_utils import atomic_path, replace_dir
+from .io_utils import atomic_dir, atomic_path
 from .light_decoder import LightDecoderHead
 from .presets import get_preset, SCHEDULER_CONFIG
 
@@ -142,11 +140,9 @@ class MetricGoldModel:
     # ---------------------------------------------------------------- save / load
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint directory atomically (temp dir beside it, then rename)."""
+        """Write the checkpoint directory atomically (io_utils.atomic_dir)."""
         path = Path(path).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self.unet.save_pretrained(tmp / 'unet', safe_serialization=True)
             self.vae.save_pretrained(tmp / 'vae', safe_serialization=True)
             self.scheduler.save_pretrained(tmp / 'scheduler')
@@ -158,10 +154,6 @@ class MetricGoldModel:
                 self.light_decoder.save(tmp)
             write_json(tmp / META_FILE, self.meta)
             write_json(tmp / 'model_index.json', self._model_index())
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     def _model_index(self) -> dict:

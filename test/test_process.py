@@ -209,7 +209,7 @@ def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwo
 
     report = json.loads((out / 'process_report.json').read_text())
     assert (report['kind'], report['inferred'], report['failed']) == ('bag', 4, [])
-    assert not list(out.rglob('*.tmp')) and not (out / '.partial').exists()
+    assert not list(out.rglob('*.tmp'))
 
 
 def test_corrupt_compressed_frame_is_reported_and_skipped(tmp_path, tiny_checkpoint,
@@ -307,10 +307,10 @@ def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, 
     assert sorted(p.name for p in (out / 'depth').glob('*.npy')) == \
         ['frame_000000.npy', 'frame_000001.npy']
     assert not list(out.rglob('*.tmp')) and not (out / 'bag').exists()
-    assert not (out / '.partial').exists()
     # What a SIGKILL would leave behind: a temp file and a partial bag.
     (out / 'depth' / '.frame_000003.npy.abc123.tmp').write_bytes(b'junk')
-    (out / '.partial' / 'bag').mkdir(parents=True)
+    (out / '.bag.x1y2z3.tmp' / 'metadata.yaml').parent.mkdir()
+    (out / '.bag.x1y2z3.tmp' / 'metadata.yaml').write_text('half')
 
     calls = []
     real_call = DepthEstimator.__call__
@@ -337,7 +337,7 @@ def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, 
     for topic in want:
         assert [(t, repr(m)) for t, _, m in got[topic]] == \
             [(t, repr(m)) for t, _, m in want[topic]]
-    assert not list(out.rglob('*.tmp')) and not (out / '.partial').exists()
+    assert not list(out.rglob('*.tmp'))
 
 
 def test_video_file(tmp_path, tiny_checkpoint, redwood):

@@ -14,14 +14,13 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-import shutil
 
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
 from . import scale_anchor_error
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
-from ..io_utils import TMP_GLOB
+from ..io_utils import remove_temporaries
 
 LOG = logging.getLogger(__name__)
 
@@ -80,17 +79,9 @@ def frame_paths(out_dir: Path, name: str, with_cloud: bool) -> dict:
 
 
 def remove_stale_temporaries(out_dir: Path) -> int:
-    """Delete what a killed run can leave: atomic-write temp files and the partial bag."""
-    from ..offline.bag_writer import PARTIAL_DIR
-
-    stale = [p for folder in (out_dir, out_dir / 'depth', out_dir / 'clouds')
-             if folder.is_dir() for p in folder.glob(TMP_GLOB)]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    if (out_dir / PARTIAL_DIR).exists():
-        shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
-        stale.append(out_dir / PARTIAL_DIR)
-    return len(stale)
+    """Delete what a killed run can leave: atomic-write temp files and the unfinished bag."""
+    return sum(len(remove_temporaries(folder))
+               for folder in (out_dir, out_dir / 'depth', out_dir / 'clouds'))
 
 
 def open_source(args, stack: contextlib.ExitStack):

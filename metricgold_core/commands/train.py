@@ -1,5 +1,5 @@
-"""`metricgold train`: run a training recipe, resumably (under `accelerate launch -m
-metricgold_core.cli train ...` for several GPUs)."""
+"""`metricgold train`: run a training recipe, resumably (under `accelerate launch --multi_gpu
+--num_processes N -m metricgold_core.cli train ...` for N processes: README, Training)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='config overrides, e.g. optim.lr=1e-4 stages.1.max_steps=200')
     p.add_argument('--resume', default='auto',
                    help='auto (newest complete checkpoint in the output folder, if any), '
-                        'none (start over), or a checkpoints folder')
+                        'none (start over), a checkpoints folder (its newest), or one '
+                        'checkpoint (.../checkpoints/step_0001200)')
     p.add_argument('--only', default=None, metavar='STAGE_NAME',
                    help='run only this entry of `stages` (earlier stages must be finished)')
     p.add_argument('--print-config', action='store_true',

@@ -20,14 +20,13 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-import shutil
 import time
 
 import numpy as np
 import torch
 
 from .procedural import KINDS, ProceduralScenes
-from ..io_utils import replace_dir
+from ..io_utils import atomic_dir
 
 META = 'meta.json'
 
@@ -63,16 +62,14 @@ def write_scene_cache(path, count: int, height: int, width: int, seed: int = 0,
     else:
         parts = [_render_range(job) for job in jobs]
     render_s = time.perf_counter() - t0
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for index, name in enumerate(('rgb', 'depth', 'K', 'kind')):
-        np.save(tmp / f'{name}.npy', np.concatenate([p[index] for p in parts]))
-    meta = {'count': int(count), 'height': int(height), 'width': int(width), 'seed': int(seed),
-            'kinds': list(kinds), 'framing': framing, 'render_s': round(render_s, 1),
-            'bytes': sum(f.stat().st_size for f in tmp.glob('*.npy'))}
-    (tmp / META).write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')
-    replace_dir(tmp, path)
+    with atomic_dir(path) as tmp:
+        for index, name in enumerate(('rgb', 'depth', 'K', 'kind')):
+            np.save(tmp / f'{name}.npy', np.concatenate([p[index] for p in parts]))
+        meta = {'count': int(count), 'height': int(height), 'width': int(width),
+                'seed': int(seed), 'kinds': list(kinds), 'framing': framing,
+                'render_s': round(render_s, 1),
+                'bytes': sum(f.stat().st_size for f in tmp.glob('*.npy'))}
+        (tmp / META).write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')
     return meta
 
 

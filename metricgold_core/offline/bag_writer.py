@@ -1,22 +1,22 @@
 """rosbag2 output of `metricgold process`: depth (32FC1), depth/camera_info and points.
 
-The bag is written under `<output>/.partial/` and renamed into place when every frame is in it,
-so a reader never sees a half-written bag. An interrupted run leaves no bag; `--resume` rebuilds
-it from the depth files already saved (loading a .npy costs far less than an inference).
+The bag is written under a temporary name beside it (io_utils.atomic_dir) and renamed into
+place when every frame is in it, so a reader never sees a half-written bag. An interrupted run
+leaves no bag; `--resume` rebuilds it from the depth files already saved (loading a .npy costs
+far less than an inference).
 """
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-import shutil
+import sys
 
 import numpy as np
 
+from ..io_utils import atomic_dir
 from ..ros_format import DEPTH_INFO_TOPIC, DEPTH_TOPIC, POINTS_TOPIC
 from ..ros_format.camera_info import CameraModel, depth_camera_info_fields
 from ..ros_format.clouds import CLOUD_FIELDS, POINT_STEP
-
-PARTIAL_DIR = '.partial'
 
 
 def output_topics(namespace: str) -> dict:
@@ -42,7 +42,8 @@ class BagOutput:
 
     def __init__(self, final_path: Path, storage: str, typestore, namespace: str):
         self.final_path = Path(final_path)
-        self.partial_path = self.final_path.parent / PARTIAL_DIR / self.final_path.name
+        self.partial_path = None
+        self._publish = None   # atomic_dir(final_path), entered in __enter__
         self.storage = storage
         self.typestore = typestore
         self.topics = output_topics(namespace)
@@ -53,11 +54,15 @@ class BagOutput:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[self.storage]
-        shutil.rmtree(self.partial_path, ignore_errors=True)   # left by a killed run
-        self.partial_path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = Writer(self.partial_path, version=Writer.VERSION_LATEST,
-                             storage_plugin=plugin)
-        self.writer.open()
+        self._publish = atomic_dir(self.final_path, create=False)  # Writer makes it
+        self.partial_path = self._publish.__enter__()
+        try:
+            self.writer = Writer(self.partial_path, version=Writer.VERSION_LATEST,
+                                 storage_plugin=plugin)
+            self.writer.open()
+        except BaseException:
+            self._publish.__exit__(*sys.exc_info())
+            raise
         msgtypes = {'depth': 'sensor_msgs/msg/Image', 'info': 'sensor_msgs/msg/CameraInfo',
                     'points': 'sensor_msgs/msg/PointCloud2'}
         self.connections = {key: self.writer.add_connection(topic, msgtypes[key],
@@ -89,17 +94,14 @@ class BagOutput:
             self.counts[key] += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        """Publish the bag (one rename) after a clean block; otherwise delete it."""
+        if exc_type is None:
+            try:
+                self.writer.close()
+            except BaseException:
+                self._publish.__exit__(*sys.exc_info())
+                raise
+        else:
             with contextlib.suppress(Exception):
                 self.writer.abort()
-            shutil.rmtree(self.partial_path.parent, ignore_errors=True)
-            return
-        self.writer.close()
-        # A directory cannot replace a non-empty one in one rename: move the old bag aside
-        # first, so the final path always holds a complete bag or nothing.
-        old = self.partial_path.parent / 'previous'
-        if self.final_path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            self.final_path.rename(old)
-        self.partial_path.rename(self.final_path)
-        shutil.rmtree(self.partial_path.parent, ignore_errors=True)
+        self._publish.__exit__(exc_type, exc, tb)

@@ -3,8 +3,9 @@
 A checkpoint is a directory `step_0000123/` with `state.pt` (the whole trainer state, a plain
 dict of tensors and Python values, read back with `weights_only=True`) and `checkpoint.json`
 (step, byte size and CRC32 of state.pt), written last. It is built under a temporary name and
-renamed into place, so a crash leaves either a complete checkpoint or a `.tmp-*` directory that
-is ignored; a checkpoint whose size or checksum does not match is skipped with a warning.
+renamed into place (io_utils.atomic_dir), so a crash leaves either a complete checkpoint or a
+`.step_*.tmp` directory that is ignored and deleted at the next save; a checkpoint whose size
+or checksum does not match is skipped with a warning.
 """
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ import os
 from pathlib import Path
 import random
 import shutil
-import tempfile
 import zlib
 
 import numpy as np
 import torch
 
-from ..io_utils import replace_dir
+from ..io_utils import atomic_dir, remove_temporaries
 
 LOG = logging.getLogger(__name__)
 STATE_FILE = 'state.pt'
@@ -41,8 +41,8 @@ def save_checkpoint(folder: str | os.PathLike, state: dict, keep: int) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f'{PREFIX}{state["step"]:07d}'
-    tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{final.name}-', dir=folder))
-    try:
+    remove_temporaries(folder)  # what a killed save left (only the main process saves)
+    with atomic_dir(final) as tmp:
         torch.save(state, tmp / STATE_FILE)
         info = {'step': int(state['step']), 'bytes': (tmp / STATE_FILE).stat().st_size,
                 'crc32': _crc32(tmp / STATE_FILE)}
@@ -50,10 +50,6 @@ def save_checkpoint(folder: str | os.PathLike, state: dict, keep: int) -> Path:
             json.dump(info, f)
             f.flush()
             os.fsync(f.fileno())
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -89,8 +85,12 @@ def verify_checkpoint(path: Path) -> str | None:
 
 
 def load_latest(folder: str | os.PathLike, map_location='cpu') -> tuple[dict, Path] | None:
-    """The newest complete checkpoint's state and path; bad ones are skipped with a warning."""
-    for path in reversed(list_checkpoints(folder)):
+    """The newest complete checkpoint's state and path; bad ones are skipped with a warning.
+
+    `folder` is a folder of checkpoints, or one checkpoint (`.../step_0001200`): that one."""
+    folder = Path(folder)
+    one = folder.name.startswith(PREFIX) and folder.name[len(PREFIX):].isdigit()
+    for path in [folder] if one else reversed(list_checkpoints(folder)):
         problem = verify_checkpoint(path)
         if problem is None:
             try:

@@ -125,18 +125,18 @@ def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=Fals
 
 
 class ResumableBatchSampler:
-    """Endless micro-batches of global indices, starting after `start` consumed ones.
+    """Endless micro-batches of global indices, after the `start` all ranks consumed together.
 
-    Rank r of `world` takes global micro-batches r, r + world, ...; so the same seed and step
-    give the same data whatever the number of workers.
+    Rank r of `world` takes global micro-batches start + r, start + r + world, ...; so the same
+    seed and step give the same data whatever the number of workers.
     """
 
     def __init__(self, micro_batch: int, start: int = 0, rank: int = 0, world: int = 1):
         self.micro_batch, self.start, self.rank, self.world = micro_batch, start, rank, world
 
     def __iter__(self):
-        for local in itertools.count(self.start):
-            batch = local * self.world + self.rank
+        for local in itertools.count():
+            batch = self.start + local * self.world + self.rank
             yield list(range(batch * self.micro_batch, (batch + 1) * self.micro_batch))
 
 

@@ -11,7 +11,6 @@ import json
 import logging
 from pathlib import Path
 import shutil
-import tempfile
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from ..checkpoint_format import META_FILE
 from ..data.procedural import ProceduralScenes
 from ..image_processing import to_model_input
-from ..io_utils import replace_dir, save_text
+from ..io_utils import atomic_dir, save_text
 from ..light_decoder import LightDecoderHead
 from ..metrics import compute_metrics
 from ..model import MetricGoldModel
@@ -63,15 +62,9 @@ def write_into(source: Path, target: Path, head: LightDecoderHead, record: dict)
     or in place. The other files are copied byte for byte (weights keep their dtype); a new
     target appears whole or not at all."""
     if target.resolve() != source.resolve():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-', dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
             _add_head(tmp, head, record)
-            replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     else:
         _add_head(target, head, record)
 

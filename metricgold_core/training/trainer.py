@@ -3,8 +3,8 @@
     train(cfg, resume='auto')   one stage (cfg['stage']) -> path of the exported checkpoint
     run(cfg, resume='auto')     every entry of cfg['stages'] in order (or cfg itself)
 
-`train` reads top to bottom: `build_run` makes a `Run` (the model, stage, optimizer, EMA,
-generator and counters of one stage), `restore` loads the latest checkpoint into it,
+`train` reads top to bottom: `build_run` makes a `Run` (the model, stage, optimizer, EMA
+and counters of one stage), `restore` loads the latest checkpoint into it,
 `open_data_and_logs` starts the data where the counters say, and one flat loop calls
 `train_step`, `log`, `validate` and `save` as they fall due; `export` writes the EMA weights
 as an inference checkpoint at the end.
@@ -12,7 +12,15 @@ as an inference checkpoint at the end.
 The trainer state is one plain dict (see `trainer_state`), saved and restored whole, so a run
 killed at any moment and resumed with `resume='auto'` ends with the same weights, bit for bit on
 CPU, as one that was never interrupted. `accelerate` provides DDP and mixed precision; run under
-`accelerate launch` for several GPUs, or plainly for CPU / one GPU.
+`accelerate launch` for several processes (GPUs, machines, or CPU processes with gloo), or
+plainly for CPU / one GPU.
+
+Several processes split one global stream of micro-batches: micro-batch g of the run is the data
+of `ResumableBatchSampler` index g and the noise of `noise_generator(seed, g)`; at each step
+rank r takes g = consumed + i * world + r for its accumulation slot i. So N processes with
+`grad_accum` A train on exactly the micro-batches, and the noise, of one process with
+`grad_accum` N * A, and DDP's gradient mean equals that process's accumulated mean: the
+weights agree within float rounding, and a checkpoint resumes with any number of processes.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import signal
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from .checkpoint import EMA, load_latest, rng_state, save_checkpoint, set_rng_state
@@ -117,10 +126,9 @@ class Run:
     named: list                      # [(name, parameter)] of the trainable parameters
     optimizer: Any
     ema: EMA | None
-    generator: torch.Generator       # noise and timesteps
     # ---- counters, saved in every checkpoint
     step: int = 0
-    micro_batches: int = 0
+    micro_batches: int = 0           # global: consumed by all processes together
     history: list = field(default_factory=list)    # [step, mean loss] at each log line
     # ---- data and monitoring, from `open_data_and_logs`
     loader: Any = None
@@ -218,7 +226,7 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
 
 
 def build_run(cfg: dict, previous: Path | None) -> Run:
-    """The accelerator, model, stage, optimizer, EMA and generator of a fresh stage."""
+    """The accelerator, model, stage, optimizer and EMA of a fresh stage."""
     if cfg['num_threads'] > 0:
         torch.set_num_threads(cfg['num_threads'])
     accelerator = make_accelerator(cfg)
@@ -234,15 +242,21 @@ def build_run(cfg: dict, previous: Path | None) -> Run:
                                   betas=tuple(optim['betas']),
                                   weight_decay=optim['weight_decay'])
     ema = EMA(named, optim['ema_decay']) if optim['ema_decay'] > 0 else None
-    generator = torch.Generator().manual_seed(cfg['seed'] * 1000 + accelerator.process_index)
-    return Run(cfg, accelerator, model, stage, named, optimizer, ema, generator)
+    return Run(cfg, accelerator, model, stage, named, optimizer, ema)
+
+
+def noise_generator(seed: int, micro_batch: int) -> torch.Generator:
+    """The generator of a micro-batch's noise and timesteps: a function of its global index
+    only, so it is the same whichever process, accumulation slot or resumed run draws it."""
+    state = np.random.SeedSequence([seed, 2, micro_batch]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 def restore(run: Run, resume: str) -> None:
     """Load the latest checkpoint into `run`, then hand stage and optimizer to accelerate.
 
-    `resume`: 'auto' (this stage's own checkpoints, if any), 'none' (start fresh), or a
-    checkpoint folder (which must hold a complete checkpoint).
+    `resume`: 'auto' (this stage's own checkpoints, if any), 'none' (start fresh), a folder of
+    checkpoints (its newest complete one) or one checkpoint folder `.../step_NNNNNNN`.
     """
     scaler_state = None
     if resume != 'none':
@@ -256,7 +270,6 @@ def restore(run: Run, resume: str) -> None:
             run.optimizer.load_state_dict(saved['optimizer'])
             if run.ema is not None:
                 run.ema.load_state_dict(saved['ema'])
-            run.generator.set_state(saved['generator'])
             set_rng_state(saved['rng'])
             run.step, run.micro_batches = saved['step'], saved['micro_batches']
             run.history = saved['history']
@@ -265,6 +278,13 @@ def restore(run: Run, resume: str) -> None:
             scaler_state = saved.get('scaler')
         elif resume != 'auto':
             raise ConfigError(f'`--resume {resume}`: no complete checkpoint there.')
+    if run.world > 1:
+        device = run.accelerator.device
+        steps = run.accelerator.gather(torch.tensor([run.step], device=device)).tolist()
+        if len(set(steps)) > 1:
+            raise ConfigError(f'the processes resumed at different steps ({steps}, one per '
+                              'process): on several machines `output_dir` must be on storage '
+                              'they all see.')
     run.stage, run.optimizer = run.accelerator.prepare(run.stage, run.optimizer)
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
@@ -300,10 +320,11 @@ def train_step(run: Run):
     accum = optim['grad_accum']
     for i in range(accum):
         batch = _to_device(next(run.loader), accelerator.device)
+        generator = noise_generator(run.cfg['seed'], run.micro_batches + i * run.world + run.rank)
         sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(run.stage)
         with sync:
             with accelerator.autocast():
-                loss, logs = run.stage(batch, run.generator, run.step / run.cfg['max_steps'])
+                loss, logs = run.stage(batch, generator, run.step / run.cfg['max_steps'])
             accelerator.backward(loss / accum)
         run.loss_sum = run.loss_sum + loss.detach().float() / accum
         for k, v in logs.items():
@@ -315,7 +336,7 @@ def train_step(run: Run):
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.update(run.named, run.step)
-    run.micro_batches += accum
+    run.micro_batches += accum * run.world
     run.n_logged += 1
     return grad_norm
 
@@ -324,10 +345,11 @@ def log(run: Run, lr: float, grad_norm) -> None:
     """Means over the log window to metrics.jsonl, TensorBoard and the progress bar."""
     now, n = time.perf_counter(), run.n_logged
     mean_loss = float(run.accelerator.reduce(run.loss_sum, 'mean')) / n
+    logs = run.accelerator.reduce(run.logs_sum, 'mean') if run.logs_sum else {}
     scalars = {'train/loss': mean_loss, 'train/lr': lr,
                'train/s_per_step': (now - run.t_last) / n,
                'train/effective_batch': run.effective_batch}
-    scalars.update({f'train/{k}': float(v) / n for k, v in run.logs_sum.items()})
+    scalars.update({f'train/{k}': float(v) / n for k, v in logs.items()})
     if grad_norm is not None:
         scalars['train/grad_norm'] = float(grad_norm)
     run.history.append([run.step, mean_loss])
@@ -358,8 +380,7 @@ def trainer_state(run: Run) -> dict:
             'trainable': {n: p.detach().cpu() for n, p in run.named},
             'optimizer': run.optimizer.state_dict(),
             'ema': run.ema.state_dict() if run.ema is not None else None,
-            'scaler': scaler.state_dict() if scaler else None,
-            'generator': run.generator.get_state(), 'rng': rng_state()}
+            'scaler': scaler.state_dict() if scaler else None, 'rng': rng_state()}
 
 
 def save(run: Run) -> Path | None:
