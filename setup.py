@@ -36,12 +36,15 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=7', 'transformers>=4.40', 'rosbags>=0.11', 'av>=12', 'flake8>=6',
-                 'flake8-import-order>=0.18'],
+                 'flake8-import-order>=0.18', 'open3d-cpu>=0.18'],
         'train': ['accelerate>=0.30', 'tensorboard>=2.10', 'h5py>=3.8'],
         'data': ['h5py>=3.8'],
         # `metricgold process`: rosbags reads/writes bags without ROS; av (PyAV, FFmpeg in its
         # wheels) decodes videos. Both are imported only when such an input is given.
         'process': ['rosbags>=0.11', 'av>=12'],
+        # fused maps of sequence evaluation and the demo's map (TSDF): never needed by the node.
+        # Its wheels need the system library libusb-1.0.so.0 (Debian: libusb-1.0-0).
+        'map': ['open3d-cpu>=0.18'],
     },
     zip_safe=True,
     maintainer='MetricGold maintainers',

@@ -1,9 +1,11 @@
 """A camera for the demo: publishes `image` (rgb8) + `camera_info` at a fixed rate.
 
 Frames are procedural scenes with metric ground truth (saved as gt/<index>.npy beside a
-frames index) or the images of a folder (no ground truth). Every frame is rendered before
-publishing starts, so the rate is steady; frames.json is rewritten after each frame, so it
-lists every frame sent so far whenever a reader looks.
+frames index) or the images of a folder (no ground truth). `--trajectory N` then adds N frames
+of a camera moving through one procedural layout (data/trajectory.py, filmed at the publishing
+rate) whose true poses go into frames.json, so the report can fuse the node's depth into a map.
+Every frame is rendered before publishing starts, so the rate is steady; frames.json is
+rewritten after each frame, so it lists every frame sent so far whenever a reader looks.
 
     camera_replay --count 20 --rate 2 --out demo_output   (python -m metricgold_demo.camera_replay)
 """
@@ -21,11 +23,12 @@ from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from . import spin_for
 
 FRAME_ID = 'camera_optical_frame'
+TRAJECTORY_SEED = 910007   # a held-out room whose robot turns a full circle: the map shows it all
 
 
 def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: float):
-    """[(name, rgb, K, gt_depth_or_None)] of held-out procedural scenes, indoor/outdoor, all
-    filmed by one camera of `hfov_deg` (a real camera's focal does not change per frame)."""
+    """[(name, rgb, K, gt_depth_or_None, None)] of held-out procedural scenes, indoor/outdoor,
+    all filmed by one camera of `hfov_deg` (a real camera's focal does not change per frame)."""
     from metricgold_core.data.procedural import render_scene
     from metricgold_core.geometry import intrinsics_from_hfov
     kinds = ('indoor', 'outdoor')
@@ -33,8 +36,22 @@ def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: 
     frames = []
     for i in range(count):
         scene = render_scene(seed + i, height, width, kind=kinds[i % 2], K=K)
-        frames.append((f'{scene["kind"]}_{seed + i}', scene['rgb'], scene['K'], scene['depth']))
+        frames.append((f'{scene["kind"]}_{seed + i}', scene['rgb'], scene['K'], scene['depth'],
+                       None))
     return frames
+
+
+def trajectory_frames(count: int, height: int, width: int, seed: int, kind: str,
+                      rate_hz: float, hfov_deg: float):
+    """[(name, rgb, K, gt_depth, {pose, sequence, kind})] of one procedural trajectory filmed
+    at `rate_hz` by the same camera as the scenes (a robot's speed in real time)."""
+    from metricgold_core.data.trajectory import render_trajectory
+    from metricgold_core.geometry import intrinsics_from_hfov
+    K = intrinsics_from_hfov(width, height, hfov_deg)
+    seq = render_trajectory(seed, height, width, kind=kind, frames=count, fps=rate_hz, K=K)
+    return [(f'trajectory_{i:02d}', seq['rgb'][i], seq['K'], seq['depth'][i],
+             {'pose': seq['poses'][i].tolist(), 'sequence': seq['name'], 'kind': seq['kind']})
+            for i in range(count)]
 
 
 def folder_frames(folder: Path, count: int, hfov_deg: float):
@@ -48,7 +65,7 @@ def folder_frames(folder: Path, count: int, hfov_deg: float):
     frames = []
     for path in folder_images(folder)[:count or None]:
         rgb = read_rgb(path)
-        frames.append((path.stem, rgb, camera.K(*rgb.shape[:2]), None))
+        frames.append((path.stem, rgb, camera.K(*rgb.shape[:2]), None, None))
     return frames
 
 
@@ -56,7 +73,7 @@ def save_ground_truth(out: Path, frames) -> None:
     from metricgold_core.io_utils import save_npy, save_png
     (out / 'gt').mkdir(parents=True, exist_ok=True)
     (out / 'rgb').mkdir(parents=True, exist_ok=True)
-    for i, (name, rgb, K, gt) in enumerate(frames):
+    for i, (name, rgb, K, gt, _) in enumerate(frames):
         save_png(out / 'rgb' / f'{i:04d}.png', rgb)
         if gt is not None:
             save_npy(out / 'gt' / f'{i:04d}.npy', gt.astype(np.float32))
@@ -72,6 +89,12 @@ def parse_args(argv):
     p.add_argument('--seed', type=int, default=900000, help='first scene seed (held out)')
     p.add_argument('--hfov-deg', type=float, default=DEFAULT_FALLBACK_HFOV_DEG,
                    help='horizontal FOV of the camera (scenes; folders without intrinsics.json)')
+    p.add_argument('--trajectory', type=int, default=0, metavar='N',
+                   help='then N frames of a procedural trajectory with true poses (0 = none)')
+    p.add_argument('--trajectory-kind', choices=('indoor', 'outdoor'), default='indoor',
+                   help='indoor: a ground robot; outdoor: a car')
+    p.add_argument('--trajectory-seed', type=int, default=TRAJECTORY_SEED,
+                   help='layout and path seed of the trajectory (held out)')
     p.add_argument('--wait-subscribers', type=float, default=60.0,
                    help='seconds to wait for a subscriber before publishing')
     p.add_argument('--out', required=True, help='folder for frames.json and ground truth')
@@ -103,6 +126,10 @@ def main(argv=None) -> int:
     else:
         frames = procedural_frames(args.count, args.height, args.width, args.seed,
                                    args.hfov_deg)
+    if args.trajectory > 0:
+        frames += trajectory_frames(args.trajectory, args.height, args.width,
+                                    args.trajectory_seed, args.trajectory_kind, args.rate,
+                                    args.hfov_deg)
     save_ground_truth(out, frames)
 
     rclpy.init(args=['camera_replay'] + argv)
@@ -120,7 +147,7 @@ def main(argv=None) -> int:
         time.sleep(1.0)
         period = 1.0 / args.rate
         start = time.monotonic()
-        for i, (name, rgb, K, gt) in enumerate(frames):
+        for i, (name, rgb, K, gt, motion) in enumerate(frames):
             time.sleep(max(0.0, start + i * period - time.monotonic()))
             header = Header()
             header.stamp = node.get_clock().now().to_msg()
@@ -130,7 +157,8 @@ def main(argv=None) -> int:
             image_pub.publish(array_to_image(np.ascontiguousarray(rgb), 'rgb8', header))
             index.append({'index': i, 'name': name, 'stamp_ns': stamp_ns(header),
                           'has_gt': gt is not None, 'K': K.tolist(),
-                          'height': int(rgb.shape[0]), 'width': int(rgb.shape[1])})
+                          'height': int(rgb.shape[0]), 'width': int(rgb.shape[1]),
+                          **(motion or {})})
             save_text(out / 'frames.json', json.dumps(index, indent=1) + '\n')
             rclpy.spin_once(node, timeout_sec=0.0)
         spin_for(node, 2.0)  # reliable delivery of the last frames needs the writer alive

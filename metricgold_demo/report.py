@@ -154,6 +154,7 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
         note = model_note(diagnostics)
     rows = [r for r in (frame_metrics(out, f, rec) for f, rec in pairs) if r is not None]
     latencies = [rec['latency_ms'] for _, rec in pairs]
+    sequence = sequence_report(out, pairs)
     summary = {
         'published': len(camera), 'received': len(pairs), 'dropped': len(camera) - len(pairs),
         'output_rate_hz': output_rate_hz([rec['arrival_ns'] for _, rec in pairs]),
@@ -164,6 +165,7 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
                             for kind in sorted({r['kind'] for r in rows})},
         'per_frame': rows,
         'diagnostics': diagnostics,
+        'sequence': sequence,
     }
     histogram_png(out / 'latency_histogram.png', latencies, budget_ms)
     contact_sheet(out / 'contact_sheet.png', out, pairs)
@@ -199,10 +201,74 @@ def _markdown(s: dict, title: str, budget_ms, note: str) -> str:
                          f'{r["delta1"]:.3f} |')
     else:
         lines.append('No ground truth for these frames (own images): accuracy is not scored.')
+    if s.get('sequence'):
+        lines += _sequence_markdown(s['sequence'])
     if s['diagnostics']:
         lines += ['', '## Node diagnostics (last)', '']
         lines += [f'- {k}: {v}' for k, v in s['diagnostics']['values'].items()]
     lines += ['', 'Files: `depth/` (float32 m .npy), `depth_png/` (uint16 mm), `depth_colored/`,',
               '`clouds/` (PLY), `latency_histogram.png`, `contact_sheet.png` (RGB | prediction |',
-              'ground truth | relative error 0..0.5), `summary.json`.', '']
+              'ground truth | relative error 0..0.5), `summary.json`'
+              + ('; `map.png` and `map_node_depth.ply` (the fused map of the trajectory).'
+                 if (s.get('sequence') or {}).get('map') else '.'), '']
     return '\n'.join(lines)
+
+
+def sequence_report(out: Path, pairs: list) -> dict | None:
+    """TAE, scale stability and (with Open3D) the fused map of the trajectory frames the node
+    answered: their published depth fused along the camera's true poses (frames.json), scored
+    against the true surface next to the ground truth fused the same way. Writes map.png and
+    map_node_depth.ply; None when the run had no trajectory."""
+    from metricgold_core.sequences import score_sequence
+    posed = [(f, rec) for f, rec in pairs if 'pose' in f and f.get('has_gt')]
+    if not posed:
+        return None
+    frames = [f for f, _ in posed]
+    preds = np.stack([np.load(out / 'depth' / f'{rec["name"]}.npy') for _, rec in posed])
+    gts = np.stack([np.load(out / 'gt' / f'{f["index"]:04d}.npy') for f in frames])
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(gts) & (gts > 1e-3) & (gts <= MAX_DEPTH_M)
+    poses = np.array([f['pose'] for f in frames])
+    K, kind = np.array(frames[0]['K']), frames[0].get('kind', 'indoor')
+    result = {'sequence': frames[0]['sequence'], 'kind': kind, 'frames': len(frames),
+              'map': False, 'map_note': ''}
+    if len(frames) < 2:
+        result['map_note'] = 'fewer than two trajectory frames reached the recorder'
+        return result
+    try:
+        from metricgold_core.mapping import require_open3d
+        require_open3d()
+        maps = True
+    except ImportError as exc:
+        maps, result['map_note'] = False, str(exc)
+    scored = score_sequence(preds, gts, valid, poses, K, kind, maps=maps,
+                            label='node depth')
+    result.update(scored['row'], map=maps)
+    if maps:
+        from metricgold_core.ply import write_ply
+        save_png(out / 'map.png', scored['picture'])
+        write_ply(out / 'map_node_depth.ply', scored['map_points'].astype(np.float32))
+    return result
+
+
+def _sequence_markdown(q: dict) -> list:
+    lines = ['', f'## Fused map along a trajectory ({q["kind"]}, {q["frames"]} frames)', '',
+             'The node\'s published depth of the trajectory frames, fused along the true camera '
+             'poses (TSDF), next to the ground-truth depth fused the same way; distances to the '
+             'true surface (7-Scenes / ScanNet protocol).', '']
+    if 'tae' in q:
+        lines += [f'- temporal alignment error (TAE) {q["tae"]:.3f} (ground truth '
+                  f'{q["tae_gt"]:.3f}); scale median(gt / depth) per frame: mean '
+                  f'{q["scale_mean"]:.2f}, CV {q["scale_cv"]:.3f}, largest step between frames '
+                  f'x{q["scale_max_step"]:.2f}']
+    if q['map']:
+        lines += ['', '| map | accuracy (cm) | completeness (cm) | F-score 5 cm | '
+                  'F-score 10 cm |', '|---|---:|---:|---:|---:|']
+        for label, p in (('node depth', 'map_'), ('ground truth', 'gt_map_')):
+            lines.append(f'| {label} | {q[p + "accuracy_cm"]:.1f} | '
+                         f'{q[p + "completeness_cm"]:.1f} | {q[p + "fscore_5cm"]:.2f} | '
+                         f'{q[p + "fscore_10cm"]:.2f} |')
+        lines += ['', '![fused maps: node depth | ground truth, top and perspective](map.png)']
+    else:
+        lines += ['', f'No fused map: {q["map_note"]}']
+    return lines

@@ -1,7 +1,13 @@
 """`make demo`: camera replay, depth node and recorder as separate ROS 2 processes, then a report.
 
     metricgold_demo [--out demo_output] [--count 24] [--rate 2] [--images DIR] [--checkpoint DIR]
+                    [--trajectory 16] [--trajectory-kind indoor]
     (or python -m metricgold_demo.run)
+
+After the `--count` scenes the camera drives `--trajectory` frames through one procedural
+layout (a ground robot indoors, or a car); the report fuses the node's depth of those frames
+along the true poses into a map (map.png, map_node_depth.ply, accuracy / completeness /
+F-score; Open3D, the `map` extra) and measures TAE and scale stability.
 
 Everything runs in a private ROS domain over Fast DDS with its LARGE_DATA transports (so large
 images reach best-effort subscribers too). The camera starts once the ROS graph shows the node
@@ -35,6 +41,10 @@ def parse_args(argv):
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--images', default=None, help='replay your own image folder instead')
+    p.add_argument('--trajectory', type=int, default=16, metavar='N',
+                   help='then N frames of a procedural trajectory, fused into a map (0 = none; '
+                   'not with --images)')
+    p.add_argument('--trajectory-kind', choices=('indoor', 'outdoor'), default='indoor')
     p.add_argument('--checkpoint', default='', help="checkpoint dir ('' = packaged model)")
     p.add_argument('--params', default=None, help='node parameters (default config/depth.yaml)')
     p.add_argument('--mode', choices=('exact', 'fast'), default=None,
@@ -55,6 +65,9 @@ def params_file() -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.images:
+        args.trajectory = 0   # a folder has no poses
+    total = args.count + max(args.trajectory, 0)
     out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
@@ -79,7 +92,7 @@ def main(argv=None) -> int:
     print(f'demo: output in {out}; ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}', flush=True)
     node = _spawn(node_args, logs / 'depth_node.log')
     recorder = _spawn(['metricgold_demo.recorder', '--out', str(out), '--count',
-                       str(args.count), '--timeout', str(args.timeout), '--camera-topic', image,
+                       str(total), '--timeout', str(args.timeout), '--camera-topic', image,
                        '--grace', str(5.0 + (args.max_latency_ms or 2000) / 1e3),
                        '--ros-args', '-r', f'__ns:={NODE_NAMESPACE}'], logs / 'recorder.log')
     camera, ready = None, False
@@ -93,7 +106,8 @@ def main(argv=None) -> int:
         else:
             camera_args = ['metricgold_demo.camera_replay', '--out', str(out), '--count',
                            str(args.count), '--rate', str(args.rate), '--height', str(args.height),
-                           '--width', str(args.width)]
+                           '--width', str(args.width), '--trajectory', str(args.trajectory),
+                           '--trajectory-kind', args.trajectory_kind]
             if args.images:
                 camera_args += ['--images', str(Path(args.images).resolve())]
             camera = _spawn(camera_args + ['--ros-args', '-r', f'image:={image}', '-r',

@@ -16,6 +16,19 @@ if [ -n "${ROS_DISTRO:-}" ] && "$PYTHON" -c 'import rclpy' >/dev/null 2>&1; then
   ros_sourced=1
 fi
 
+# Open3D (the `map` extra, in the test extras) loads libusb-1.0.so.0: Debian's libusb-1.0-0.
+need_libusb() { ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; }
+if need_libusb; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing libusb-1.0-0 (Open3D needs libusb-1.0.so.0)"
+    { apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; } ||
+      echo "[setup] WARNING: apt-get could not install libusb-1.0-0: Open3D will not load" >&2
+  else
+    echo "[setup] WARNING: libusb-1.0.so.0 is missing and this is not root: install it" \
+         "(sudo apt-get install libusb-1.0-0) or Open3D (fused maps, their tests) cannot load" >&2
+  fi
+fi
+
 stamp="$VENV/.metricgold-installed"
 if [ -f "$stamp" ] && [ "$stamp" -nt setup.py ] && [ "$stamp" -nt "$0" ]; then
   exit 0

@@ -41,7 +41,7 @@ def demo_run(tmp_path_factory):
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     result = subprocess.run([sys.executable, '-m', 'metricgold_demo.run', '--out', str(out),
                              '--count', '4', '--rate', '2', '--height', '120', '--width', '160',
-                             '--timeout', '150'],
+                             '--trajectory', '4', '--timeout', '150'],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout
@@ -53,9 +53,10 @@ def test_demo_writes_every_artefact(demo_run):
                  'frames.json', 'recorded.json'):
         assert (out / name).is_file(), name
     summary = json.loads((out / 'summary.json').read_text())
-    assert summary['published'] == 4 and summary['received'] == 4 and summary['dropped'] == 0
-    assert len(list((out / 'depth_png').glob('*.png'))) == 4
-    assert len(list((out / 'depth_colored').glob('*.png'))) == 4
+    # 4 scenes, then 4 frames of a trajectory
+    assert summary['published'] == 8 and summary['received'] == 8 and summary['dropped'] == 0
+    assert len(list((out / 'depth_png').glob('*.png'))) == 8
+    assert len(list((out / 'depth_colored').glob('*.png'))) == 8
     assert (out / 'clouds' / '0000.ply').is_file()
     assert 'AbsRel' in stdout and 'report' in stdout
     sheet = np.asarray(Image.open(out / 'contact_sheet.png'))
@@ -92,6 +93,35 @@ def test_report_metrics_recomputed_from_saved_files(demo_run):
     assert summary['metrics']['abs_rel'] == pytest.approx(np.mean(abs_rels), rel=1e-9)
     lat = [recorded[f['stamp_ns']]['latency_ms'] for f in camera]
     assert summary['latency_ms']['p50'] == pytest.approx(np.percentile(lat, 50))
+
+
+def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
+    from metricgold_core.sequences import scale_stability, temporal_alignment_error
+    out, _ = demo_run
+    summary = json.loads((out / 'summary.json').read_text())
+    seq = summary['sequence']
+    camera = [f for f in json.loads((out / 'frames.json').read_text()) if 'pose' in f]
+    assert [f['name'] for f in camera] == [f'trajectory_{i:02d}' for i in range(4)]
+    assert seq['frames'] == 4 and seq['kind'] == 'indoor'
+    recorded = {r['stamp_ns']: r for r in json.loads((out / 'recorded.json').read_text())[
+        'frames']}
+    preds = np.stack([np.load(out / 'depth' / f'{recorded[f["stamp_ns"]]["name"]}.npy')
+                      for f in camera])
+    gts = np.stack([np.load(out / 'gt' / f'{f["index"]:04d}.npy') for f in camera])
+    valid = np.isfinite(gts) & (gts > 1e-3) & (gts <= 100.0)
+    poses, K = np.array([f['pose'] for f in camera]), np.array(camera[0]['K'])
+    assert seq['tae'] == pytest.approx(temporal_alignment_error(preds, poses, K, valid)['tae'])
+    assert seq['scale_cv'] == pytest.approx(scale_stability(preds, gts, valid)['scale_cv'])
+    assert seq['tae_gt'] < seq['tae']  # the node's depth is less consistent than the truth
+    report = (out / 'report.md').read_text()
+    assert 'Fused map along a trajectory' in report
+    if seq['map']:   # Open3D importable (CI installs it)
+        assert (out / 'map.png').is_file() and 'map.png' in report
+        points = read_ply(out / 'map_node_depth.ply')
+        assert len(points) == seq['map_points'] > 100
+        assert seq['gt_map_accuracy_cm'] < seq['map_accuracy_cm']
+    else:
+        assert 'No fused map' in report
 
 
 def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):

@@ -3,9 +3,13 @@
     metricgold evaluate --checkpoint DIR --dataset nyuv2 --root DIR [--split FILE]
                         [--alignment none affine] --output DIR [--save-visuals]
     metricgold evaluate --dataset procedural --count 50 --size 240 320 --output DIR
+    metricgold evaluate --dataset trajectory --count 8 --frames 24 --output DIR
+    metricgold evaluate --dataset redwood --root DIR --sequence --output DIR
 
 Depth is scored in metres (`none`) and, on request, after median or least-squares affine
 alignment, inside the dataset's published caps and crop (override with --min/--max-depth).
+Sequences (procedural trajectories, or a recording with poses and --sequence) also get TAE,
+scale stability and fused maps (evaluate_sequences.py).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import time
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, ground_plane_anchor
-from . import scale_anchor_error
+from . import evaluate_sequences, scale_anchor_error
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +34,8 @@ def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help='score a checkpoint on a depth dataset',
                        description=__doc__.split('\n\n', 1)[1])
     add_model_arguments(p)
-    p.add_argument('--dataset', required=True, choices=sorted(DATASETS) + ['procedural'],
+    p.add_argument('--dataset', required=True,
+                   choices=sorted(DATASETS) + ['procedural', 'trajectory'],
                    help='dataset reader')
     p.add_argument('--root', default=None,
                    help='dataset root folder (for `folder`: its dataset.yaml or the folder)')
@@ -48,7 +53,8 @@ def add_parser(sub, name: str) -> None:
                    help='KITTI evaluation crop (default eigen)')
     p.add_argument('--kitti-kb-crop', action='store_true',
                    help='KITTI: cut the 352x1216 benchmark crop first (as Marigold evaluates)')
-    p.add_argument('--count', type=int, default=32, help='procedural: number of scenes')
+    p.add_argument('--count', type=int, default=32,
+                   help='procedural: number of scenes (trajectory: of trajectories)')
     p.add_argument('--size', type=int, nargs=2, default=(240, 320), metavar=('H', 'W'),
                    help='procedural: image size')
     p.add_argument('--scene-seed', type=int, default=12345,
@@ -70,6 +76,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--save-predictions', action='store_true',
                    help='write predictions/<frame>.npy (float32 metres, NaN = invalid)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    evaluate_sequences.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -82,6 +89,11 @@ def open_dataset(args):
         ds.eval_min_depth_m, ds.eval_max_depth_m = 1e-3, PROCEDURAL_MAX_DEPTH_M
         ds.eval_mask = None
         return ds
+    if args.dataset == 'trajectory':
+        ds = evaluate_sequences.open_trajectories(args)
+        ds.eval_min_depth_m, ds.eval_max_depth_m = 1e-3, PROCEDURAL_MAX_DEPTH_M
+        ds.eval_mask = None
+        return ds
     if args.root is None:
         raise ValueError(f'--root is required for --dataset {args.dataset}: the folder that '
                          f'holds the dataset.')
@@ -90,7 +102,8 @@ def open_dataset(args):
     if args.dataset == 'kitti':
         kwargs['crop'] = None if args.kitti_crop == 'none' else args.kitti_crop
         kwargs['kb_crop'] = args.kitti_kb_crop
-    return make_dataset(args.dataset, args.root, split=args.split, **kwargs)
+    return evaluate_sequences.posed(
+        args, make_dataset(args.dataset, args.root, split=args.split, **kwargs))
 
 
 def file_stem(name: str) -> str:
@@ -109,7 +122,8 @@ def run(args) -> int:
 
     try:
         dataset = open_dataset(args)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+        recorder = evaluate_sequences.open_recorder(args)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         LOG.error('%s', exc.args[0] if exc.args else exc)
         return 2
     if args.prior_baseline and (args.sparse_points or args.camera_height is not None):
@@ -159,6 +173,8 @@ def run(args) -> int:
             fits.append(fit)
         times.append(time_ms)
         mask = dataset.eval_mask(sample) if dataset.eval_mask is not None else None
+        if recorder is not None:
+            recorder.add(sample, depth_pred, mask, min_depth, max_depth)
         for mode in args.alignment:
             metrics = compute_metrics(depth_pred, sample['depth'], mask, min_depth, max_depth,
                                       alignment=mode)
@@ -199,6 +215,9 @@ def run(args) -> int:
         'metrics': summaries,
         'date': time.strftime('%Y-%m-%d %H:%M:%S'),
     }
+    sequence_table = ''
+    if recorder is not None:
+        summary['sequences'], sequence_table = recorder.finish()
     save_text(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=True) + '\n')
     title = (f'{args.dataset}: {count - failed} images, depth in '
              f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
@@ -206,6 +225,9 @@ def run(args) -> int:
     label = 'prior baseline' if model is None else Path(args.checkpoint or 'default').name
     table = markdown_table({f'{label}, {mode}': summaries[mode]
                             for mode in args.alignment})
+    if sequence_table:
+        table += ('\nSequences (TAE and scale CV over frames; maps fused along the true poses):'
+                  f'\n\n{sequence_table}')
     save_text(out_dir / 'summary.md', f'{title}\n\n{table}')
     print(f'{title}\n\n{table}', end='')
     LOG.info('wrote %s, summary.json and summary.md to %s', 'per_image.csv', out_dir)

@@ -163,12 +163,32 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None,
     sequence of scenes, as a robot has). `framing='close'` moves the camera to 0.3-1.5 m from
     a surface of the same layout (data.framing.close_view).
     """
+    if framing not in FRAMINGS:
+        raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
+    scene = build_scene(seed, height, width, kind, K)
+    if framing == 'close':  # its own stream: the layout and shading draws stay the same
+        scene['layout'] = close_view(scene['layout'], np.random.default_rng(
+            [seed, 7, KINDS.index(scene['kind'])]), camera_rotation)
+    layout = scene['layout']
+    origin = layout['camera']
+    R_wc = camera_rotation(*layout['yaw_pitch_roll'])
+    lighting = light_scene(layout, origin, R_wc)
+    view = render_view(scene, lighting, origin, R_wc, height, width, scene['rng'])
+    # The floor / ground is the plane y = 0 (layouts.py), so the eye's y is the camera height.
+    name = f'procedural_{scene["kind"]}_{seed}' + ('_close' if framing == 'close' else '')
+    return dict(view, K=scene['K'], name=name, kind=scene['kind'],
+                camera_height_m=float(origin[1]))
+
+
+def build_scene(seed: int, height: int, width: int, kind: str | None = None,
+                K: np.ndarray | None = None) -> dict:
+    """The seed's layout and camera, before any view is cast: `rng` (the generator, after the
+    layout's draws), `kind`, `noise` (texture noise), `K` (the scene's random camera, or `K`
+    when given), `layout` (layouts.py: shapes, camera, yaw_pitch_roll, lighting)."""
     if height < 8 or width < 8:
         raise ValueError(f'`height` and `width` must be >= 8 px, got {height}x{width}.')
     if kind is not None and kind not in KINDS:
         raise ValueError(f'`kind` must be one of {KINDS} or None, got {kind!r}.')
-    if framing not in FRAMINGS:
-        raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
     rng = np.random.default_rng(seed)
     if kind is None:
         kind = KINDS[int(rng.integers(2))]
@@ -176,44 +196,53 @@ def render_scene(seed: int, height: int, width: int, kind: str | None = None,
     scene_K = _random_K(rng, height, width)   # drawn either way: the layout stays the same
     K = scene_K if K is None else np.asarray(K, dtype=np.float64)
     layout = indoor_layout(rng) if kind == 'indoor' else outdoor_layout(rng)
-    if framing == 'close':  # its own stream: the layout and shading draws stay the same
-        layout = close_view(layout, np.random.default_rng([seed, 7, KINDS.index(kind)]),
-                            camera_rotation)
-    origin = layout['camera']
-    R_wc = camera_rotation(*layout['yaw_pitch_roll'])
-    hits = cast(layout['shapes'], origin, R_wc, K, height, width)
+    return {'rng': rng, 'kind': kind, 'noise': noise, 'K': K, 'layout': layout}
+
+
+def light_scene(layout: dict, origin: np.ndarray, R_wc: np.ndarray) -> dict:
+    """The layout's lighting, with the sun's shadow map placed ahead of a camera at `origin`
+    looking along R_wc (computed once: a sequence keeps the shadows of its first view)."""
     scene = layout['lighting']
     if 'sun' in scene and scene.get('shadows', True):
         ahead = origin + R_wc[:, 2] * np.array([1.0, 0.0, 1.0]) * 0.6 * SHADOW_HALF_SIZE_M
         scene = dict(scene, shadow=_shadow_map(layout['shapes'], scene['sun'],
                                                np.array([ahead[0], 0.0, ahead[2]])))
+    return scene
+
+
+def render_view(scene: dict, lighting: dict, origin: np.ndarray, R_wc: np.ndarray,
+                height: int, width: int, sensor_rng: np.random.Generator) -> dict:
+    """Cast and shade one view of a built scene (build_scene) lit by `lighting` (light_scene)
+    from a camera at `origin` (world, metres) with camera -> world rotation R_wc (columns right,
+    down, forward). Only the sensor noise comes from `sensor_rng`. Returns `rgb` uint8 (H, W, 3),
+    `depth` float32 (H, W) z-depth in metres (NaN = sky), `valid` bool (H, W) and `sky` bool
+    (H, W) (rays that hit nothing: exactly the invalid pixels)."""
+    layout, noise = scene['layout'], scene['noise']
+    hits = cast(layout['shapes'], origin, R_wc, scene['K'], height, width)
     rgb = np.empty((height * width, 3), dtype=np.float32)
     depth = hits['depth'].ravel()
     valid = np.isfinite(depth)
     dirs = hits['dirs'].reshape(-1, 3)
     if not valid.all():
-        sky_dir = scene.get('sun', np.array([0.0, 1.0, 0.0]))
-        rgb[~valid] = _sky(dirs[~valid], sky_dir, scene['sky'], noise)
-    if 'haze_m' in scene:  # aerial perspective: distant things fade into the horizon colour
+        sky_dir = lighting.get('sun', np.array([0.0, 1.0, 0.0]))
+        rgb[~valid] = _sky(dirs[~valid], sky_dir, lighting['sky'], noise)
+    if 'haze_m' in lighting:  # aerial perspective: distant things fade into the horizon colour
         with np.errstate(invalid='ignore'):
-            keep_all = np.exp(depth * np.sqrt((dirs * dirs).sum(axis=1)) / -scene['haze_m'])
-        horizon = np.asarray(scene['sky']['horizon'], np.float32)
+            keep_all = np.exp(depth * np.sqrt((dirs * dirs).sum(axis=1)) / -lighting['haze_m'])
+        horizon = np.asarray(lighting['sky']['horizon'], np.float32)
     for group in hits['groups']:
         shape = layout['shapes'][group['shape']]
-        color = _shade_group(group, shape, scene, noise)
-        if 'haze_m' in scene:
+        color = _shade_group(group, shape, lighting, noise)
+        if 'haze_m' in lighting:
             keep = keep_all.take(group['index'])[:, None]
             color = horizon + (color - horizon) * keep
         rgb[group['index']] = color
     rgb = rgb.reshape(height, width, 3)
-    rgb = _camera_response(rgb, rng, scene['exposure'])
+    rgb = _camera_response(rgb, sensor_rng, lighting['exposure'])
     depth = depth.reshape(height, width).astype(np.float32)
     valid = valid.reshape(height, width)
     depth[~valid] = np.nan
-    # The floor / ground is the plane y = 0 (layouts.py), so the eye's y is the camera height.
-    return {'rgb': rgb, 'depth': depth, 'valid': valid, 'K': K,
-            'name': f'procedural_{kind}_{seed}' + ('_close' if framing == 'close' else ''),
-            'kind': kind, 'camera_height_m': float(origin[1]), 'sky': ~valid}
+    return {'rgb': rgb, 'depth': depth, 'valid': valid, 'sky': ~valid}
 
 
 def _response_lut() -> np.ndarray:

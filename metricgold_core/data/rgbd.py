@@ -94,6 +94,7 @@ class ICLNUIMDataset(PairedFolderDataset):
     """ICL-NUIM: PNG z-depth / 5000; its calibration has fy = -480 (y up), read as +480."""
 
     name = 'icl_nuim'
+    y_up_camera = True  # its poses map (x right, y up, z forward) camera points (poses.py)
     units_per_metre = 5000.0
     default_intrinsics = {'fx': 481.2, 'fy': -480.0, 'cx': 319.5, 'cy': 239.5}
     eval_max_depth_m = 10.0
