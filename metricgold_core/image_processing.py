@@ -44,11 +44,39 @@ def processing_size(height: int, width: int, processing_resolution: int) -> tupl
     return new_h, new_w
 
 
+def normalize_exposure(x: torch.Tensor, normalization: dict | None) -> torch.Tensor:
+    """Each image brought to one mean grey level by a single gain: [..., 3, H, W] in [-1, 1].
+
+    `normalization` is the checkpoint's {'mean': m} (the target mean of all channels, in
+    [-1, 1] units; None: x unchanged). An exposure or gain change multiplies the display values
+    by one factor (linear light x g is display x g^(1/2.2)), so the gain that brings the mean
+    to m undoes it exactly, up to clipped highlights; values are clipped to [-1, 1] again, as
+    the camera clips. Colour balance, contrast and tone curves are kept (they carry depth cues
+    the model uses: standardising each channel's mean and spread cost 0.23 -> 0.41 validation
+    AbsRel, one gain for all channels 0.23 -> 0.24, untrained); robustness to those changes is
+    trained (data.photometric). Statistics over the image at the size the network sees,
+    identically in training and inference.
+    """
+    if not normalization:
+        return x
+    y = (x + 1.0) * 0.5
+    target = (float(normalization['mean']) + 1.0) * 0.5
+    mean = y.mean(dim=(-3, -2, -1), keepdim=True)
+    gain = (target / mean.clamp_min(1e-3)).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
+    return (y * gain).clamp(0.0, 1.0) * 2.0 - 1.0
+
+
+MAX_EXPOSURE_GAIN = 8.0   # a black frame (covered lens) is not amplified into noise beyond this
+
+
 def to_model_input(image_u8: np.ndarray, processing_resolution: int, align: int,
-                   device, dtype) -> tuple[torch.Tensor, tuple[int, int]]:
+                   device, dtype, normalization: dict | None = None
+                   ) -> tuple[torch.Tensor, tuple[int, int]]:
     """uint8 (B, H, W, 3) -> float [B, 3, PH, PW] in [-1, 1], padded to `align`; and padding.
 
-    `image_u8` is a numpy array or a uint8 tensor already on `device` (the pipeline's upload)."""
+    `image_u8` is a numpy array or a uint8 tensor already on `device` (the pipeline's upload).
+    With the checkpoint's input `normalization`, the exposure is normalised after the resize
+    (`normalize_exposure`)."""
     if isinstance(image_u8, torch.Tensor):
         x = image_u8.to(device)
     else:
@@ -62,6 +90,7 @@ def to_model_input(image_u8: np.ndarray, processing_resolution: int, align: int,
     new_h, new_w = processing_size(h, w, processing_resolution)
     if (new_h, new_w) != (h, w):
         x = F.interpolate(x, (new_h, new_w), mode='bilinear', antialias=True)
+    x = normalize_exposure(x, normalization)
     pad_h, pad_w = -new_h % align, -new_w % align
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')

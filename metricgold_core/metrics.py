@@ -98,8 +98,12 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = 
     if pred.shape != gt.shape:
         raise ValueError(f'prediction {pred.shape} and ground truth {gt.shape} differ in shape.')
     keep = evaluation_mask(gt, pred, mask, min_depth, max_depth)
+    scorable = int(evaluation_mask(gt, np.zeros_like(gt), mask, min_depth, max_depth).sum())
     result = {name: float('nan') for name in METRICS}
-    result.update(valid_pixels=int(keep.sum()), scale=float('nan'), shift=float('nan'))
+    # coverage: the share of scorable ground-truth pixels the prediction gave a depth (a model
+    # that flags pixels invalid, e.g. as sky, is scored on the rest only: this says how many)
+    result.update(valid_pixels=int(keep.sum()), scale=float('nan'), shift=float('nan'),
+                  coverage=float(keep.sum() / scorable) if scorable else float('nan'))
     if not keep.any():
         return result
     g = gt[keep]
@@ -131,6 +135,8 @@ def aggregate(rows: list) -> dict:
         values = [row[name] for row in rows if np.isfinite(row.get(name, np.nan))]
         out[name] = float(np.mean(values)) if values else float('nan')
     out['images'] = sum(1 for row in rows if row.get('valid_pixels', 0) > 0)
+    coverage = [row['coverage'] for row in rows if np.isfinite(row.get('coverage', np.nan))]
+    out['coverage'] = float(np.mean(coverage)) if coverage else float('nan')
     return out
 
 

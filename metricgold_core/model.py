@@ -78,6 +78,19 @@ class MetricGoldModel:
         value = self.meta.get('canonical_focal_px')
         return None if value is None else float(value)
 
+    @property
+    def input_normalization(self) -> dict | None:
+        """{'mean': m}: each input image is brought to mean grey m by one gain before the VAE
+        (image_processing.normalize_exposure); None for checkpoints trained without."""
+        return self.meta.get('input_normalization') or None
+
+    @property
+    def far_limit_m(self) -> float | None:
+        """Depth (canonical metres, before the focal rescale) from which a prediction is sky or
+        beyond the codec's reach: published as NaN (invalid). None: no limit."""
+        value = self.meta.get('far_limit_m')
+        return None if value is None else float(value)
+
     def num_parameters(self) -> dict:
         return {name: sum(p.numel() for p in module.parameters())
                 for name, module in (('unet', self.unet), ('vae', self.vae))}

@@ -206,7 +206,8 @@ class DepthEstimator:
         # 2. Preprocess: resize to the processing resolution, pad to the VAE's grid
         size_hw = image.shape[1:3]
         x, padding = to_model_input(self._upload(image), processing_resolution,
-                                    self.vae_factor, self.device, self.dtype)  # [B, 3, PPH, PPW]
+                                    self.vae_factor, self.device, self.dtype,
+                                    self.model.input_normalization)  # [B, 3, PPH, PPW]
         x = x.contiguous(memory_format=self.vae_format)
         sync()
         marks.append(time.perf_counter())
@@ -234,6 +235,9 @@ class DepthEstimator:
         normalized = outs[-1]
         depth = self.codec.normalized_to_depth(normalized).astype(np.float32)
         depth[~np.isfinite(normalized)] = np.nan
+        far = self.model.far_limit_m
+        if far is not None:  # sky (trained to the codec's far end) and beyond: invalid
+            depth[depth >= far] = np.nan
         uncertainty = None
         if output_uncertainty:
             first = self.codec.normalized_to_depth(outs[0]).astype(np.float32)

@@ -64,6 +64,17 @@ def test_masks_and_caps():
     assert compute_metrics(pred_over, gt, max_depth=80.0)['abs_rel'] == pytest.approx(79 / 2)
     empty = compute_metrics(pred, np.full_like(gt, np.nan))
     assert empty['valid_pixels'] == 0 and math.isnan(empty['abs_rel'])
+    assert math.isnan(empty['coverage'])
+
+
+def test_coverage_counts_ground_truth_the_prediction_left_invalid():
+    gt = np.array([[1.0, 2.0, 3.0, 4.0, np.nan]])
+    pred = np.array([[1.0, np.nan, 3.0, np.inf, 5.0]])   # two scorable pixels given no depth
+    m = compute_metrics(pred, gt)
+    assert m['valid_pixels'] == 2 and m['coverage'] == pytest.approx(0.5)
+    assert m['abs_rel'] == 0.0                         # scored on the rest only
+    rows = [m, compute_metrics(gt, gt)]
+    assert aggregate(rows)['coverage'] == pytest.approx(0.75)
     with pytest.raises(ValueError, match=r'prediction \(1, 5\) and ground truth \(2, 2\)'):
         compute_metrics(pred, GT)
 

@@ -14,7 +14,8 @@ from metricgold_core.geometry import intrinsics_from_hfov
 def test_sample_format_and_determinism():
     a = render_scene(7, 48, 64)
     b = render_scene(7, 48, 64)
-    assert set(a) == {'rgb', 'depth', 'valid', 'K', 'name', 'kind', 'camera_height_m'}
+    assert set(a) == {'rgb', 'depth', 'valid', 'K', 'name', 'kind', 'camera_height_m', 'sky'}
+    assert np.array_equal(a['sky'], ~a['valid'])
     assert a['camera_height_m'] > 0
     assert a['rgb'].dtype == np.uint8 and a['rgb'].shape == (48, 64, 3)
     assert a['depth'].dtype == np.float32 and a['depth'].shape == (48, 64)

@@ -256,7 +256,7 @@ def test_validation_of_a_canonical_focal_model_comes_out_in_metres():
     scenes = ProceduralScenes(2, 48, 64, seed=4_000_000)
     samples = [scenes[i] for i in range(2)]
     plain = predict_depth(eval_copy(model, {}), 'single_step', samples, 'cpu')
-    canonical = eval_copy(model, {}, canonical_focal_px=20.0)
+    canonical = eval_copy(model, {}, {'canonical_focal_px': 20.0})
     assert model.meta.get('canonical_focal_px') is None     # the trained model is untouched
     scaled = predict_depth(canonical, 'single_step', samples, 'cpu')
     for p, q, s in zip(plain, scaled, samples):   # metres = canonical depth * fx / f_c

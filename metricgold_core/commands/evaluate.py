@@ -208,8 +208,8 @@ def run(args) -> int:
                      comparison_panel(sample['rgb'], depth_pred, sample['depth'], mask))
     summaries = {mode: aggregate([r for r in rows if r['alignment'] == mode])
                  for mode in args.alignment}
-    columns = ['name', 'alignment', *METRICS, 'valid_pixels', 'scale', 'shift', 'focal_factor',
-               'anchor_scale', 'anchor_ok', 'time_ms']
+    columns = ['name', 'alignment', *METRICS, 'valid_pixels', 'coverage', 'scale', 'shift',
+               'focal_factor', 'anchor_scale', 'anchor_ok', 'time_ms']
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction='ignore')
     writer.writeheader()

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from .framing import close_view, FRAMINGS
 from .layouts import indoor_layout
 from .raycast import cast
 from .street import outdoor_layout
@@ -151,23 +152,31 @@ def _corner_occlusion(p: np.ndarray, half: np.ndarray, height: float) -> np.ndar
 
 
 def render_scene(seed: int, height: int, width: int, kind: str | None = None,
-                 K: np.ndarray | None = None) -> dict:
+                 K: np.ndarray | None = None, framing: str = 'normal') -> dict:
     """One procedural frame: `rgb` uint8 (H, W, 3), `depth` float32 (H, W) metres (NaN = sky),
     `valid` bool (H, W), `K` float64 (3, 3), `name` str, `kind` 'indoor' | 'outdoor',
-    `camera_height_m` float (the eye's height over the floor / ground plane y = 0).
+    `camera_height_m` float (the eye's height over the floor / ground plane y = 0), `sky` bool
+    (H, W) (rays that hit nothing: the invalid pixels are exactly the sky).
 
     Deterministic: the same (seed, height, width, kind) gives the same arrays. `K` films the
     same layout with this camera instead of the scene's random one (a fixed camera over a
-    sequence of scenes, as a robot has).
+    sequence of scenes, as a robot has). `framing='close'` moves the camera to 0.3-1.5 m from
+    a surface of the same layout (data.framing.close_view).
     """
+    if framing not in FRAMINGS:
+        raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
     scene = build_scene(seed, height, width, kind, K)
+    if framing == 'close':  # its own stream: the layout and shading draws stay the same
+        scene['layout'] = close_view(scene['layout'], np.random.default_rng(
+            [seed, 7, KINDS.index(scene['kind'])]), camera_rotation)
     layout = scene['layout']
     origin = layout['camera']
     R_wc = camera_rotation(*layout['yaw_pitch_roll'])
     lighting = light_scene(layout, origin, R_wc)
     view = render_view(scene, lighting, origin, R_wc, height, width, scene['rng'])
     # The floor / ground is the plane y = 0 (layouts.py), so the eye's y is the camera height.
-    return dict(view, K=scene['K'], name=f'procedural_{scene["kind"]}_{seed}', kind=scene['kind'],
+    name = f'procedural_{scene["kind"]}_{seed}' + ('_close' if framing == 'close' else '')
+    return dict(view, K=scene['K'], name=name, kind=scene['kind'],
                 camera_height_m=float(origin[1]))
 
 
@@ -206,7 +215,8 @@ def render_view(scene: dict, lighting: dict, origin: np.ndarray, R_wc: np.ndarra
     """Cast and shade one view of a built scene (build_scene) lit by `lighting` (light_scene)
     from a camera at `origin` (world, metres) with camera -> world rotation R_wc (columns right,
     down, forward). Only the sensor noise comes from `sensor_rng`. Returns `rgb` uint8 (H, W, 3),
-    `depth` float32 (H, W) z-depth in metres (NaN = sky) and `valid` bool (H, W)."""
+    `depth` float32 (H, W) z-depth in metres (NaN = sky), `valid` bool (H, W) and `sky` bool
+    (H, W) (rays that hit nothing: exactly the invalid pixels)."""
     layout, noise = scene['layout'], scene['noise']
     hits = cast(layout['shapes'], origin, R_wc, scene['K'], height, width)
     rgb = np.empty((height * width, 3), dtype=np.float32)
@@ -232,7 +242,7 @@ def render_view(scene: dict, lighting: dict, origin: np.ndarray, R_wc: np.ndarra
     depth = depth.reshape(height, width).astype(np.float32)
     valid = valid.reshape(height, width)
     depth[~valid] = np.nan
-    return {'rgb': rgb, 'depth': depth, 'valid': valid}
+    return {'rgb': rgb, 'depth': depth, 'valid': valid, 'sky': ~valid}
 
 
 def _response_lut() -> np.ndarray:
@@ -262,14 +272,16 @@ class ProceduralScenes(torch.utils.data.Dataset):
     """An endless-style dataset of `length` procedural frames; item i is a fixed scene."""
 
     def __init__(self, length: int, height: int, width: int, seed: int = 0,
-                 kinds=KINDS):
+                 kinds=KINDS, framing: str = 'normal'):
         if length < 0:
             raise ValueError(f'`length` must be >= 0, got {length}.')
         kinds = tuple(kinds)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f'`kinds` must be a non-empty subset of {KINDS}, got {kinds}.')
         self.length, self.height, self.width = int(length), int(height), int(width)
-        self.seed, self.kinds = int(seed), kinds
+        if framing not in FRAMINGS:
+            raise ValueError(f'`framing` must be one of {FRAMINGS}, got {framing!r}.')
+        self.seed, self.kinds, self.framing = int(seed), kinds, framing
 
     def __len__(self) -> int:
         return self.length
@@ -280,4 +292,4 @@ class ProceduralScenes(torch.utils.data.Dataset):
         i = i % self.length
         scene_seed = self.seed * 1_000_003 + i
         kind = self.kinds[i % len(self.kinds)]  # alternate kinds so any window is balanced
-        return render_scene(scene_seed, self.height, self.width, kind)
+        return render_scene(scene_seed, self.height, self.width, kind, framing=self.framing)

@@ -8,7 +8,11 @@ folder of plain .npy arrays (memory-mapped on read):
     depth.npy  float16 [N, H, W] metres, NaN where invalid (sky)
     K.npy      float32 [N, 3, 3] intrinsics at H x W
     kind.npy   uint8   [N] index into KINDS
-    meta.json  count, size, seed, kinds, render seconds (written last: its presence = complete)
+    meta.json  count, size, seed, kinds, framing, render seconds (written last: its presence =
+               complete)
+
+Items carry `sky` = the pixels without depth: in procedural scenes exactly the rays that hit
+nothing.
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ META = 'meta.json'
 
 
 def _render_range(args) -> tuple:
-    length, height, width, seed, kinds, start, stop = args
-    scenes = ProceduralScenes(length, height, width, seed=seed, kinds=kinds)
+    length, height, width, seed, kinds, framing, start, stop = args
+    scenes = ProceduralScenes(length, height, width, seed=seed, kinds=kinds, framing=framing)
     items = [scenes[i] for i in range(start, stop)]
     return (np.stack([s['rgb'] for s in items]),
             np.stack([s['depth'] for s in items]).astype(np.float16),
@@ -38,8 +42,8 @@ def _render_range(args) -> tuple:
 
 
 def write_scene_cache(path, count: int, height: int, width: int, seed: int = 0,
-                      kinds=KINDS, workers: int = 0) -> dict:
-    """Render `count` scenes of ProceduralScenes(seed) at height x width into `path`.
+                      kinds=KINDS, workers: int = 0, framing: str = 'normal') -> dict:
+    """Render `count` scenes of ProceduralScenes(seed, framing) at height x width into `path`.
 
     Written into a temporary folder and renamed, so a cache is either complete or absent.
     Returns the cache's meta dict (with `render_s` and `bytes`).
@@ -49,7 +53,7 @@ def write_scene_cache(path, count: int, height: int, width: int, seed: int = 0,
         raise ValueError(f'`count` must be >= 1, got {count}.')
     workers = workers or max(1, os.cpu_count() or 1)
     chunk = 64
-    jobs = [(count, height, width, seed, tuple(kinds), a, min(a + chunk, count))
+    jobs = [(count, height, width, seed, tuple(kinds), framing, a, min(a + chunk, count))
             for a in range(0, count, chunk)]
     t0 = time.perf_counter()
     if workers > 1:
@@ -62,7 +66,8 @@ def write_scene_cache(path, count: int, height: int, width: int, seed: int = 0,
         for index, name in enumerate(('rgb', 'depth', 'K', 'kind')):
             np.save(tmp / f'{name}.npy', np.concatenate([p[index] for p in parts]))
         meta = {'count': int(count), 'height': int(height), 'width': int(width),
-                'seed': int(seed), 'kinds': list(kinds), 'render_s': round(render_s, 1),
+                'seed': int(seed), 'kinds': list(kinds), 'framing': framing,
+                'render_s': round(render_s, 1),
                 'bytes': sum(f.stat().st_size for f in tmp.glob('*.npy'))}
         (tmp / META).write_text(json.dumps(meta, indent=1) + '\n', encoding='utf-8')
     return meta
@@ -94,21 +99,21 @@ class SceneCache(torch.utils.data.Dataset):
         depth = np.asarray(a['depth'][i], dtype=np.float32)
         valid = np.isfinite(depth) & (depth > 0)
         kind = KINDS[int(a['kind'][i])]
-        return {'rgb': np.array(a['rgb'][i]), 'depth': depth, 'valid': valid,
+        return {'rgb': np.array(a['rgb'][i]), 'depth': depth, 'valid': valid, 'sky': ~valid,
                 'K': np.asarray(a['K'][i], dtype=np.float64), 'kind': kind,
                 'name': f'cache_{self.meta["seed"]}_{i}'}
 
 
 def open_or_write_cache(path, count: int, height: int, width: int, seed: int = 0,
-                        kinds=KINDS) -> SceneCache:
+                        kinds=KINDS, framing: str = 'normal') -> SceneCache:
     """The cache at `path` if it holds these scenes; otherwise render it first."""
     path = Path(path)
     want = {'count': int(count), 'height': int(height), 'width': int(width), 'seed': int(seed),
-            'kinds': list(kinds)}
+            'kinds': list(kinds), 'framing': framing}
     meta_file = path / META
     if meta_file.is_file():
-        meta = json.loads(meta_file.read_text(encoding='utf-8'))
+        meta = {'framing': 'normal', **json.loads(meta_file.read_text(encoding='utf-8'))}
         if {k: meta.get(k) for k in want} == want:
             return SceneCache(path)
-    write_scene_cache(path, count, height, width, seed, kinds)
+    write_scene_cache(path, count, height, width, seed, kinds, framing=framing)
     return SceneCache(path)

@@ -39,6 +39,12 @@ DEFAULTS = {
         # Labels depth * f_c / fx (fx at the training resolution); stored in the export, and
         # every entry point multiplies predictions by fx / f_c. None = raw metres.
         'canonical_focal_px': None,
+        # {mean: m}: each input image brought to mean grey m ([-1, 1] units) by one gain
+        # before the VAE (training and inference alike; stored in the export). None = off.
+        'input_normalization': None,
+        # Predictions at or beyond this canonical depth (m) are published as NaN (sky, out of
+        # the codec's reach); stored in the export. None = no limit.
+        'far_limit_m': None,
         'gradient_checkpointing': False,
     },
     'data': {
@@ -47,6 +53,9 @@ DEFAULTS = {
         'micro_batch': 2,              # samples per forward pass and device
         'num_workers': -1,             # data processes; -1 = auto (CPU cores - 1, at most 16)
         'hflip': True,                 # random horizontal flip (deterministic per sample)
+        'photometric': 0.0,            # probability of a random camera-like change of a
+                                       # sample's image (data.photometric); labels unchanged
+        'sky': 'invalid',              # invalid: sky unsupervised | far: labelled d_max
         'train': [],                   # list of dataset entries, see DATASET_DEFAULTS
         'val_count': 16,               # held-out procedural scenes for validation
         'val_seed': 1000,              # their ProceduralScenes seed (never a training seed)
@@ -105,6 +114,7 @@ DATASET_DEFAULTS = {
     'length': 1_000_000,               # procedural: number of distinct scenes
     'seed': 0,                         # procedural: scene stream (val uses data.val_seed)
     'kinds': ['indoor', 'outdoor'],    # procedural
+    'framing': 'normal',               # procedural: normal | close (0.3-1.5 m from a surface)
     'cache': '',                       # procedural: folder of a pre-rendered scene cache
                                        # (rendered once on first use, then reused)
     'kwargs': {},                      # reader constructor arguments (`root` must exist)
@@ -266,6 +276,16 @@ def validate(cfg: dict, where: str = '') -> None:
         need(data[key] >= 8 and data[key] % 8 == 0, f'data.{key}',
              f'must be a multiple of 8 (the VAE down-sampling), got {data[key]}.')
     need(data['micro_batch'] >= 1, 'data.micro_batch', 'must be >= 1.')
+    need(0.0 <= data['photometric'] <= 1.0, 'data.photometric', 'must be in [0, 1].')
+    need(data['sky'] in ('invalid', 'far'), 'data.sky', f'must be invalid or far, got '
+         f'{data["sky"]!r}.')
+    norm = cfg['model']['input_normalization']
+    need(norm is None or isinstance(norm, dict) and set(norm) == {'mean'}
+         and isinstance(norm['mean'], (int, float)) and -1 < norm['mean'] < 1,
+         'model.input_normalization', 'must be null or {mean: m} with -1 < m < 1.')
+    far = cfg['model']['far_limit_m']
+    need(far is None or isinstance(far, (int, float)) and far > 0, 'model.far_limit_m',
+         'must be null or a depth > 0 m.')
     need(data['num_workers'] >= -1, 'data.num_workers', 'must be >= 0, or -1 for auto.')
     need(len(data['train']) >= 1, 'data.train', 'must list at least one dataset.')
     for i, entry in enumerate(data['train']):
@@ -290,6 +310,10 @@ def _check_dataset(entry, key: str, where: str) -> None:
     if entry_full['probability'] <= 0:
         raise ConfigError(f'{where}`{key}.probability` must be > 0.')
     kind = entry_full['type']
+    from ..data.framing import FRAMINGS
+    if entry_full['framing'] not in FRAMINGS:
+        raise ConfigError(f'{where}`{key}.framing` must be one of {FRAMINGS}, got '
+                          f'{entry_full["framing"]!r}.')
     from ..data.registry import DATASETS
     if kind != 'procedural' and kind not in DATASETS and ':' not in kind:
         raise ConfigError(f'{where}`{key}.type` must be procedural, one of '

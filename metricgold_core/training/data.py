@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .config import DATASET_DEFAULTS
 from ..codec import LogDepthCodec
+from ..image_processing import normalize_exposure
 
 
 class MixtureDataset(torch.utils.data.Dataset):
@@ -25,11 +26,17 @@ class MixtureDataset(torch.utils.data.Dataset):
 
     Samples are dicts: `rgb` float32 [3, H, W] in [-1, 1], `depth_code` float32 [1, H, W]
     (log-depth code, 0 where invalid), `valid` bool [1, H, W], `kind` str.
+
+    `photometric` is the probability that a sample's image (only) goes through
+    data.photometric.random_photometric; `sky_far` labels items' `sky` pixels with the codec's
+    far end instead of leaving them unsupervised; `normalization` is the checkpoint's input
+    normalisation (image_processing.normalize_exposure), applied as inference applies it.
     """
 
     def __init__(self, datasets, probabilities, sizes_hw, codec: LogDepthCodec,
                  micro_batch: int, seed: int = 0, hflip: bool = True,
-                 canonical_focal_px: float | None = None):
+                 canonical_focal_px: float | None = None, photometric: float = 0.0,
+                 sky_far: bool = False, normalization: dict | None = None):
         if len(datasets) != len(probabilities) or not datasets:
             raise ValueError('`datasets` and `probabilities` must be non-empty and match.')
         p = np.asarray(probabilities, dtype=np.float64)
@@ -41,6 +48,9 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.hflip = hflip
         self.canonical_focal_px = canonical_focal_px
+        self.photometric = float(photometric)
+        self.sky_far = sky_far
+        self.normalization = normalization
 
     def __len__(self) -> int:
         return 2 ** 62  # endless: the step count, not an epoch, ends training
@@ -56,8 +66,11 @@ class MixtureDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 1, index])
         item = dataset[int(rng.integers(len(dataset)))]
         flip = self.hflip and bool(rng.integers(2))
+        if self.photometric > 0 and rng.random() < self.photometric:
+            from ..data.photometric import random_photometric
+            item = dict(item, rgb=random_photometric(item['rgb'], rng))
         return to_training_sample(item, self.codec, self.sizes_hw[which], flip,
-                                  self.canonical_focal_px)
+                                  self.canonical_focal_px, self.sky_far, self.normalization)
 
 
 def canonical_label_factor(item: dict, width: int, canonical_focal_px: float | None) -> float:
@@ -72,10 +85,13 @@ def canonical_label_factor(item: dict, width: int, canonical_focal_px: float | N
 
 
 def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=False,
-                       canonical_focal_px: float | None = None) -> dict:
+                       canonical_focal_px: float | None = None, sky_far: bool = False,
+                       normalization: dict | None = None) -> dict:
     """A dataset item (uint8 RGB, depth metres) -> network-ready tensors (see MixtureDataset).
 
-    With `canonical_focal_px`, depth labels are depth * f_c / fx at the output width.
+    With `canonical_focal_px`, depth labels are depth * f_c / fx at the output width. With
+    `sky_far`, the item's `sky` pixels (when it has that mask) are labelled with the codec's
+    far end (code 1). `normalization`: the input's exposure normalisation, after the resize.
     """
     rgb = torch.from_numpy(np.ascontiguousarray(item['rgb'])).permute(2, 0, 1).float()
     rgb = rgb / 127.5 - 1.0  # [3, H, W]
@@ -94,6 +110,14 @@ def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=Fals
     code, code_valid = codec.encode(depth)
     valid = valid & code_valid
     code = torch.where(valid, code, torch.zeros_like(code))
+    if sky_far and item.get('sky') is not None:
+        sky = torch.from_numpy(np.ascontiguousarray(item['sky']))[None].float()  # [1, H, W]
+        if tuple(sky.shape[1:]) != tuple(code.shape[1:]):
+            sky = F.interpolate(sky[None], size=tuple(code.shape[1:]), mode='nearest')[0]
+        sky = sky > 0.5
+        code = torch.where(sky, torch.ones_like(code), code)
+        valid = valid | sky
+    rgb = normalize_exposure(rgb, normalization)
     if flip:
         rgb, code, valid = rgb.flip(-1), code.flip(-1), valid.flip(-1)
     return {'rgb': rgb.contiguous(), 'depth_code': code.float().contiguous(),
@@ -124,11 +148,12 @@ def build_dataset(entry: dict, cfg: dict):
     if entry['type'] == 'procedural' and entry['cache']:
         from ..data.scene_cache import open_or_write_cache
         return open_or_write_cache(entry['cache'], entry['length'], height, width,
-                                   seed=entry['seed'], kinds=tuple(entry['kinds']))
+                                   seed=entry['seed'], kinds=tuple(entry['kinds']),
+                                   framing=entry['framing'])
     if entry['type'] == 'procedural':
         from ..data.procedural import ProceduralScenes
         return ProceduralScenes(entry['length'], height, width, seed=entry['seed'],
-                                kinds=tuple(entry['kinds']))
+                                kinds=tuple(entry['kinds']), framing=entry['framing'])
     from ..data.registry import DATASETS, dataset_class
     if entry['type'] in DATASETS:
         cls = dataset_class(entry['type'])
@@ -167,7 +192,10 @@ def build_train_dataset(cfg: dict) -> MixtureDataset:
     return MixtureDataset(datasets, [e['probability'] for e in entries], sizes, codec,
                           cfg['data']['micro_batch'], seed=cfg['seed'],
                           hflip=cfg['data']['hflip'],
-                          canonical_focal_px=cfg['model']['canonical_focal_px'])
+                          canonical_focal_px=cfg['model']['canonical_focal_px'],
+                          photometric=cfg['data']['photometric'],
+                          sky_far=cfg['data']['sky'] == 'far',
+                          normalization=cfg['model']['input_normalization'])
 
 
 def _seed_worker(worker_id: int) -> None:

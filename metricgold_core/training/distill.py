@@ -39,7 +39,7 @@ def collect(est: DepthEstimator, scenes, seed: int, batch: int = 16):
     for start in range(0, len(scenes), batch):
         items = [scenes[i] for i in range(start, min(start + batch, len(scenes)))]
         x, _ = to_model_input(np.stack([s['rgb'] for s in items]), 0, est.vae_factor,
-                              est.device, est.dtype)
+                              est.device, est.dtype, est.model.input_normalization)
         latent = est.predict_latent(x, 1, generator)
         features.append(est.vae_decoder.mid_features(latent, FAST_KV_POOL).float().cpu())
         codes.append(est.vae_decoder.decode_mean(latent).float().cpu())

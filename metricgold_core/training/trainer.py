@@ -41,7 +41,7 @@ from .checkpoint import EMA, load_latest, rng_state, save_checkpoint, set_rng_st
 from .config import ConfigError, stage_configs, to_yaml
 from .data import build_loader, build_train_dataset, to_training_sample, validation_samples
 from .stages import build_stage
-from .validation import eval_copy, run_validation
+from .validation import eval_copy, EXPORTED_MODEL_KEYS, run_validation
 from ..codec import LogDepthCodec
 from ..io_utils import save_text
 from ..model import MetricGoldModel
@@ -363,7 +363,7 @@ def validate(run: Run, step: int) -> None:
     """Validation metrics (and a prediction panel) of the EMA weights, on the main process."""
     cfg = run.cfg
     weights = run.ema.shadow if run.ema is not None else {n: p.detach() for n, p in run.named}
-    model = eval_copy(run.model, weights, cfg['model']['canonical_focal_px'])
+    model = eval_copy(run.model, weights, cfg['model'])
     values, panel = run_validation(model, cfg['stage'], run.val_samples, run.accelerator.device,
                                    cfg['val']['images'])
     _record(run.metrics_log, run.writer, step, {f'val/{k}': v for k, v in values.items()})
@@ -407,7 +407,8 @@ def export(run: Run) -> None:
     data = cfg['data']
     model.meta['processing_resolution'] = (cfg['model']['processing_resolution']
                                            or max(data['height'], data['width']))
-    model.meta['canonical_focal_px'] = cfg['model']['canonical_focal_px']
+    for key in EXPORTED_MODEL_KEYS:
+        model.meta[key] = cfg['model'][key]
     model.meta['training_data'] = [
         {k: v for k, v in e.items() if k != 'kwargs'} for e in data['train']]
     history = model.meta.setdefault('training', [])

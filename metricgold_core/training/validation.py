@@ -32,11 +32,16 @@ def summarise(per_image: list[dict], kinds: list[str]) -> dict:
     return out
 
 
-def eval_copy(model, named_weights: dict, canonical_focal_px: float | None = None):
+EXPORTED_MODEL_KEYS = ('canonical_focal_px', 'input_normalization', 'far_limit_m')
+
+
+def eval_copy(model, named_weights: dict, model_cfg: dict | None = None):
     """A deep copy of `model` (on CPU) with `named_weights` ('unet.x' / 'vae.y') loaded and
-    the recipe's `canonical_focal_px` in its meta, as the export will have it."""
+    the recipe's `model` keys that the export stores (EXPORTED_MODEL_KEYS) in its meta, as the
+    export will have them."""
     model_copy = copy.deepcopy(model)
-    model_copy.meta['canonical_focal_px'] = canonical_focal_px
+    for key in EXPORTED_MODEL_KEYS:
+        model_copy.meta[key] = (model_cfg or {}).get(key)
     with torch.no_grad():
         for name, value in named_weights.items():
             part, _, rest = name.partition('.')
