@@ -116,7 +116,9 @@ class DepthColorizer:
         return out
 
 
-_SMALLEST_POSITIVE = np.nextafter(np.float32(0), np.float32(1))
+# The smallest normal float32: a denormal bound would read as 0 where a process flushes
+# denormals (training sets torch.set_flush_denormal), and 0 m would then pass as valid.
+_SMALLEST_POSITIVE = np.finfo(np.float32).tiny
 _LARGEST = np.finfo(np.float32).max
 _PER_THREAD = threading.local()   # colorize_depth's scratch buffers, one set per thread
 

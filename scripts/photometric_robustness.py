@@ -1,7 +1,7 @@
 """How much the depth of the same frame moves when only the camera's photometry changes.
 
     python scripts/photometric_robustness.py [--checkpoint DIR] [--count 32] [--close 32]
-        [--size 480 640] [--root ../shared/data/real] [--output DIR]
+        [--size 480 640] [--root ../shared/data/real] [--dtype float32] [--output DIR]
 
 For every frame (held-out procedural scenes, seeds from --scene-seed, and the real frames of
 tum, icl_nuim, redwood and kinect_ch5 under --root) the depth of the unchanged image is compared
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     parser.add_argument('--size', type=int, nargs=2, default=(480, 640), metavar=('H', 'W'))
     parser.add_argument('--steps', type=int, default=1, choices=(1, 2))
     parser.add_argument('--perturbation-seed', type=int, default=77)
+    parser.add_argument('--dtype', default='auto',
+                        help='auto (bfloat16 where the CPU has it) | float32 | ...')
     parser.add_argument('--root', default=str(Path(__file__).resolve().parents[2] / 'shared'
                                               / 'data' / 'real'))
     parser.add_argument('--output', default=None, help='folder for robustness.json / .md')
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
     from metricgold_core.io_utils import save_text
     from metricgold_core.metric_depth import load_estimator
 
-    estimator = load_estimator(args.checkpoint, device='cpu')
+    estimator = load_estimator(args.checkpoint, device='cpu', dtype=args.dtype)
     changes = perturbations(args.perturbation_seed)
     rows, sets = [], []
     for set_name, sample in frames(args):
