@@ -70,6 +70,23 @@ def ros_env(domain_id: int, large_data: bool) -> dict:
     return env
 
 
+def publish_paced(image_pub, info_pub, rgb: np.ndarray, frames: int, rate_hz: float) -> tuple:
+    """Publish `frames` camera_info + image pairs at `rate_hz` (fresh stamps, paced against the
+    start, so a late frame does not push the rest back); (sent stamps ns, seconds taken)."""
+    from metricgold_core.ros_format import stamp_ns
+
+    sent, start = [], time.monotonic()
+    for i in range(frames):
+        delay = start + i / rate_hz - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        image, info = camera_messages(time.time_ns(), rgb)
+        sent.append(stamp_ns(image.header))
+        info_pub.publish(info)
+        image_pub.publish(image)
+    return sent, time.monotonic() - start
+
+
 def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
     """A fresh rgb8 Image and its pinhole CameraInfo (fx = fy = 525), as a camera sends them."""
     from std_msgs.msg import Header
@@ -385,24 +402,12 @@ def bench_flood(args) -> None:
 def flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies, received, diags,
                 extra) -> dict:
     """One phase of the flood: --frames images at --rate Hz, then the figures of the phase."""
-    from metricgold_core.ros_format import stamp_ns
-
     with lock:
         latencies.clear()
         received.clear()
         counts_start = dict(extra)
     diag_start = dict(diags[-1]) if diags else {}
-    period = 1.0 / args.rate
-    start = time.monotonic()
-    sent = []
-    for i in range(args.frames):
-        delay = start + i * period - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        image, info = camera_messages(time.time_ns(), rgb)
-        sent.append(stamp_ns(image.header))
-        info_pub.publish(info)
-        image_pub.publish(image)
+    sent, _ = publish_paced(image_pub, info_pub, rgb, args.frames, args.rate)
     time.sleep(max(2.0, 3 * args.max_latency_ms / 1e3))
     time.sleep(1.2)   # one more diagnostics period
     diag_end = dict(diags[-1]) if diags else {}

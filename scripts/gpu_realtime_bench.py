@@ -211,7 +211,7 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     import yaml
 
-    from bench_node import camera_messages, percentile, ros_env, test_image
+    from bench_node import camera_messages, percentile, publish_paced, ros_env, test_image
     from metricgold_core.ros_format import stamp_ns
 
     (tmp / 'params.yaml').write_text(yaml.safe_dump(
@@ -262,16 +262,8 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
             for kind in got:
                 got[kind].clear()
                 arrivals[kind].clear()
-        sent, start = [], time.monotonic()
-        for i in range(frames):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            image, info = camera_messages(time.time_ns(), rgb)
-            sent.append(stamp_ns(image.header))
-            info_pub.publish(info)
-            image_pub.publish(image)
-        send_hz = frames / (time.monotonic() - start)
+        sent, seconds = publish_paced(image_pub, info_pub, rgb, frames, rate)
+        send_hz = frames / seconds
         time.sleep(3.0)
     finally:
         executor.shutdown()
