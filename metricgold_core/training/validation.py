@@ -57,7 +57,8 @@ def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.nda
     if stage_name in ('depth', 'single_step'):
         from ..metric_depth import estimate_metric_depth
         from ..pipeline import DepthEstimator
-        estimator = DepthEstimator(model, device=device, dtype='auto')
+        # float32: validation figures stay comparable across machines and earlier logs
+        estimator = DepthEstimator(model, device=device, dtype='float32')
         return np.stack([estimate_metric_depth(estimator, s['rgb'], s['K'], steps=1,
                                                processing_resolution=0, seed=0).depth
                          for s in samples])
