@@ -53,13 +53,17 @@ def yuv_range_swap(rgb: np.ndarray) -> np.ndarray:
     return _to_u8((16.0 + x * (219.0 / 255.0)) / 255.0)
 
 
+def _falloff(height: int, width: int, strength: float) -> np.ndarray:
+    """(H, W, 1) linear-light factor of vignetting: 1 at the centre, 1 - `strength` in the
+    corners."""
+    y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
+    return (1.0 - np.float32(strength) * 0.5 * (x * x + y * y))[..., None]
+
+
 def vignetting(rgb: np.ndarray, strength: float) -> np.ndarray:
     """Linear light darkened towards the corners by up to `strength` (0 = none)."""
-    h, w = rgb.shape[:2]
-    y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
-    x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
-    fall = 1.0 - np.float32(strength) * 0.5 * (x * x + y * y)
-    return _from_linear(_TO_LINEAR[rgb] * fall[..., None])
+    return _from_linear(_TO_LINEAR[rgb] * _falloff(*rgb.shape[:2], strength))
 
 
 def sensor_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -113,11 +117,7 @@ def random_photometric(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         linear = linear * np.asarray(gains, np.float32)
         changed = True
     if rng.random() < AUGMENT_P * 0.5:
-        h, w = rgb.shape[:2]
-        y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
-        x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
-        strength = np.float32(rng.uniform(0.0, VIGNETTING_MAX))
-        linear = linear * (1.0 - strength * 0.5 * (x * x + y * y))[..., None]
+        linear = linear * _falloff(*rgb.shape[:2], rng.uniform(0.0, VIGNETTING_MAX))
         changed = True
     out = _from_linear(linear) if changed else rgb
     if rng.random() < AUGMENT_P:
