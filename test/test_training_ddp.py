@@ -22,7 +22,7 @@ from ddp_worker import install_recorder
 from metricgold_core.training import trainer
 from metricgold_core.training.config import ConfigError, load_config
 from metricgold_core.training.trainer import run
-from test_training_run import recipe
+from test_training_run import fakes_importable, recipe  # noqa: F401 (an autouse fixture)
 
 pytestmark = pytest.mark.slow
 pytest.importorskip('accelerate')
@@ -32,14 +32,6 @@ HERE = Path(__file__).resolve().parent
 # 4 steps of 2 micro-batches of 2 samples; checkpoints at steps 2 and 4, both kept.
 COMMON = dict(stage='depth', max_steps=4, data__micro_batch=2, data__val_count=0,
               log__every=1, checkpoint__every=2, checkpoint__keep=4)
-
-
-@pytest.fixture(autouse=True)
-def fakes_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def _recipe(tmp_path, name, **changes) -> Path:
