@@ -287,6 +287,19 @@ def colours_match(ours: np.ndarray, reference: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
+def answering(node, client, first, timeout_s: float, log_tail: int = 3000):
+    """Wait until `first()` is truthy (the node answers its first frame), hand over, then close
+    the client and stop the node with SIGINT, which must exit cleanly."""
+    try:
+        assert wait_until(first, timeout_s, period_s=0.0), \
+            'the node never answered:\n' + node.log()
+        yield
+    finally:
+        code = shut_down(node, client, log_tail)
+    assert code == 0, 'node did not exit cleanly on SIGINT'
+
+
+@contextlib.contextmanager
 def started_rig(tmp: Path, params: dict, shared_data: Path, frames: int, log_tail: int = 3000):
     """The node with `params` on a reliable camera of `frames` TUM images, answering and
     settled (subscriptions matched to the publishers' QoS, camera_info paired): a Rig; stopped
@@ -297,20 +310,15 @@ def started_rig(tmp: Path, params: dict, shared_data: Path, frames: int, log_tai
     client = Client(domain, camera_reliable=True)
     rgbs, intr = load_sequence(shared_data / 'real' / 'tum', frames)
     rig = Rig(node, client, rgbs, intr)
-    try:
-        first = wait_until(lambda: rig.roundtrip(timeout_s=1.0), 90.0, period_s=0.0)
-        assert first is not None, 'the node never answered:\n' + node.log()
 
-        def settled():
-            rig.roundtrip(timeout_s=1.0)
-            diag = client.latest_diagnostics()
-            return diag and diag['camera_info_source'] == 'camera_info' and \
-                diag['input_reliability'] == 'reliable'
+    def settled():
+        rig.roundtrip(timeout_s=1.0)
+        diag = client.latest_diagnostics()
+        return diag and diag['camera_info_source'] == 'camera_info' and \
+            diag['input_reliability'] == 'reliable'
+    with answering(node, client, lambda: rig.roundtrip(timeout_s=1.0), 90.0, log_tail):
         assert wait_until(settled, 30.0, period_s=0.0), node.log()
         yield rig
-    finally:
-        code = shut_down(node, client, log_tail)
-    assert code == 0, 'node did not exit cleanly on SIGINT'
 
 
 class Rig:

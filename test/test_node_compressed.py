@@ -12,8 +12,8 @@ import pytest
 from metricgold_core.geometry import focal_rescale_factor, intrinsics_from_hfov
 from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
-from node_harness import Client, load_sequence, NodeProcess, pick_domain_id, ros_env
-from node_harness import shut_down, wait_until, write_params
+from node_harness import answering, Client, load_sequence, NodeProcess, pick_domain_id
+from node_harness import ros_env, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -40,14 +40,9 @@ def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
     client = Client(domain, camera_reliable=False, compressed=True)
     rgbs, _ = load_sequence(shared_data / 'real' / 'redwood', 2)
-    try:
-        def answered():
-            return roundtrip(client, jpeg_bytes(rgbs[0]), timeout_s=1.0)
-        assert wait_until(answered, 90.0, period_s=0.0), node.log()
+    with answering(node, client, lambda: roundtrip(client, jpeg_bytes(rgbs[0]), timeout_s=1.0),
+                   90.0):
         yield node, client, rgbs, checkpoint
-    finally:
-        code = shut_down(node, client)
-    assert code == 0
 
 
 def roundtrip(client, data: bytes, fmt='jpeg', timeout_s=15.0, outputs=('depth',)):

@@ -11,8 +11,8 @@ import pytest
 from metricgold_core.poses import interpolate_pose, matrix_quaternion
 from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
-from node_harness import camera_info_msg, Client, image_msg, NodeProcess, ROOT
-from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
+from node_harness import answering, camera_info_msg, Client, image_msg, NodeProcess
+from node_harness import pick_domain_id, ROOT, ros_env, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 H, W = 120, 160
@@ -59,13 +59,8 @@ def rig(tmp_path_factory, tiny_checkpoint):
                        program=(str(ROOT / 'test' / 'oracle_node.py'), str(tmp / 'oracle.npz')))
     client = OdomClient(domain)
     rig = Rig(node, client, seq, truth)
-    try:
-        assert wait_until(lambda: rig.send(0, np.eye(4), timeout_s=2.0), 120.0,
-                          period_s=0.0), node.log()
+    with answering(node, client, lambda: rig.send(0, np.eye(4), timeout_s=2.0), 120.0):
         yield rig
-    finally:
-        code = shut_down(node, client)
-    assert code == 0
 
 
 class Rig:

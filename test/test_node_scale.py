@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from metricgold_core.ros_format.images import image_to_array
-from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
-from node_harness import pick_domain_id, ros_env, shut_down, wait_until, write_params
+from node_harness import answering, camera_info_msg, Client, image_msg, load_sequence
+from node_harness import NodeProcess, pick_domain_id, ros_env, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 RES = 64
@@ -41,13 +41,8 @@ def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     client = ScaleClient(domain)
     rgbs, intr = load_sequence(shared_data / 'real' / 'redwood', 1)
     rig = Rig(node, client, rgbs[0], intr)
-    try:
-        assert wait_until(lambda: rig.send(wait='depth/relative', timeout_s=2.0), 120.0,
-                          period_s=0.0), node.log()
+    with answering(node, client, lambda: rig.send(wait='depth/relative', timeout_s=2.0), 120.0):
         yield rig
-    finally:
-        code = shut_down(node, client)
-    assert code == 0
 
 
 class Rig:
