@@ -353,9 +353,6 @@ class MotionHistory:
         self.frames = (self.frames + [MotionFrame(grey, pose, int(stamp_ns))])[-self.size:]
         return why
 
-    def clear(self) -> None:
-        self.frames = []
-
 
 def motion_grid_hw(shape_hw: tuple) -> tuple:
     """(h, w) the odometry fit works on for a depth image of `shape_hw`."""
@@ -694,7 +691,6 @@ class Motion:
         self.stamp_ns = int(stamp_ns)
         self.history = history
         self.fit_ms = 0.0
-        self.history_note = ''   # why the history was cleared at this frame ('' = it was not)
 
     def fit(self, depth: np.ndarray, camera, rgb: np.ndarray,
             prior_scale: float | None = None) -> ScaleFit:
@@ -710,6 +706,6 @@ class Motion:
                 fit = _rejected('order', 'the frame is older than the previous one')
             else:
                 fit = fit_motion(depth, camera, grey, self.pose, self.history, prior_scale)
-            self.history_note = self.history.add(grey, self.pose, self.stamp_ns)
+            self.history.add(grey, self.pose, self.stamp_ns)
         self.fit_ms = (time.perf_counter() - start) * 1e3
         return fit

@@ -78,9 +78,10 @@ class DepthNode(Node):
             'sparse_depth': (Image, self._on_sparse_depth, 5),
         }
         from .odometry import OdometryInput, odometry_type
-        self.odometry = OdometryInput(self, self.stats)   # scale_source odometry
-        if odometry_type() is not None:
-            self._inputs['odom'] = (odometry_type(), self._on_odometry, 50)
+        self.odometry = OdometryInput(self)   # scale_source odometry
+        odometry_msg = odometry_type()
+        if odometry_msg is not None:
+            self._inputs['odom'] = (odometry_msg, self._on_odometry, 50)
         self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
         self._scale = None   # (key, ScaleAnchor, ScaleFilter, MotionHistory): worker only
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
@@ -360,9 +361,11 @@ class DepthNode(Node):
             anchor=anchor, measurement=measurement, scale_filter=scale_filter)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
-        fit_ms = getattr(measurement, 'fit_ms', 0.0)   # odometry: the fit, inside the budget
-        if hasattr(measurement, 'fit_ms'):
+        fit_ms = getattr(measurement, 'fit_ms', None)   # odometry: the fit, inside the budget
+        if fit_ms is not None:
             self.stats.set(scale_fit_ms=round(fit_ms, 1))
+        else:
+            fit_ms = 0.0
         self._hand_over(frame, out, source_info, rgb, cfg,
                         frame.convert_ms + rectify_ms + fit_ms)
         self._scale_stats(out, cfg, scale_filter, rejected_before)

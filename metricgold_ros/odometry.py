@@ -36,11 +36,10 @@ def parse_mount(text: str):
 class OdometryInput:
     """Odometry poses by stamp and the camera mount; thread-safe (callbacks vs worker)."""
 
-    def __init__(self, node, stats):
-        self.node = node
-        self.stats = stats
+    def __init__(self, node):
         self.buffer = PoseBuffer()
         self.child_frame = ''
+        self._mount = ('', None)   # (camera_mount text, its 4x4) of the last frame
         self._cond = threading.Condition()
         self._tf = None
         try:   # TF when the installation has it: listens from the start (static mounts)
@@ -82,7 +81,9 @@ class OdometryInput:
         """(4x4 camera optical frame in the odometry child frame, or None, how it was found)."""
         mount = cfg['camera_mount']
         if mount:
-            return parse_mount(mount), 'camera_mount'
+            if self._mount[0] != mount:   # parsed once per parameter value, not per frame
+                self._mount = (mount, parse_mount(mount))
+            return self._mount[1], 'camera_mount'
         if self._tf is None:
             return None, 'no camera_mount and no tf2_ros'
         if not (self.child_frame and camera_frame):

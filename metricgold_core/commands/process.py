@@ -243,6 +243,10 @@ class FrameRunner:
             self.history = MotionHistory()
         self.bag = None         # BagInput (odometry)
         self.rejects = {}       # odometry fits rejected, by reason
+        self.mount = None       # 4x4 camera optical frame in the odometry child frame
+        if args.camera_mount is not None:   # checked by run() before this runner is built
+            from ..poses import mount_matrix
+            self.mount = mount_matrix(args.camera_mount)
 
     def scale_report(self, bag) -> dict:
         values = np.array([s for s, _ in self.scales], dtype=np.float64)
@@ -325,12 +329,11 @@ class FrameRunner:
     def measurement(self, frame):
         """This frame's scale measurement for the anchor (None: none this frame)."""
         if self.source == 'odometry':
-            from ..poses import mount_matrix
             from ..scale import Motion
 
             pose = self.bag.odometry.at(frame.stamp_ns)
             if pose is not None:
-                pose = pose @ mount_matrix(self.args.camera_mount)
+                pose = pose @ self.mount
             return Motion(pose, frame.stamp_ns, self.history)
         return frame.sparse_m if self.source == 'sparse_depth' else None
 
