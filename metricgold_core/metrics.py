@@ -32,14 +32,20 @@ def align(pred: np.ndarray, gt: np.ndarray, mode: str) -> tuple:
     raise ValueError(f'`alignment` must be one of {ALIGNMENTS}, got {mode!r}.')
 
 
-def evaluation_mask(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None,
-                    min_depth: float = 1e-3, max_depth: float | None = None) -> np.ndarray:
-    """Pixels to score: finite gt inside [min_depth, max_depth], finite prediction, and mask."""
+def ground_truth_mask(gt: np.ndarray, mask: np.ndarray | None = None, min_depth: float = 1e-3,
+                      max_depth: float | None = None) -> np.ndarray:
+    """Pixels with ground truth to score: finite gt inside [min_depth, max_depth], and mask."""
     with np.errstate(invalid='ignore'):
-        keep = np.isfinite(gt) & (gt >= min_depth) & np.isfinite(pred)
+        keep = np.isfinite(gt) & (gt >= min_depth)
         if max_depth is not None:
             keep &= gt <= max_depth
     return keep if mask is None else keep & mask
+
+
+def evaluation_mask(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None,
+                    min_depth: float = 1e-3, max_depth: float | None = None) -> np.ndarray:
+    """Pixels to score: ground_truth_mask where the prediction is finite."""
+    return ground_truth_mask(gt, mask, min_depth, max_depth) & np.isfinite(pred)
 
 
 def occlusion_edges(depth: np.ndarray, valid: np.ndarray, ratio: float) -> list:
@@ -97,8 +103,9 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = 
     gt = np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape:
         raise ValueError(f'prediction {pred.shape} and ground truth {gt.shape} differ in shape.')
-    keep = evaluation_mask(gt, pred, mask, min_depth, max_depth)
-    scorable = int(evaluation_mask(gt, np.zeros_like(gt), mask, min_depth, max_depth).sum())
+    scorable_mask = ground_truth_mask(gt, mask, min_depth, max_depth)
+    keep = scorable_mask & np.isfinite(pred)
+    scorable = int(scorable_mask.sum())
     result = {name: float('nan') for name in METRICS}
     # coverage: the share of scorable ground-truth pixels the prediction gave a depth (a model
     # that flags pixels invalid, e.g. as sky, is scored on the rest only: this says how many)

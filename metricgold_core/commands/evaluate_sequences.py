@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import ground_truth_mask
+
 LOG = logging.getLogger(__name__)
 
 COLUMNS = ('sequence', 'kind', 'motion', 'frames', 'tae', 'tae_gt', 'scale_cv', 'scale_mean',
@@ -90,12 +92,7 @@ class SequenceRecorder:
             self.close()
             self._current = sample['sequence']
         gt = sample['depth']
-        with np.errstate(invalid='ignore'):
-            counted = np.isfinite(gt) & (gt >= min_depth)
-            if max_depth is not None:
-                counted &= gt <= max_depth
-        if mask is not None:
-            counted &= mask
+        counted = ground_truth_mask(gt, mask, min_depth, max_depth)
         self._frames.append({'pred': np.asarray(pred, np.float32), 'gt': gt, 'valid': counted,
                              'pose': sample['pose'], 'K': sample['K'],
                              'kind': sample.get('kind', 'indoor'),
