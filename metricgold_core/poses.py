@@ -10,7 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.poses import quaternion_matrix   # (qx, qy, qz, qw) -> 3x3, normalised
+
+def quaternion_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
+    """Rotation (3, 3) of a quaternion (normalised here; Hamilton convention, w last)."""
+    q = np.array([qx, qy, qz, qw], np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-9:
+        raise ValueError(f'quaternion {q.tolist()} has no direction.')
+    x, y, z, w = q / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 def matrix_quaternion(R: np.ndarray) -> np.ndarray:

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from metricgold_core.cli import main
-from metricgold_core.data.poses import (PosedFrames, quaternion_matrix, read_pose_txt,
-                                        read_sequence_poses, read_trajectory_log)
+from metricgold_core.data.poses import (PosedFrames, read_pose_txt, read_sequence_poses,
+                                        read_trajectory_log)
 from metricgold_core.data.registry import make_dataset
 from metricgold_core.data.trajectory import render_trajectory
 from metricgold_core.mapping import PANEL_PX
+from metricgold_core.poses import quaternion_matrix
 from metricgold_core.sequences import score_sequence, temporal_alignment_error
 
 

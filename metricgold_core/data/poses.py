@@ -16,19 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..poses import pose_matrix
+
 POSE_FILES = ('trajectory.log', 'pose.txt')
-
-
-def quaternion_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
-    """Rotation (3, 3) of a quaternion (normalised here; Hamilton convention, w last)."""
-    q = np.array([qx, qy, qz, qw], np.float64)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-9:
-        raise ValueError(f'quaternion {q.tolist()} has no direction.')
-    x, y, z, w = q / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 def read_pose_txt(path) -> np.ndarray:
@@ -41,10 +31,7 @@ def read_pose_txt(path) -> np.ndarray:
         if len(cols) != 7:
             raise ValueError(f'{path}:{number}: expected "tx ty tz qx qy qz qw", got {line!r}')
         v = [float(c) for c in cols]
-        T = np.eye(4)
-        T[:3, :3] = quaternion_matrix(*v[3:])
-        T[:3, 3] = v[:3]
-        poses.append(T)
+        poses.append(pose_matrix(v[:3], v[3:]))
     return np.asarray(poses).reshape(-1, 4, 4)
 
 
