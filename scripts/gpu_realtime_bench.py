@@ -304,10 +304,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    # Each estimator compiles its own UNet / encoder / decoder: one cache entry per instance
-    # and shape on the same code objects; dynamo's default limit (8) would drop the later
-    # ones back to eager without a word.
-    torch._dynamo.config.recompile_limit = 64
     if args.dry_run:
         device, preset, repeats = torch.device('cpu'), 'tiny', 1
         sizes, variant_sizes = [(32, 48)], [(32, 48)]

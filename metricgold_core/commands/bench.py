@@ -194,7 +194,6 @@ def _diffusers_pipeline(model, device, dtype: str = 'auto'):
                                  default_denoising_steps=1, default_processing_resolution=0)
     pipe.empty_text_embedding = model.empty_text_embedding.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    pipe.codec = model.codec
     return pipe
 
 
@@ -239,7 +238,7 @@ def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> di
     device = next(iter(ests.values())).device
     timer = _StageTimer({'encode': pipe.vae.encoder, 'denoise': pipe.unet,
                          'decode': pipe.vae.decoder}, device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
+    sync = timer._sync
 
     def run_theirs():
         timer.reset()
@@ -275,7 +274,7 @@ def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> di
         return {key: statistics.median(r[key] for r in rows) for key in rows[0]}
 
     theirs_m = medians(theirs_t)
-    ref_depth = pipe.codec.normalized_to_depth(theirs_out.astype(np.float32))
+    ref_depth = next(iter(ests.values())).codec.normalized_to_depth(theirs_out.astype(np.float32))
     rows = {}
     for name, pred in outs.items():
         ours_m = medians(ours_t[name])
