@@ -131,7 +131,7 @@ class DepthEstimator:
         self._lock = threading.Lock()
         self.codec = model.codec
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == 'cuda' else None
-        self._pinned = {}   # shape -> pinned uint8 host buffer of the upload
+        self._pinned = None   # pinned uint8 host buffer of the upload (the last input's shape)
         self.compile_mode = check_compile(compile_mode)
         self._unet = model.unet
         self._encode_fn, self._decode_fn = self._encode_eager, self._decode_eager
@@ -149,17 +149,15 @@ class DepthEstimator:
         self._graphs = compile_mode == 'reduce-overhead' and self.device.type == 'cuda'
 
     def warm_up(self, height: int = 480, width: int = 640,
-                processing_resolution: int | None = None, steps=(1,)) -> dict:
+                processing_resolution: int | None = None, steps=(1,)) -> DepthPrediction:
         """Run a grey image of (height, width) through each step count twice (compiles at the
         first call when `compile` is on; kernel selection, allocations); returns the second
-        call's timings of the last step count."""
+        call's prediction of the last step count (its timings are the warm ones)."""
         image = np.full((height, width, 3), 127, np.uint8)
-        timings = {}
         for n in steps:
             for _ in range(2):
-                timings = self(image, steps=n, processing_resolution=processing_resolution,
-                               seed=0).timings
-        return timings
+                pred = self(image, steps=n, processing_resolution=processing_resolution, seed=0)
+        return pred
 
     def processing_hw(self, height: int, width: int,
                       processing_resolution: int | None = None) -> tuple[int, int]:
@@ -266,11 +264,10 @@ class DepthEstimator:
         buffer on a side stream; elsewhere the array itself (to_model_input takes both)."""
         if self._copy_stream is None:
             return image
-        pinned = self._pinned.get(image.shape)
-        if pinned is None:
-            self._pinned.clear()   # one input size at a time: keep one buffer
-            pinned = self._pinned[image.shape] = torch.empty(image.shape, dtype=torch.uint8,
-                                                             pin_memory=True)
+        pinned = self._pinned
+        if pinned is None or pinned.shape != image.shape:
+            pinned = self._pinned = torch.empty(image.shape, dtype=torch.uint8,
+                                                pin_memory=True)
         # the previous frame's copy out of this buffer finished: its outputs were synchronised
         pinned.numpy()[...] = image
         with torch.cuda.stream(self._copy_stream):

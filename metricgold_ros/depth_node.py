@@ -318,13 +318,9 @@ class DepthNode(Node):
                 self._log_throttled('error', f'inference failed on a frame: {exc!r}')
 
     def _warmup(self) -> None:
-        import numpy as np
-
-        rgb = np.full((480, 640, 3), 127, np.uint8)
-        res = self._resolution(480, 640)
-        pred = self.estimator(rgb, steps=1, processing_resolution=res, seed=0)
-        # The first call pays one-off costs (allocations, kernel selection): time a second.
-        pred = self.estimator(rgb, steps=1, processing_resolution=res, seed=0)
+        # The first call pays one-off costs (allocations, kernel selection): warm_up times a
+        # second one, which the planner starts from.
+        pred = self.estimator.warm_up(480, 640, self._resolution(480, 640))
         self.planner.observe(pred.timings, 1, pred.processing_hw)
 
     def _resolution(self, height: int, width: int) -> int:
