@@ -48,6 +48,20 @@ def evaluation_mask(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = 
     return ground_truth_mask(gt, mask, min_depth, max_depth) & np.isfinite(pred)
 
 
+def masked_abs_rel(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None
+                   ) -> tuple[float, int]:
+    """(mean |pred - ref| / ref, pixel count) over pixels where both are finite and ref > 0
+    (and `mask`): one depth map against another, e.g. a warped or perturbed prediction
+    against a reference prediction. (nan, 0) when no pixel qualifies."""
+    with np.errstate(invalid='ignore'):
+        keep = np.isfinite(pred) & np.isfinite(ref) & (ref > 0)
+    if mask is not None:
+        keep &= mask
+    if not keep.any():
+        return float('nan'), 0
+    return float(np.mean(np.abs(pred[keep] - ref[keep]) / ref[keep])), int(keep.sum())
+
+
 def occlusion_edges(depth: np.ndarray, valid: np.ndarray, ratio: float) -> list:
     """Foreground-side occlusion edges of a depth map, one bool map per neighbour direction.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import backproject
+from .metrics import masked_abs_rel
 
 SAMPLE_PER_VOXEL = 0.375   # map scoring samples surfaces every 3/8 voxel (1.5 cm indoors)
 
@@ -53,15 +54,6 @@ def warp_depth(depth: np.ndarray, K: np.ndarray, pose_from: np.ndarray, pose_to:
     return out
 
 
-def _abs_rel(warped: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple:
-    with np.errstate(invalid='ignore'):
-        keep = mask & np.isfinite(warped) & np.isfinite(target) & (target > 0)
-    if not keep.any():
-        return float('nan'), 0
-    err = np.abs(warped[keep] - target[keep]) / target[keep]
-    return float(err.mean()), int(keep.sum())
-
-
 def temporal_alignment_error(depths, poses, K: np.ndarray, valid=None) -> dict:
     """TAE of a depth sequence (N, H, W) along its true poses (N, 4, 4) (see the module doc).
 
@@ -79,7 +71,7 @@ def temporal_alignment_error(depths, poses, K: np.ndarray, valid=None) -> dict:
         pair = []
         for a, b in ((t, t + 1), (t + 1, t)):
             warped = warp_depth(depths[a], K, poses[a], poses[b], mask=valid[a])
-            err, n = _abs_rel(warped, depths[b], valid[b])
+            err, n = masked_abs_rel(warped, depths[b], valid[b])
             if n:
                 pair.append(err)
         scores.append(float(np.mean(pair)) if pair else float('nan'))

@@ -48,14 +48,9 @@ def perturbations(seed: int) -> dict:
 
 
 def abs_rel(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean |pred - ref| / ref over pixels finite and > 0 in both (and `mask`)."""
-    with np.errstate(invalid='ignore'):
-        keep = np.isfinite(pred) & np.isfinite(ref) & (ref > 0) & (pred > 0)
-    if mask is not None:
-        keep &= mask
-    if not keep.any():
-        return float('nan')
-    return float(np.mean(np.abs(pred[keep] - ref[keep]) / ref[keep]))
+    """AbsRel of `pred` against `ref` (metrics.masked_abs_rel; nan when nothing overlaps)."""
+    from metricgold_core.metrics import masked_abs_rel
+    return masked_abs_rel(pred, ref, mask)[0]
 
 
 def frames(args):
