@@ -53,7 +53,7 @@ def yuv_range_swap(rgb: np.ndarray) -> np.ndarray:
     return _to_u8((16.0 + x * (219.0 / 255.0)) / 255.0)
 
 
-def _falloff(height: int, width: int, strength: float) -> np.ndarray:
+def vignetting_falloff(height: int, width: int, strength: float) -> np.ndarray:
     """(H, W, 1) linear-light factor of vignetting: 1 at the centre, 1 - `strength` in the
     corners."""
     y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
@@ -63,7 +63,7 @@ def _falloff(height: int, width: int, strength: float) -> np.ndarray:
 
 def vignetting(rgb: np.ndarray, strength: float) -> np.ndarray:
     """Linear light darkened towards the corners by up to `strength` (0 = none)."""
-    return _from_linear(_TO_LINEAR[rgb] * _falloff(*rgb.shape[:2], strength))
+    return _from_linear(_TO_LINEAR[rgb] * vignetting_falloff(*rgb.shape[:2], strength))
 
 
 def sensor_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -117,7 +117,7 @@ def random_photometric(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         linear = linear * np.asarray(gains, np.float32)
         changed = True
     if rng.random() < AUGMENT_P * 0.5:
-        linear = linear * _falloff(*rgb.shape[:2], rng.uniform(0.0, VIGNETTING_MAX))
+        linear = linear * vignetting_falloff(*rgb.shape[:2], rng.uniform(0.0, VIGNETTING_MAX))
         changed = True
     out = _from_linear(linear) if changed else rgb
     if rng.random() < AUGMENT_P:

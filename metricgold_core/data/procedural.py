@@ -15,6 +15,7 @@ import torch
 
 from .framing import close_view, FRAMINGS
 from .layouts import indoor_layout
+from .photometric import vignetting_falloff
 from .raycast import cast
 from .street import outdoor_layout
 from .textures import albedo, ValueNoise
@@ -259,12 +260,10 @@ _RESPONSE = _response_lut()
 def _camera_response(rgb: np.ndarray, rng: np.random.Generator, exposure: float) -> np.ndarray:
     """Linear RGB (H, W, 3) -> uint8 sRGB-like: exposure, vignetting, sensor noise, tone curve."""
     h, w = rgb.shape[:2]
-    y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
-    x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
-    gain = (exposure * 512.0) * (1.0 - 0.18 * (x * x + y * y))
+    gain = (exposure * 512.0) * vignetting_falloff(h, w, 0.36)   # 18 % darker corners
     # noise in linear light, like photon noise: strongest in the shadows after the gamma curve
     noise = rng.standard_normal((h, w), dtype=np.float32) * np.float32(3.0)
-    idx = rgb * gain[..., None] + noise[..., None]
+    idx = rgb * gain + noise[..., None]
     return _RESPONSE.take(np.clip(idx, 0, 4095).astype(np.int32))
 
 
