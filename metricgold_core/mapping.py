@@ -241,7 +241,6 @@ def map_picture(maps: dict, poses, up: np.ndarray | None = None, cut_above_m: fl
 
     def splat(uv, depth, rgb, size=2):
         img = np.full((panel_px, panel_px, 3), 24, np.uint8)
-        zbuf = np.full((panel_px, panel_px), np.inf)
         order = np.argsort(-depth)  # far first, near written last
         u, v = np.round(uv[order, 0]).astype(np.int64), np.round(uv[order, 1]).astype(np.int64)
         for dy in range(size):
@@ -249,8 +248,13 @@ def map_picture(maps: dict, poses, up: np.ndarray | None = None, cut_above_m: fl
                 uu, vv = u + dx, v + dy
                 ok = (uu >= 0) & (uu < panel_px) & (vv >= 0) & (vv < panel_px)
                 img[vv[ok], uu[ok]] = rgb[order][ok]
-                zbuf[vv[ok], uu[ok]] = depth[order][ok]
         return img
+
+    def heading(text):
+        head = np.full((_LABEL_PX, panel_px, 3), 255, np.uint8)
+        cv2.putText(head, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        return head
 
     def top_uv(pts):
         x, y = pts @ side - centre[0], pts @ ahead - centre[1]
@@ -275,14 +279,8 @@ def map_picture(maps: dict, poses, up: np.ndarray | None = None, cut_above_m: fl
         puv, pz = persp_uv(path)
         if (pz > 0.05).all():
             cv2.polylines(persp_img, [np.round(puv).astype(np.int32)], False, (255, 255, 255), 2)
-        head = np.full((_LABEL_PX, panel_px, 3), 255, np.uint8)
-        cv2.putText(head, f'{label}: top', (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        head2 = head.copy()
-        head2[:] = 255
-        cv2.putText(head2, f'{label}: perspective', (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        columns.append(np.concatenate([head, top_img, head2, persp_img], axis=0))
+        columns.append(np.concatenate([heading(f'{label}: top'), top_img,
+                                       heading(f'{label}: perspective'), persp_img], axis=0))
     gap = np.full((columns[0].shape[0], 4, 3), 255, np.uint8)
     out = [columns[0]]
     for col in columns[1:]:
