@@ -70,6 +70,38 @@ def ros_env(domain_id: int, large_data: bool) -> dict:
     return env
 
 
+def start_node(params: dict, tmp: Path, large_data: bool, log_name: str = 'node.log',
+               domain_factor: int = 7) -> tuple:
+    """The depth node as a process with `params` (camera on /cam/image, /cam/camera_info) in a
+    domain of its own, which this process joins too (rclpy.init(domain_id=...) is the
+    caller's): (process, its open log file, domain id)."""
+    import yaml
+
+    (tmp / 'params.yaml').write_text(yaml.safe_dump(
+        {'/**/metricgold_depth': {'ros__parameters': params}}))
+    domain = 1 + (os.getpid() * domain_factor) % 100
+    env = ros_env(domain, large_data)
+    os.environ.update(env)
+    log = open(tmp / log_name, 'wb')
+    proc = subprocess.Popen([sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
+                             '--params-file', str(tmp / 'params.yaml'),
+                             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info'],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return proc, log, domain
+
+
+def stop_node(proc, log) -> int:
+    """SIGINT, up to 20 s to exit (then killed), the log closed: the node's exit code."""
+    proc.send_signal(2)
+    try:
+        code = proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    log.close()
+    return code
+
+
 def publish_paced(image_pub, info_pub, rgb: np.ndarray, frames: int, rate_hz: float) -> tuple:
     """Publish `frames` camera_info + image pairs at `rate_hz` (fresh stamps, paced against the
     start, so a late frame does not push the rest back); (sent stamps ns, seconds taken)."""
@@ -282,7 +314,6 @@ def bench_flood(args) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    import yaml
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -295,16 +326,7 @@ def bench_flood(args) -> None:
         checkpoint = str(MetricGoldModel.from_preset('tiny', seed=0).save(tmp / 'tiny'))
     params = {'checkpoint': checkpoint, 'max_latency_ms': args.max_latency_ms,
               'max_frame_age_ms': args.max_latency_ms, 'steps': 'auto'}
-    (tmp / 'params.yaml').write_text(yaml.safe_dump(
-        {'/**/metricgold_depth': {'ros__parameters': params}}))
-    domain = 1 + (os.getpid() * 7) % 100
-    env = ros_env(domain, args.large_data)
-    os.environ.update(env)
-    log = open(tmp / 'node.log', 'wb')
-    proc = subprocess.Popen([sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
-                             '--params-file', str(tmp / 'params.yaml'),
-                             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info'],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc, log, domain = start_node(params, tmp, args.large_data)
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_camera')
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if not args.best_effort
@@ -369,9 +391,7 @@ def bench_flood(args) -> None:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        proc.send_signal(2)
-        code = proc.wait(20)
-        log.close()
+        code = stop_node(proc, log)
 
     print(f'flood: {args.phases} phases of {args.frames} frames {W}x{H} rgb8 at {args.rate:.0f} '
           f'Hz ({"best-effort" if args.best_effort else "reliable"} camera, LARGE_DATA '

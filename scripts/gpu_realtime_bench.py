@@ -209,21 +209,13 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    import yaml
 
-    from bench_node import camera_messages, percentile, publish_paced, ros_env, test_image
+    from bench_node import camera_messages, percentile, publish_paced, start_node, stop_node
+    from bench_node import test_image
     from metricgold_core.ros_format import stamp_ns
 
-    (tmp / 'params.yaml').write_text(yaml.safe_dump(
-        {'/**/metricgold_depth': {'ros__parameters': params}}))
-    domain = 1 + (os.getpid() * 11) % 100
-    env = ros_env(domain, large_data=True)
-    os.environ.update(env)
-    log = open(tmp / f"node_{params['mode']}.log", 'wb')
-    proc = subprocess.Popen([sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
-                             '--params-file', str(tmp / 'params.yaml'),
-                             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info'],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc, log, domain = start_node(params, tmp, large_data=True,
+                                   log_name=f"node_{params['mode']}.log", domain_factor=11)
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('gpu_bench_camera')
     qos = QoSProfile(depth=5)
@@ -269,12 +261,7 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        proc.send_signal(2)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_node(proc, log)
     result = {'frames_sent': frames, 'input_hz': send_hz, 'size': f'{rgb.shape[1]}x'
               f'{rgb.shape[0]}'}
     with lock:
