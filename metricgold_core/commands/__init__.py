@@ -40,15 +40,27 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
 
 def scale_anchor_error(args, sparse_option: str, sparse_given: bool,
                        odometry_option: str = '', odometry_given: bool = False) -> str | None:
-    """What is wrong with the scale-anchor arguments (None: nothing): at most one source, and a
-    numeric --camera-height in (0, 1000) m. `sparse_option` / `odometry_option` name the
-    command's flags of those sources. Checked before the model loads; what the model allows is
-    ScaleAnchor.resolve's."""
+    """What is wrong with the scale-anchor arguments (None: nothing); see chosen_anchor."""
+    return chosen_anchor(args, sparse_option, sparse_given, odometry_option, odometry_given)[1]
+
+
+def chosen_anchor(args, sparse_option: str, sparse_given: bool, odometry_option: str = '',
+                  odometry_given: bool = False) -> tuple:
+    """(the scale source the arguments give, 'none' without one; what is wrong with them or
+    None): at most one source, and a numeric --camera-height in (0, 1000) m. `sparse_option` /
+    `odometry_option` name the command's flags of those sources. Checked before the model
+    loads; what the model allows is ScaleAnchor.resolve's."""
+    sources = [(source, option) for source, option, on in (
+        ('sparse_depth', sparse_option, sparse_given),
+        ('ground_plane', '--camera-height', args.camera_height is not None),
+        ('odometry', odometry_option, odometry_given)) if on]
+    source = sources[0][0] if sources else 'none'
+    return source, _anchor_problem(args, [option for _, option in sources])
+
+
+def _anchor_problem(args, given: list) -> str | None:
     from ..scale import camera_height_problem
 
-    given = [option for option, on in ((sparse_option, sparse_given),
-                                       ('--camera-height', args.camera_height is not None),
-                                       (odometry_option, odometry_given)) if on]
     if len(given) > 1:
         return f'give one scale anchor: {" or ".join(given)}, not both.'
     height = args.camera_height

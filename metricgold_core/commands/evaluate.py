@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import evaluate_sequences, scale_anchor_error
+from . import chosen_anchor, evaluate_sequences
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ def run(args) -> int:
                                 or args.odometry):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
         return 2
-    problem = scale_anchor_error(args, '--sparse-points', bool(args.sparse_points),
-                                 '--odometry', args.odometry)
+    source, problem = chosen_anchor(args, '--sparse-points', bool(args.sparse_points),
+                                    '--odometry', args.odometry)
     if problem:
         LOG.error('%s', problem)
         return 2
@@ -152,7 +152,7 @@ def run(args) -> int:
             return 2
         model = est.model
         try:   # a placeholder height for `gt`: each sample brings its own
-            anchor = resolve_anchor(model, args, eval_source(args), 1.0 if args.camera_height
+            anchor = resolve_anchor(model, args, source, 1.0 if args.camera_height
                                     == 'gt' else args.camera_height)
         except AnchorError as exc:
             LOG.error('%s', exc)
@@ -225,7 +225,7 @@ def run(args) -> int:
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
         'canonical_focal_px': None if model is None else model.canonical_focal_px,
-        'scale_source': eval_source(args),
+        'scale_source': source,
         'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
         'scale_fits_failed': sum(1 for f in fits if not f.ok),
         'mean_time_ms': float(np.mean(times)) if times else None,
@@ -264,13 +264,6 @@ def mean_log_depth(scenes) -> np.ndarray:
         total += np.where(sample['valid'], log_d, 0.0)
         count += sample['valid']
     return np.exp(total / np.maximum(count, 1)).astype(np.float32)
-
-
-def eval_source(args) -> str:
-    """The scale source the arguments ask for."""
-    return 'sparse_depth' if args.sparse_points else \
-        'ground_plane' if args.camera_height is not None else \
-        'odometry' if getattr(args, 'odometry', False) else 'none'
 
 
 def scale_anchor(args, anchor, sample: dict, index: int, motion: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import scale_anchor_error
+from . import chosen_anchor
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..scale import SOURCES
 
@@ -69,20 +69,18 @@ def read_sparse_depth(path) -> np.ndarray:
     return sparse_to_metres(array, '16UC1' if array.dtype == np.uint16 else '32FC1')
 
 
-def infer_source(args, problem: str | None) -> tuple:
-    """(scale source, problem or None) from --scale-source and the anchor options."""
-    given = [name for name, on in (('sparse_depth', args.sparse_depth is not None),
-                                   ('ground_plane', args.camera_height is not None),
-                                   ('odometry', args.poses is not None)) if on]
+def infer_source(args, given: str, problem: str | None) -> tuple:
+    """(scale source, problem or None) from --scale-source and the source the anchor options
+    give (commands.chosen_anchor: one at most, 'none' without)."""
     if problem:
         return 'none', problem
-    source = args.scale_source or (given[0] if given else 'none')
+    source = args.scale_source or given
     needs = {'sparse_depth': '--sparse-depth', 'ground_plane': '--camera-height',
              'odometry': '--poses'}
-    if source != 'none' and given != [source]:
+    if source != 'none' and given != source:
         return source, f'--scale-source {source} needs {needs[source]}.'
-    if source == 'none' and given:
-        return source, f'{needs[given[0]]} needs --scale-source {given[0]} (or no --scale-source).'
+    if source == 'none' and given != 'none':
+        return source, f'{needs[given]} needs --scale-source {given} (or no --scale-source).'
     return source, None
 
 
@@ -116,9 +114,9 @@ def run(args) -> int:
         LOG.error('`--hfov` must be in (0, 180) degrees, got %g.', args.hfov)
         return 2
     sparse = None
-    problem = scale_anchor_error(args, '--sparse-depth', args.sparse_depth is not None,
-                                 '--poses', args.poses is not None)
-    source, problem = infer_source(args, problem)
+    given, problem = chosen_anchor(args, '--sparse-depth', args.sparse_depth is not None,
+                                   '--poses', args.poses is not None)
+    source, problem = infer_source(args, given, problem)
     if problem:
         LOG.error('%s', problem)
         return 2

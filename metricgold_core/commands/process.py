@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import scale_anchor_error
+from . import chosen_anchor
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import remove_temporaries
 
@@ -129,8 +129,9 @@ def run(args) -> int:
     if args.cloud_every < 0:
         LOG.error('`--cloud-every` must be >= 0, got %d.', args.cloud_every)
         return 2
-    problem = scale_anchor_error(args, '--sparse-depth-topic', args.sparse_depth_topic is not None,
-                                 '--odometry-topic', args.odometry_topic is not None)
+    source, problem = chosen_anchor(args, '--sparse-depth-topic',
+                                    args.sparse_depth_topic is not None, '--odometry-topic',
+                                    args.odometry_topic is not None)
     if problem:
         LOG.error('%s', problem)
         return 2
@@ -153,13 +154,13 @@ def run(args) -> int:
     if remove_stale_temporaries(out_dir):
         LOG.info('removed temporary files an interrupted run left in %s', out_dir)
     try:
-        return _process(args, out_dir)
+        return _process(args, out_dir, source)
     except SetupError as exc:   # an output bag in progress was removed on the way out
         LOG.error('%s', exc)
         return 2
 
 
-def _process(args, out_dir: Path) -> int:
+def _process(args, out_dir: Path, source: str) -> int:
     from tqdm import tqdm
 
     with contextlib.ExitStack() as stack:
@@ -168,7 +169,7 @@ def _process(args, out_dir: Path) -> int:
         except (ValueError, ImportError) as exc:
             LOG.error('%s', exc)
             return 2
-        runner = FrameRunner(args, out_dir, camera)
+        runner = FrameRunner(args, out_dir, camera, source)
         runner.bag = bag
         bag_out = None
         if bag is not None:
@@ -225,15 +226,13 @@ class SetupError(RuntimeError):
 class FrameRunner:
     """Depth for one frame: loaded when --resume finds it complete, else predicted and saved."""
 
-    def __init__(self, args, out_dir: Path, camera):
+    def __init__(self, args, out_dir: Path, camera, source: str):
         self.args = args
         self.out_dir = out_dir
         self.camera = camera
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
-        self.source = 'sparse_depth' if args.sparse_depth_topic is not None else \
-            'ground_plane' if args.camera_height is not None else \
-            'odometry' if args.odometry_topic is not None else 'none'
+        self.source = source    # scale source (commands.chosen_anchor)
         self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
         self.scale = None       # ScaleFilter when a scale anchor is given
         self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
