@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.training import checkpoint as ckpt
+from metricgold_core.training import checkpoint as ckpt, trainer
 from metricgold_core.training.config import ConfigError, load_config, stage_configs
 from metricgold_core.training.data import MixtureDataset, ResumableBatchSampler
 from metricgold_core.training.diffusion import (ddim_single_step, latent_valid_mask,
@@ -79,6 +79,34 @@ def test_lr_schedule_warms_up_then_decays_to_the_final_ratio():
     assert lr_at(100 + 12500, optim) == pytest.approx(3e-6)
     assert lr_at(100 + 25000, optim) == pytest.approx(3e-7)
     assert lr_at(10 ** 6, optim) == pytest.approx(3e-7)
+
+
+def test_step_budget_plans_the_last_step_from_the_measured_speed(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(trainer.time, 'perf_counter', lambda: clock[0])
+    budget = trainer.StepBudget(60.0, first_step=5)
+    plans = []
+    for step in range(6, 6 + budget.SKIP + budget.TIMED):
+        # Slow first steps (start-up), then 0.1 s a step.
+        clock[0] += 2.0 if step - 5 <= budget.SKIP else 0.1
+        plans.append(budget.plan(step, max_steps=10 ** 6))
+    assert plans[:-1] == [None] * (len(plans) - 1)
+    step = 5 + budget.SKIP + budget.TIMED
+    # 24 s spent (20 s of start-up), 0.97 * 60 - 24 = 34.2 s left at 0.1 s a step.
+    assert plans[-1] == pytest.approx(step + 342, abs=1)
+    # Never beyond max_steps, and the current step once the budget is spent.
+    assert budget.plan(step + 1, max_steps=step + 3) == step + 3
+    clock[0] += 60.0
+    assert budget.plan(step + 2, max_steps=10 ** 6) == step + 2
+
+
+def test_a_shortened_stage_ends_its_lr_decay_at_its_last_step():
+    cfg = {'max_steps': 1000, 'optim': {'lr': 1e-3, 'warmup_steps': 10, 'decay_steps': 1000,
+                                        'final_lr_ratio': 0.1}}
+    assert trainer.shortened_schedule(cfg, 1000) == cfg['optim']
+    optim = trainer.shortened_schedule(cfg, 250)
+    assert optim['decay_steps'] == 250 and cfg['optim']['decay_steps'] == 1000
+    assert lr_at(10 + 250, optim) == pytest.approx(1e-4)
 
 
 # ---------------------------------------------------------------- diffusion maths

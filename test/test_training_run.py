@@ -89,6 +89,19 @@ def test_tiny_run_lowers_the_loss_and_exports_a_working_checkpoint(tmp_path):
     assert np.isfinite(depth).all() and (depth >= 0.1 - 1e-4).all() and (depth <= 100.01).all()
 
 
+def test_max_seconds_ends_the_stage_early_and_still_exports(tmp_path):
+    path = recipe(tmp_path, output_dir=str(tmp_path / 'budget'), stage='single_step',
+                  max_steps=10 ** 6, max_seconds=6.0)
+    cfg = load_config([path])
+    start = time.perf_counter()
+    (export,) = run(cfg)
+    took = time.perf_counter() - start
+    steps = MetricGoldModel.load(export).meta['training'][-1]['steps']
+    # Whatever the machine's speed: the stage stops near its budget, not at max_steps.
+    assert 1 <= steps < 10 ** 6
+    assert took < 60, took
+
+
 def test_every_stage_runs_in_sequence_from_the_previous_export(tmp_path):
     names = ('depth_vae', 'depth', 'single_step')
     path = recipe(tmp_path, output_dir=str(tmp_path / 'seq'), max_steps=2,

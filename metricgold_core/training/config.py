@@ -29,6 +29,10 @@ DEFAULTS = {
     'mixed_precision': 'auto',   # bf16 (or fp16) on CUDA, no on CPU
     'num_threads': 0,            # torch CPU threads; 0 = leave torch's default
     'max_steps': 1000,           # optimizer steps of this stage
+    # Wall-clock budget of this stage's steps (s); 0 = none. The stage then ends at max_steps
+    # or at the step the measured speed reaches within the budget, whichever is first, with
+    # the LR decay shortened to end there (see trainer.StepBudget).
+    'max_seconds': 0.0,
     'model': {
         # preset:NAME (random init) | stable_diffusion:DIR_OR_HUB_ID | checkpoint:DIR;
         # 'previous' = the export of the stage before (the default inside `stages`).

@@ -129,6 +129,7 @@ class Run:
     # ---- counters, saved in every checkpoint
     step: int = 0
     micro_batches: int = 0           # global: consumed by all processes together
+    planned_steps: int | None = None  # the last step `max_seconds` chose (None: max_steps)
     history: list = field(default_factory=list)    # [step, mean loss] at each log line
     # ---- data and monitoring, from `open_data_and_logs`
     loader: Any = None
@@ -183,16 +184,26 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
     if run.main and cfg['val']['at_start'] and run.step == 0 and run.val_samples:
         validate(run, 0)
 
-    max_steps = cfg['max_steps']
+    max_steps = run.planned_steps or cfg['max_steps']
+    optim = shortened_schedule(cfg, max_steps)
+    budget = (StepBudget(cfg['max_seconds'], run.step)
+              if cfg['max_seconds'] > 0 and run.planned_steps is None else None)
     run.stage.train()
     run.t_last = time.perf_counter()
     with _SignalFlag() as stop:
         while run.step < max_steps:
-            lr = lr_at(run.step, cfg['optim'])
+            lr = lr_at(run.step, optim)
             for group in run.optimizer.param_groups:
                 group['lr'] = lr
             grad_norm = train_step(run)
             run.step = step = run.step + 1
+            planned = budget.plan(step, max_steps) if budget is not None else None
+            if planned is not None:
+                max_steps = run.planned_steps = agree_on_last_step(run, planned)
+                optim, budget = shortened_schedule(cfg, max_steps), None
+                if run.main:
+                    LOG.info('max_seconds %g: this stage ends at step %d (max_steps %d)',
+                             cfg['max_seconds'], max_steps, cfg['max_steps'])
             if step % cfg['log']['every'] == 0 or step == max_steps:
                 log(run, lr, grad_norm)  # the only place that waits for the device
             if run.progress is not None:
@@ -223,6 +234,52 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
             run.writer.close()
     run.accelerator.wait_for_everyone()
     return run.export_dir
+
+
+class StepBudget:
+    """`max_seconds`: the step at which a stage's wall-clock budget runs out.
+
+    The first `SKIP` steps (allocation, autotuning, worker start) are not timed; the next
+    `TIMED` give the seconds per step, and `plan` then returns the last step that fits in what
+    is left of the budget (3 % kept for validation and the export), never beyond max_steps.
+    Until then it returns None, or the current step if the budget is already spent."""
+
+    SKIP, TIMED = 10, 40
+
+    def __init__(self, seconds: float, first_step: int):
+        self.seconds, self.first = float(seconds), first_step
+        self.t0 = time.perf_counter()
+        self.t_mark = None
+
+    def plan(self, step: int, max_steps: int) -> int | None:
+        now = time.perf_counter()
+        done = step - self.first
+        if now - self.t0 >= self.seconds:
+            return step
+        if done == self.SKIP:
+            self.t_mark = now
+        if self.t_mark is None or done < self.SKIP + self.TIMED:
+            return None
+        per_step = (now - self.t_mark) / (done - self.SKIP)
+        left = 0.97 * self.seconds - (now - self.t0)
+        return max(step, min(max_steps, step + int(left / per_step)))
+
+
+def shortened_schedule(cfg: dict, last_step: int) -> dict:
+    """The optim section with the LR decay scaled to a stage that ends at `last_step` instead
+    of max_steps (unchanged when they are equal)."""
+    optim = dict(cfg['optim'])
+    if last_step != cfg['max_steps']:
+        optim['decay_steps'] = max(1, round(optim['decay_steps'] * last_step / cfg['max_steps']))
+    return optim
+
+
+def agree_on_last_step(run: Run, planned: int) -> int:
+    """The smallest of the processes' planned last steps (every rank must stop together)."""
+    if run.world == 1:
+        return planned
+    steps = run.accelerator.gather(torch.tensor([planned], device=run.accelerator.device))
+    return int(steps.min())
 
 
 def build_run(cfg: dict, previous: Path | None) -> Run:
@@ -272,6 +329,7 @@ def restore(run: Run, resume: str) -> None:
                 run.ema.load_state_dict(saved['ema'])
             set_rng_state(saved['rng'])
             run.step, run.micro_batches = saved['step'], saved['micro_batches']
+            run.planned_steps = saved.get('planned_steps')
             run.history = saved['history']
             if run.main:
                 LOG.info('resumed %s from %s (step %d)', run.cfg['name'], path, run.step)
@@ -376,7 +434,8 @@ def trainer_state(run: Run) -> dict:
     """What a checkpoint holds: enough to continue bit for bit (see `restore`)."""
     scaler = run.accelerator.scaler
     return {'step': run.step, 'micro_batches': run.micro_batches,
-            'history': run.history, 'stage': run.cfg['stage'], 'config': run.cfg,
+            'planned_steps': run.planned_steps, 'history': run.history,
+            'stage': run.cfg['stage'], 'config': run.cfg,
             'trainable': {n: p.detach().cpu() for n, p in run.named},
             'optimizer': run.optimizer.state_dict(),
             'ema': run.ema.state_dict() if run.ema is not None else None,
