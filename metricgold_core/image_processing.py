@@ -63,7 +63,14 @@ def normalize_exposure(x: torch.Tensor, normalization: dict | None) -> torch.Ten
     target = (float(normalization['mean']) + 1.0) * 0.5
     mean = y.mean(dim=(-3, -2, -1), keepdim=True)
     gain = (target / mean.clamp_min(1e-3)).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
-    return (y * gain).clamp(0.0, 1.0) * 2.0 - 1.0
+    y = (y * gain).clamp(0.0, 1.0)
+    if normalization.get('spread') is not None:
+        spread = float(normalization['spread']) * 0.5
+        mean = y.mean(dim=(-3, -2, -1), keepdim=True)
+        std = y.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-3)
+        factor = (spread / std).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
+        y = (mean + (y - mean) * factor).clamp(0.0, 1.0)
+    return y * 2.0 - 1.0
 
 
 MAX_EXPOSURE_GAIN = 8.0   # a black frame (covered lens) is not amplified into noise beyond this

@@ -70,6 +70,27 @@ def test_exposure_normalisation_undoes_gain_changes(scene):
     assert float(warm[0].mean() - warm[2].mean()) > float(base[0].mean() - base[2].mean())
 
 
+def test_spread_normalisation_undoes_contrast_and_keeps_colour_ratios(scene):
+    spread = {'mean': 0.141, 'spread': 0.307}
+    rgb = ph.exposure(scene['rgb'], 0.8)
+    base = as_input(rgb, spread)
+    assert abs(float(base.mean()) - 0.141) < 0.02
+    assert abs(float(base.std()) - 0.307) < 0.03
+    # contrast: left by the mean alone, undone by the spread; exposure: undone by both
+    for change, before in ((lambda v: ph.contrast(v, 0.8), NORM),
+                           (lambda v: ph.contrast(v, 1.2), NORM), (ph.yuv_range_swap, NORM),
+                           (lambda v: ph.exposure(v, 0.6), None)):
+        changed = change(rgb)
+        moved = (as_input(changed, before) - as_input(rgb, before)).abs().mean()
+        left = (as_input(changed, spread) - base).abs().mean()
+        assert left < 0.25 * moved, (float(left), float(moved))
+    # one factor for all channels: white balance still reaches the model
+    warm = as_input(ph.white_balance(rgb, (1.15, 1.0, 0.85)), spread)
+    assert float(warm[0].mean() - warm[2].mean()) > float(base[0].mean() - base[2].mean())
+    flat = normalize_exposure(torch.zeros((1, 3, 8, 8)), spread)   # a uniform frame: no blow-up
+    assert torch.isfinite(flat).all() and float(flat.std()) == 0.0
+
+
 def test_exposure_normalisation_of_a_black_frame_is_bounded():
     black = np.zeros((16, 16, 3), np.uint8)
     x = normalize_exposure(torch.full((1, 3, 16, 16), -1.0), NORM)

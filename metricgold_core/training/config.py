@@ -45,6 +45,8 @@ DEFAULTS = {
         'canonical_focal_px': None,
         # {mean: m}: each input image brought to mean grey m ([-1, 1] units) by one gain
         # before the VAE (training and inference alike; stored in the export). None = off.
+        # {mean: m, spread: s}: then also its spread (std over all pixels and channels) to s
+        # around that mean, one factor for all channels (contrast and tone curves).
         'input_normalization': None,
         # Predictions at or beyond this canonical depth (m) are published as NaN (sky, out of
         # the codec's reach); stored in the export. None = no limit.
@@ -284,9 +286,13 @@ def validate(cfg: dict, where: str = '') -> None:
     need(data['sky'] in ('invalid', 'far'), 'data.sky', f'must be invalid or far, got '
          f'{data["sky"]!r}.')
     norm = cfg['model']['input_normalization']
-    need(norm is None or isinstance(norm, dict) and set(norm) == {'mean'}
-         and isinstance(norm['mean'], (int, float)) and -1 < norm['mean'] < 1,
-         'model.input_normalization', 'must be null or {mean: m} with -1 < m < 1.')
+    need(norm is None or isinstance(norm, dict) and 'mean' in norm
+         and set(norm) <= {'mean', 'spread'}
+         and isinstance(norm['mean'], (int, float)) and -1 < norm['mean'] < 1
+         and (norm.get('spread') is None
+              or isinstance(norm['spread'], (int, float)) and 0 < norm['spread'] < 1),
+         'model.input_normalization',
+         'must be null or {mean: m} or {mean: m, spread: s} with -1 < m < 1 and 0 < s < 1.')
     far = cfg['model']['far_limit_m']
     need(far is None or isinstance(far, (int, float)) and far > 0, 'model.far_limit_m',
          'must be null or a depth > 0 m.')
