@@ -54,8 +54,11 @@ def normalize_exposure(x: torch.Tensor, normalization: dict | None) -> torch.Ten
     the camera clips. Colour balance, contrast and tone curves are kept (they carry depth cues
     the model uses: standardising each channel's mean and spread cost 0.23 -> 0.41 validation
     AbsRel, one gain for all channels 0.23 -> 0.24, untrained); robustness to those changes is
-    trained (data.photometric). Statistics over the image at the size the network sees,
-    identically in training and inference.
+    trained (data.photometric). With {'mean': m, 'spread': s} the image's standard deviation
+    (over all pixels and channels) is then brought to s around its mean by one factor for all
+    channels, which undoes contrast changes and most of a tone curve's and keeps colour ratios.
+    Statistics over the image at the size the network sees, identically in training and
+    inference.
     """
     if not normalization:
         return x

@@ -12,10 +12,11 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 # The same TUM view filmed with the exposure stepping as auto-exposure does (x0.6 .. x1.5).
 GAINS = (1.0, 0.7, 1.0, 1.3, 1.0, 0.6, 1.5, 0.85, 1.15, 1.0)
 # Largest change of the published depth's median allowed against the unchanged frame. On this
-# view the packaged model moved at most 2.3 % (x1.5, where highlights clip); the model before
-# the exposure normalisation moved 25 % (x0.6). scripts/photometric_robustness.py measures the
-# same changes on more frames.
-MEDIAN_TOLERANCE = 0.06
+# view the packaged model moves at most 4.6 % in float32 and 5.2 % in bfloat16 (x1.5, where
+# highlights clip; under 1.3 % for the other gains); the model before the exposure
+# normalisation moved 25 % (x0.6). scripts/photometric_robustness.py measures the same changes
+# on more frames.
+MEDIAN_TOLERANCE = 0.07
 
 
 def test_depth_does_not_follow_exposure_steps(tmp_path, shared_data):
