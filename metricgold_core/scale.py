@@ -308,8 +308,8 @@ MOTION_FIT_WIDTH = 320        # the fit's grid: the depth resized to at most thi
 MOTION_HIGHPASS_SIGMA = 6.0   # px at MOTION_FIT_WIDTH: grey minus this blur (lighting-free)
 MOTION_PIXELS = 8000          # sampled pixels with the strongest gradient
 MOTION_TUKEY_C = 0.05         # of the high-passed grey in [0, 1]
-MOTION_LOG_RANGE = math.log(8.0)   # search log s in [-ln 8, ln 8]
-MOTION_COARSE = 33            # grid points over the range, then a fine grid around the minimum
+MOTION_LOG_RANGE = math.log(16.0)  # search log s in [-ln 16, ln 16] (a model 10x off: measured)
+MOTION_COARSE = 41            # grid points over the range (step ln 2 / 5), then a fine grid
 MOTION_FINE = 11
 MIN_PARALLAX_PX = 1.0         # the motion must move the scene this much at the fitted scale
 MAX_PARALLAX_PX = 40.0        # more: the model's shape error dominates (and garbage poses)
@@ -318,6 +318,7 @@ MAX_ROTATION_DEG = 10.0
 MIN_CONTRAST = 0.08           # (median - min) / median of the cost curve
 MIN_DISTINCT = 0.3            # another local minimum within this fraction of (median - min)
 DISTINCT_LOG = math.log(1.5)  # ... further than this from the best: an ambiguous fit
+MIN_PROMINENCE = 0.1          # ... if a ridge at least this fraction of (median - min) parts them
 MOTION_FRAMES = 2             # earlier frames used per fit
 MOTION_HISTORY = 6            # earlier frames kept
 MAX_POSE_STEP_M = 5.0         # a larger jump between frames is not motion: history cleared
@@ -470,6 +471,27 @@ def _sample_pixels(grey: np.ndarray, depth: np.ndarray, count: int) -> np.ndarra
     return np.sort(index)
 
 
+def _second_minimum(costs: np.ndarray, grid: np.ndarray, k: int, median: float) -> int | None:
+    """Index of another valley of the cost curve nearly as deep as the best one (at k), or None.
+
+    A valley counts when it lies more than DISTINCT_LOG from the best, its floor is within
+    MIN_DISTINCT of (median - min) above the best, and a ridge of at least MIN_PROMINENCE of
+    (median - min) rises between them: a bump on the best valley's shoulder is not a second
+    scale (measured on Redwood: such bumps, 3 % of the range, had refused every good fit).
+    """
+    span = median - float(costs[k])
+    found, found_cost = None, math.inf
+    for i in range(1, len(costs) - 1):
+        if abs(grid[i] - grid[k]) <= DISTINCT_LOG or costs[i] > costs[i - 1] \
+                or costs[i] > costs[i + 1]:
+            continue
+        ridge = float(costs[min(i, k):max(i, k) + 1].max())
+        deep = costs[i] - costs[k] < MIN_DISTINCT * span
+        if deep and ridge - costs[i] >= MIN_PROMINENCE * span and costs[i] < found_cost:
+            found, found_cost = i, float(costs[i])
+    return found
+
+
 def _rejected(reject: str, reason: str, **fields) -> ScaleFit:
     return ScaleFit(reason=reason, reject=reject, **fields)
 
@@ -556,13 +578,10 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
     if k in (0, MOTION_COARSE - 1):
         return _rejected('edge', f'the cost minimum is at the edge of the search (scale '
                          f'{math.exp(coarse[k]):.3g})', **fields)
-    others = [costs[i] for i in range(1, MOTION_COARSE - 1)
-              if abs(coarse[i] - coarse[k]) > DISTINCT_LOG and costs[i] <= costs[i - 1]
-              and costs[i] <= costs[i + 1]]
-    if others and min(others) - costs[k] < MIN_DISTINCT * (median - costs[k]):
+    second = _second_minimum(costs, coarse, k, median)
+    if second is not None:
         return _rejected('ambiguous', f'a second cost minimum at scale '
-                         f'{math.exp(coarse[costs.tolist().index(min(others))]):.3g}',
-                         **fields)
+                         f'{math.exp(coarse[second]):.3g}', **fields)
     if contrast < MIN_CONTRAST:
         return _rejected('contrast', f'flat cost curve (contrast {contrast:.2f} < '
                          f'{MIN_CONTRAST:g})', **fields)

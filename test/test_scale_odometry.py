@@ -64,6 +64,26 @@ def test_no_fit_without_translation_or_with_bad_poses(sequence):
         assert all(math.isfinite(f.scale) for f in fits)
 
 
+def test_a_second_valley_is_ambiguous_a_bump_on_the_shoulder_is_not():
+    grid = np.linspace(-math.log(16), math.log(16), 41)
+    valley = lambda centre, width: 1.0 - np.exp(-0.5 * ((grid - centre) / width) ** 2)  # noqa
+    one = 0.6 + 0.4 * valley(-0.8, 1.0)
+    k, median = int(np.argmin(one)), float(np.median(one))
+    assert scale._second_minimum(one, grid, k, median) is None
+    # a dip of 1 % of the curve's range on the valley's flat shoulder (the Redwood cost
+    # curves): low enough to be a second minimum by depth alone, but no ridge parts it
+    bumpy, i = one.copy(), k + 4
+    bumpy[i] = bumpy[i - 1] - 0.01 * (median - one[k])
+    assert bumpy[i] < bumpy[i + 1] and grid[i] - grid[k] > scale.DISTINCT_LOG
+    assert bumpy[i] - one[k] < scale.MIN_DISTINCT * (median - one[k])
+    assert scale._second_minimum(bumpy, grid, k, median) is None
+    # two valleys of nearly the same depth a factor 4 apart, a ridge between: ambiguous
+    two = 0.6 + 0.4 * np.minimum(valley(-0.8, 0.3), 0.05 + valley(0.6, 0.3))
+    k = int(np.argmin(two))
+    second = scale._second_minimum(two, grid, k, float(np.median(two)))
+    assert second is not None and abs(grid[second] - 0.6) < 0.15
+
+
 def test_the_anchor_is_resolved_once_with_one_set_of_rules():
     metric = scale.ScaleAnchor.resolve(False, 'odometry', smoothing=0.5)
     assert metric.active and metric.note == '' and metric.new_filter().smoothing == 0.5
