@@ -477,7 +477,7 @@ def _second_minimum(costs: np.ndarray, grid: np.ndarray, k: int, median: float) 
     A valley counts when it lies more than DISTINCT_LOG from the best, its floor is within
     MIN_DISTINCT of (median - min) above the best, and a ridge of at least MIN_PROMINENCE of
     (median - min) rises between them: a bump on the best valley's shoulder is not a second
-    scale (measured on Redwood: such bumps, 3 % of the range, had refused every good fit).
+    scale (measured on Redwood: such bumps, 3 % of the range, had refused 3 of its 4 fits).
     """
     span = median - float(costs[k])
     found, found_cost = None, math.inf
