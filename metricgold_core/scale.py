@@ -306,7 +306,7 @@ class ScaleFilter:
 
 MOTION_FIT_WIDTH = 320        # the fit's grid: the depth resized to at most this width
 MOTION_HIGHPASS_SIGMA = 6.0   # px at MOTION_FIT_WIDTH: grey minus this blur (lighting-free)
-MOTION_PIXELS = 8000          # sampled pixels with the strongest gradient
+MOTION_PIXELS = 16000         # sampled pixels with an above-median gradient
 MOTION_TUKEY_C = 0.05         # of the high-passed grey in [0, 1]
 MOTION_LOG_RANGE = math.log(16.0)  # search log s in [-ln 16, ln 16] (a model 10x off: measured)
 MOTION_COARSE = 41            # grid points over the range (step ln 2 / 5), then a fine grid
