@@ -70,6 +70,25 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
     return DepthEstimator(model, device=device, dtype=dtype, mode=mode, **options)
 
 
+def anchor_frame(anchor, depth: np.ndarray, camera, measurement, rgb: np.ndarray,
+                 scale_filter=None) -> tuple:
+    """(fit, scale, shift) of one frame's depth from `anchor` and its `measurement`, through
+    `scale_filter` when given: fit None without a measurement (a late or lost sparse image),
+    when the filter's last good scale is kept; scale None until there is a good fit (the
+    model's own scale stays). Step 4 of estimate_metric_depth, also for callers that apply
+    several anchors to one prediction (scripts/odometry_scale_bench.py)."""
+    fit = anchor.fit(depth, camera, measurement, rgb,
+                     None if scale_filter is None else scale_filter.scale)
+    if fit is None:
+        if scale_filter is None:
+            return None, None, 0.0
+        return None, scale_filter.scale, scale_filter.shift
+    if scale_filter is not None:
+        s = scale_filter.update(fit)
+        return fit, s, scale_filter.shift
+    return (fit, fit.scale, fit.shift) if fit.ok else (fit, None, 0.0)
+
+
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                           processing_resolution: int | None = None, seed: int | None = None,
                           output_uncertainty: bool = False,
@@ -132,20 +151,9 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                       focal_factor=float(factor), relative=relative, camera=depth_camera)
 
     # 4. The scale anchor of this frame (or the filter's last good scale)
-    fit = anchor.fit(depth, depth_camera, measurement, rgb,
-                     None if scale_filter is None else scale_filter.scale)
-    if fit is None:
-        if scale_filter is None or scale_filter.scale is None:
-            return out
-        # no measurement this frame (a late or lost sparse image): keep the last good scale
-        s, t = scale_filter.scale, scale_filter.shift
-    else:
+    fit, s, t = anchor_frame(anchor, depth, depth_camera, measurement, rgb, scale_filter)
+    if fit is not None:
         out.fit = fit
-        if scale_filter is not None:
-            s = scale_filter.update(fit)
-            t = scale_filter.shift
-        else:
-            s, t = (fit.scale, fit.shift) if fit.ok else (None, 0.0)
     if s is None:   # no good fit yet: the model's own scale (relative stays relative)
         return out
     out.scale, out.shift, out.relative = float(s), float(t), False

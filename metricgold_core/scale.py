@@ -480,15 +480,16 @@ def _second_minimum(costs: np.ndarray, grid: np.ndarray, k: int, median: float) 
     scale (measured on Redwood: such bumps, 3 % of the range, had refused 3 of its 4 fits).
     """
     span = median - float(costs[k])
-    found, found_cost = None, math.inf
+    found = None
     for i in range(1, len(costs) - 1):
         if abs(grid[i] - grid[k]) <= DISTINCT_LOG or costs[i] > costs[i - 1] \
                 or costs[i] > costs[i + 1]:
             continue
         ridge = float(costs[min(i, k):max(i, k) + 1].max())
         deep = costs[i] - costs[k] < MIN_DISTINCT * span
-        if deep and ridge - costs[i] >= MIN_PROMINENCE * span and costs[i] < found_cost:
-            found, found_cost = i, float(costs[i])
+        if deep and ridge - costs[i] >= MIN_PROMINENCE * span \
+                and (found is None or costs[i] < costs[found]):
+            found = i
     return found
 
 

@@ -5,7 +5,8 @@
 
 Each trajectory (render_trajectory seeds seed..seed+count-1, true poses as odometry) runs once
 through the model (scale_source none); the odometry source is then applied to that depth exactly
-as estimate_metric_depth's step 4 does (ScaleAnchor.fit with a Motion, then the ScaleFilter), for:
+as estimate_metric_depth's step 4 does (metric_depth.anchor_frame: ScaleAnchor.fit with a Motion,
+then the ScaleFilter), for:
 - the model's own depth;
 - the model's depth times a random factor 1/3..3 per sequence (a model whose scale is wrong);
 - the model's own depth with odometry that reports rotation only (the translation held at the
@@ -18,6 +19,7 @@ Motion.fit_ms.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 from pathlib import Path
 import sys
@@ -31,15 +33,10 @@ from metricgold_core import scale  # noqa: E402
 from metricgold_core.data.trajectory import render_trajectory  # noqa: E402
 from metricgold_core.geometry import CameraModel  # noqa: E402
 from metricgold_core.io_utils import save_text  # noqa: E402
-from metricgold_core.metric_depth import estimate_metric_depth, load_estimator  # noqa: E402
+from metricgold_core.metric_depth import anchor_frame, estimate_metric_depth  # noqa: E402
+from metricgold_core.metric_depth import load_estimator  # noqa: E402
 from metricgold_core.metrics import masked_abs_rel  # noqa: E402
-
-
-def truth_ratio(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
-    """median(truth / depth) over valid truth where the depth is finite and > 0."""
-    with np.errstate(invalid='ignore'):
-        ok = valid & np.isfinite(depth) & (depth > 0)
-    return float(np.median(gt[ok] / depth[ok])) if ok.any() else float('nan')
+from metricgold_core.sequences import frame_scales  # noqa: E402
 
 
 class Source:
@@ -57,14 +54,13 @@ class Source:
         if self.anchor is None:
             return depth
         motion = scale.Motion(self.poses[i], stamp_ns, self.history)
-        fit = self.anchor.fit(depth, camera, motion, rgb, self.filter.scale)
-        s = self.filter.update(fit)
+        fit, s, t = anchor_frame(self.anchor, depth, camera, motion, rgb, self.filter)
         self.fits.append(fit)
         self.fit_ms.append(motion.fit_ms)
-        return depth if s is None else depth * np.float32(s)
+        return depth if s is None else depth * np.float32(s) + np.float32(t)
 
     def score(self, i: int, published, gt, valid) -> None:
-        ratio = truth_ratio(published, gt, valid)
+        ratio = float(frame_scales([published], [gt], [valid])[0])
         self.ratios.append(ratio)
         if i > 0:
             self.errors.append(abs(ratio - 1.0))
@@ -77,10 +73,7 @@ def summary(sources: list[Source]) -> dict:
     cvs_fitted = [np.std(s.ratios[1:]) / np.mean(s.ratios[1:]) for s in sources]
     fits = [f for s in sources for f in s.fits[1:]]
     ms = [m for s in sources for m in s.fit_ms]
-    reasons = {}
-    for fit in fits:
-        if not fit.ok:
-            reasons[fit.reject] = reasons.get(fit.reject, 0) + 1
+    reasons = dict(Counter(fit.reject for fit in fits if not fit.ok))
     return {'scale_error_median': float(np.median(errors)),
             'scale_error_p90': float(np.percentile(errors, 90)),
             'abs_rel': float(np.mean([a for s in sources for a in s.abs_rel])),
