@@ -57,12 +57,27 @@ def normalize_exposure(x: torch.Tensor, normalization: dict | None) -> torch.Ten
     trained (data.photometric). With {'mean': m, 'spread': s} the image's standard deviation
     (over all pixels and channels) is then brought to s around its mean by one factor for all
     channels, which undoes contrast changes and most of a tone curve's and keeps colour ratios.
+    With {'white_balance': w} (0 < w <= 1), first each channel is multiplied by
+    (mean of the channel means / its mean) ** w: the grey-world white balance at strength w. A
+    white-balance change multiplies each channel by one factor (in linear light, so in display
+    values too), which w = 1 undoes up to clipping. Measured on the packaged model v3, not
+    trained with it (w = 1; scripts/photometric_robustness.py and 64 held-out scenes): depth
+    moved 0.032 -> 0.002 under R x1.15, B x0.85, but held-out AbsRel went 0.254 -> 0.288 and
+    close range 0.91 -> 1.30 (a close view of one coloured surface is pushed towards grey), so
+    v3 ships without it: a lever for a fine-tune that trains with it. Gains are capped to
+    [1 / MAX_BALANCE_GAIN, MAX_BALANCE_GAIN].
     Statistics over the image at the size the network sees, identically in training and
     inference.
     """
     if not normalization:
         return x
     y = (x + 1.0) * 0.5
+    balance = float(normalization.get('white_balance') or 0.0)
+    if balance > 0:
+        channel = y.mean(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
+        grey = channel.mean(dim=-3, keepdim=True)
+        y = (y * ((grey / channel) ** balance).clamp(1.0 / MAX_BALANCE_GAIN, MAX_BALANCE_GAIN)
+             ).clamp(0.0, 1.0)
     target = (float(normalization['mean']) + 1.0) * 0.5
     mean = y.mean(dim=(-3, -2, -1), keepdim=True)
     gain = (target / mean.clamp_min(1e-3)).clamp(1.0 / MAX_EXPOSURE_GAIN, MAX_EXPOSURE_GAIN)
@@ -77,6 +92,7 @@ def normalize_exposure(x: torch.Tensor, normalization: dict | None) -> torch.Ten
 
 
 MAX_EXPOSURE_GAIN = 8.0   # a black frame (covered lens) is not amplified into noise beyond this
+MAX_BALANCE_GAIN = 2.0    # a scene of one colour (a red wall) is not turned grey beyond this
 
 
 def to_model_input(image_u8: np.ndarray, processing_resolution: int, align: int,

@@ -91,6 +91,33 @@ def test_spread_normalisation_undoes_contrast_and_keeps_colour_ratios(scene):
     assert torch.isfinite(flat).all() and float(flat.std()) == 0.0
 
 
+def test_white_balance_normalisation_undoes_channel_gains(scene):
+    balanced = {'mean': 0.141, 'white_balance': 1.0}
+    rgb = ph.exposure(scene['rgb'], 0.8)
+    base = as_input(rgb, balanced)
+    means = base.mean(dim=(-2, -1))
+    assert float(means.max() - means.min()) < 0.03     # grey world: channel means level
+    for gains in ((1.15, 1.0, 0.85), (0.85, 1.0, 1.2), (1.0, 1.3, 1.0)):
+        changed = ph.white_balance(rgb, gains)
+        moved = (as_input(changed, NORM) - as_input(rgb, NORM)).abs().mean()
+        left = (as_input(changed, balanced) - base).abs().mean()
+        assert left < 0.2 * moved, (gains, float(left), float(moved))
+    # half strength: half way in log terms, so a warm cast is reduced, not removed
+    half = {'mean': 0.141, 'white_balance': 0.5}
+    warm = ph.white_balance(rgb, (1.15, 1.0, 0.85))
+
+    def red_minus_blue(x):
+        return float(x[0].mean() - x[2].mean())
+    assert red_minus_blue(as_input(warm, balanced)) < red_minus_blue(as_input(warm, half)) \
+        < red_minus_blue(as_input(warm, NORM))
+    # a scene of one colour keeps most of it (gains capped), and nothing blows up
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0], red[..., 1:] = 200, 10
+    x = as_input(red, balanced)
+    assert torch.isfinite(x).all() and float(x[0].mean()) > float(x[1].mean()) + 0.5
+    assert torch.isfinite(as_input(np.zeros((16, 16, 3), np.uint8), balanced)).all()
+
+
 def test_exposure_normalisation_of_a_black_frame_is_bounded():
     black = np.zeros((16, 16, 3), np.uint8)
     x = normalize_exposure(torch.full((1, 3, 16, 16), -1.0), NORM)
@@ -143,7 +170,13 @@ def test_recipe_keys_are_checked():
                           ('data.sky=blue', 'data.sky'),
                           ('model.input_normalization={mean: [0, 0]}',
                            'model.input_normalization'),
+                          ('model.input_normalization={mean: 0.1, white_balance: 1.5}',
+                           'model.input_normalization'),
+                          ('model.input_normalization={mean: 0.1, balance: 1}',
+                           'model.input_normalization'),
                           ('model.far_limit_m=-3', 'model.far_limit_m'),
                           ('data.train=[{type: procedural, framing: macro}]', 'framing')):
         with pytest.raises(ConfigError, match=key.replace('.', r'\.')):
             load_config([], base + [override])
+    cfg = load_config([], base + ['model.input_normalization={mean: 0.1, white_balance: 1}'])
+    assert cfg['model']['input_normalization'] == {'mean': 0.1, 'white_balance': 1}

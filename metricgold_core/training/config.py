@@ -47,6 +47,8 @@ DEFAULTS = {
         # before the VAE (training and inference alike; stored in the export). None = off.
         # {mean: m, spread: s}: then also its spread (std over all pixels and channels) to s
         # around that mean, one factor for all channels (contrast and tone curves).
+        # white_balance: w in (0, 1]: first each channel's mean brought toward the mean of the
+        # channels (grey world at strength w; undoes white-balance changes).
         'input_normalization': None,
         # Predictions at or beyond this canonical depth (m) are published as NaN (sky, out of
         # the codec's reach); stored in the export. None = no limit.
@@ -286,13 +288,19 @@ def validate(cfg: dict, where: str = '') -> None:
     need(data['sky'] in ('invalid', 'far'), 'data.sky', f'must be invalid or far, got '
          f'{data["sky"]!r}.')
     norm = cfg['model']['input_normalization']
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
     need(norm is None or isinstance(norm, dict) and 'mean' in norm
-         and set(norm) <= {'mean', 'spread'}
-         and isinstance(norm['mean'], (int, float)) and -1 < norm['mean'] < 1
-         and (norm.get('spread') is None
-              or isinstance(norm['spread'], (int, float)) and 0 < norm['spread'] < 1),
+         and set(norm) <= {'mean', 'spread', 'white_balance'}
+         and number(norm['mean']) and -1 < norm['mean'] < 1
+         and (norm.get('spread') is None or number(norm['spread']) and 0 < norm['spread'] < 1)
+         and (norm.get('white_balance') is None
+              or number(norm['white_balance']) and 0 < norm['white_balance'] <= 1),
          'model.input_normalization',
-         'must be null or {mean: m} or {mean: m, spread: s} with -1 < m < 1 and 0 < s < 1.')
+         'must be null or {mean: m} with optional spread: s and white_balance: w, '
+         '-1 < m < 1, 0 < s < 1, 0 < w <= 1.')
     far = cfg['model']['far_limit_m']
     need(far is None or isinstance(far, (int, float)) and far > 0, 'model.far_limit_m',
          'must be null or a depth > 0 m.')
