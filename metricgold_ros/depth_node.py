@@ -362,9 +362,18 @@ class DepthNode(Node):
             self.stats.set(scale_fit_ms=round(fit_ms, 1))
         else:
             fit_ms = 0.0
-        self._hand_over(frame, out, source_info, rgb, cfg,
-                        frame.convert_ms + rectify_ms + fit_ms)
         self._scale_stats(out, cfg, scale_filter, rejected_before)
+        holding = bool(cfg['wait_for_scale'] and scale_filter is not None
+                       and scale_filter.scale is None and not out.relative)
+        self.stats.set(holding_for_scale=holding)
+        if holding:
+            self.stats.count('waiting_for_scale')
+            self._log_throttled('wait_for_scale', 'no accepted scale fit yet: holding the '
+                                "depth back (wait_for_scale), the model's own scale would "
+                                'not match what follows')
+        else:
+            self._hand_over(frame, out, source_info, rgb, cfg,
+                            frame.convert_ms + rectify_ms + fit_ms)
         self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None

@@ -110,6 +110,7 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'sparse_depth_received': counts['sparse_depth_received'],
         'sparse_depth_unmatched': counts['sparse_depth_unmatched'],
         'sparse_depth_missing': counts['sparse_depth_missing'],
+        'waiting_for_scale': counts['waiting_for_scale'],
         'output': last.get('output', '-'),
     }
     for key in sorted(k for k in counts if k.startswith('odometry_')):   # scale_source odometry
@@ -136,6 +137,9 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     if last.get('rectify') in ('unknown_model', 'unsupported'):
         problems.append((DiagnosticStatus.WARN, 'camera_info distortion not rectifiable: '
                          'outputs are in the raw image geometry'))
+    if last.get('holding_for_scale'):
+        problems.append((DiagnosticStatus.WARN, 'wait_for_scale: no accepted scale fit yet, '
+                         'depth held back'))
     if last.get('scale_warning'):
         problems.append((DiagnosticStatus.WARN, last['scale_warning']))
     level = max((lvl for lvl, _ in problems), default=DiagnosticStatus.OK)

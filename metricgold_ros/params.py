@@ -125,6 +125,10 @@ PARAMETERS = (
     Spec('odometry_wait_ms', 30.0, 'odometry: how long a frame waits for the odometry message '
          'after its stamp (the pose is interpolated between the two around it).',
          (0.0, 1000.0)),
+    Spec('wait_for_scale', False, 'With a scale source: publish depth, points and '
+         'depth/colored only once a fit has been accepted (until then the depth is at the '
+         "model's own scale, which would enter a map at another scale than what follows); held "
+         'frames are counted as waiting_for_scale. No effect with scale_source none.'),
     Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
          'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
 )

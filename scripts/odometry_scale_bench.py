@@ -8,6 +8,8 @@ through the model (scale_source none); the odometry source is then applied to th
 as estimate_metric_depth's step 4 does (metric_depth.anchor_frame: ScaleAnchor.fit with a Motion,
 then the ScaleFilter), for:
 - the model's own depth;
+- the same with wait_for_scale (the node's parameter): frames before the first accepted fit are
+  not published (counted as held), its scale CV is over the published frames, what a mapper gets;
 - the model's depth times a random factor 1/3..3 per sequence (a model whose scale is wrong);
 - the model's own depth with odometry that reports rotation only (the translation held at the
   first frame's): no fit may be accepted.
@@ -43,8 +45,10 @@ class Source:
     """One way of publishing a sequence's depth: its factor on the model's depth and, for the
     odometry source, its history, filter and the poses it is given."""
 
-    def __init__(self, anchor, factor: float, poses):
+    def __init__(self, anchor, factor: float, poses, wait: bool = False):
         self.anchor, self.factor, self.poses = anchor, np.float32(factor), poses
+        self.wait = wait        # wait_for_scale: nothing published before the first good fit
+        self.held = 0
         self.history = scale.MotionHistory()
         self.filter = anchor.new_filter() if anchor is not None else None
         self.ratios, self.errors, self.abs_rel, self.fits, self.fit_ms = [], [], [], [], []
@@ -57,9 +61,14 @@ class Source:
         fit, s, t = anchor_frame(self.anchor, depth, camera, motion, rgb, self.filter)
         self.fits.append(fit)
         self.fit_ms.append(motion.fit_ms)
+        if s is None and self.wait:
+            self.held += 1
+            return None
         return depth if s is None else depth * np.float32(s) + np.float32(t)
 
     def score(self, i: int, published, gt, valid) -> None:
+        if published is None:   # held back (wait_for_scale)
+            return
         ratio = float(frame_scales([published], [gt], [valid])[0])
         self.ratios.append(ratio)
         if i > 0:
@@ -69,8 +78,10 @@ class Source:
 
 def summary(sources: list[Source]) -> dict:
     errors = np.array([e for s in sources for e in s.errors])
-    cvs = [np.std(s.ratios) / np.mean(s.ratios) for s in sources]
-    cvs_fitted = [np.std(s.ratios[1:]) / np.mean(s.ratios[1:]) for s in sources]
+    # (with wait_for_scale `ratios` are the published frames only)
+    cvs = [np.std(s.ratios) / np.mean(s.ratios) for s in sources if len(s.ratios) > 1]
+    cvs_fitted = [np.std(s.ratios[1:]) / np.mean(s.ratios[1:]) for s in sources
+                  if len(s.ratios) > 2]
     fits = [f for s in sources for f in s.fits[1:]]
     ms = [m for s in sources for m in s.fit_ms]
     reasons = dict(Counter(fit.reject for fit in fits if not fit.ok))
@@ -80,7 +91,7 @@ def summary(sources: list[Source]) -> dict:
             'scale_cv_median': float(np.median(cvs)),
             'scale_cv_after_first_median': float(np.median(cvs_fitted)),
             'fits_tried': len(fits), 'fits_accepted': sum(f.ok for f in fits),
-            'rejected': reasons,
+            'rejected': reasons, 'frames_held': sum(s.held for s in sources),
             'fit_ms_median': float(np.median(ms)) if ms else None,
             'fit_ms_p90': float(np.percentile(ms, 90)) if ms else None}
 
@@ -101,8 +112,9 @@ def main(argv=None) -> int:
     anchor = scale.ScaleAnchor.resolve(estimator.model, 'odometry', smoothing=args.smoothing)
     rng = np.random.default_rng(args.seed)
     H, W = args.size
-    runs = {name: [] for name in ('none', 'odometry', 'none, depth x factor',
-                                  'odometry, depth x factor', 'odometry, rotation only')}
+    runs = {name: [] for name in ('none', 'odometry', 'odometry, wait_for_scale',
+                                  'none, depth x factor', 'odometry, depth x factor',
+                                  'odometry, rotation only')}
     per_sequence = []
     for seed in range(args.seed, args.seed + args.count):
         seq = render_trajectory(seed, H, W, frames=args.frames)
@@ -111,6 +123,7 @@ def main(argv=None) -> int:
         still[:, :3, 3] = seq['poses'][0, :3, 3]
         sources = {'none': Source(None, 1.0, None),
                    'odometry': Source(anchor, 1.0, seq['poses']),
+                   'odometry, wait_for_scale': Source(anchor, 1.0, seq['poses'], wait=True),
                    'none, depth x factor': Source(None, factor, None),
                    'odometry, depth x factor': Source(anchor, factor, seq['poses']),
                    'odometry, rotation only': Source(anchor, 1.0, still)}
@@ -144,6 +157,8 @@ def main(argv=None) -> int:
         print(f"| {name} | {r['scale_error_median']:.3f} | {r['scale_error_p90']:.3f} | "
               f"{r['abs_rel']:.3f} | {r['scale_cv_median']:.3f} "
               f"({r['scale_cv_after_first_median']:.3f}) | {fits} | {cost} |")
+    print('frames held back (wait_for_scale):', results['odometry, wait_for_scale']['frames_held'],
+          'of', args.count * args.frames, '(its CV "all frames": the published ones)')
     print('\nrejected fits by reason:', {k: v['rejected'] for k, v in results.items()
                                          if v['rejected']})
     if args.output:

@@ -147,3 +147,30 @@ def test_no_fit_without_translation_or_with_garbage_odometry(rig):
     rejected = {k: int(v) for k, v in diag.items() if k.startswith('odometry_rejected_')}
     assert rejected.get('odometry_rejected_parallax', 0) > 0, rejected
     assert int(diag['odometry_refused']) >= 3     # the NaN poses never entered the buffer
+
+
+def test_wait_for_scale_holds_depth_back_until_a_fit_is_accepted(rig):
+    seq = rig.seq
+    assert rig.client.set_parameter('wait_for_scale', True).successful
+    # a new scale filter and history (the scale parameters changed): no scale yet
+    assert rig.client.set_parameter('scale_smoothing', 0.01).successful
+    before = rig.diagnostics()
+    try:
+        outs = [rig.send(0, seq['poses'][0], timeout_s=5.0)]
+        assert 'wait_for_scale' in rig.diagnostics()['_message']   # says why nothing comes
+        outs += [rig.send(i, seq['poses'][i], timeout_s=5.0) for i in range(1, len(seq['rgb']))]
+        out_at = [i for i, out in enumerate(outs) if out is not None]
+        assert outs[0] is None, 'a frame without an accepted fit was published'
+        assert out_at and out_at == list(range(out_at[0], len(outs))), (out_at, rig.node.log())
+        assert len(out_at) >= 5, out_at    # held until the first accepted fit, then every one
+        diag = rig.diagnostics()
+        held = int(diag['waiting_for_scale']) - int(before.get('waiting_for_scale', 0))
+        assert held == out_at[0], (held, out_at)
+        assert accepted(diag) > accepted(before)
+        assert 'wait_for_scale' not in diag['_message']   # no longer holding
+        first = out_at[0]
+        ratio = np.nanmedian(image_to_array(outs[first])[..., 0] / rig.truth[first])
+        assert abs(ratio - 1.0) < 0.1, ratio     # the first frame out is already in metres
+    finally:
+        rig.client.set_parameter('wait_for_scale', False)
+        rig.client.set_parameter('scale_smoothing', 0.0)

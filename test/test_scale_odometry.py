@@ -193,6 +193,22 @@ def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, shared_data,
     assert report['scale']['odometry']['refused'] == 1
     assert math.isfinite(report['scale']['scale_median'])
     assert report['inferred'] == len(frames)
+    fitted = report['scale']['frames_fitted']
+
+    # --wait-for-scale: nothing written before the first accepted fit, every frame after it
+    held = tmp_path / 'held'
+    assert process(bag, '--output', held, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
+                   '--wait-for-scale') == 2               # no scale source: refused
+    assert process(bag, '--output', held, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
+                   '--odometry-topic', '/odom', '--camera-mount', *'0 0 0 0 0 0 1'.split(),
+                   '--wait-for-scale') == 0
+    report = json.loads((held / 'process_report.json').read_text())
+    waiting = report['waiting_for_scale']
+    assert waiting >= 1 and report['inferred'] + waiting == len(frames) == report['frames']
+    assert report['failed'] == [] and report['scale']['frames_fitted'] == fitted
+    written = sorted(p.stem for p in (held / 'depth').glob('*.npy'))
+    assert len(written) == report['inferred']
+    assert report['bag']['messages']['depth'] == report['inferred']
 
 
 def default_odometry(types):

@@ -65,6 +65,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
                    help='weight of the past in the log-space scale filter across frames, '
                    'outliers rejected (0 = a new scale per frame; default 0)')
+    p.add_argument('--wait-for-scale', action='store_true',
+                   help='with a scale source: write nothing for the frames before its first '
+                   "accepted fit (their depth is at the model's own scale, which would enter a "
+                   'map at another scale than the rest); counted in process_report.json')
     p.add_argument('--output-namespace', default=None,
                    help="namespace of the output bag topics (default: the image topic's)")
     p.add_argument('--bag-storage', choices=('same', 'sqlite3', 'mcap'), default='same',
@@ -149,6 +153,10 @@ def run(args) -> int:
     if not 0.0 <= args.scale_smoothing < 1.0:
         LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
         return 2
+    if args.wait_for_scale and source == 'none':
+        LOG.error('--wait-for-scale needs a scale source (--sparse-depth-topic, '
+                  '--odometry-topic or --camera-height).')
+        return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if remove_stale_temporaries(out_dir):
@@ -188,6 +196,8 @@ def _process(args, out_dir: Path, source: str) -> int:
             if frame.error is None:
                 try:
                     depth, K_depth = runner.depth_for(frame)
+                except NoScaleYet:   # --wait-for-scale: counted by the runner
+                    continue
                 except ValueError as exc:   # input the model cannot take
                     frame.error = f'{frame.name}: {exc}'
             if frame.error is not None:
@@ -200,10 +210,12 @@ def _process(args, out_dir: Path, source: str) -> int:
                 bag_out.write(frame.header, frame.log_time_ns, depth, K_depth,
                               frame.camera_info, points)
         progress.close()
-    seen = runner.done + runner.resumed + len(failures)
+    seen = runner.done + runner.resumed + len(failures) + runner.waiting
     report = {'input': str(args.input), 'kind': kind, 'frames': seen,
               'inferred': runner.done, 'resumed': runner.resumed, 'failed': failures,
               'clouds_written': runner.clouds}
+    if args.wait_for_scale:
+        report['waiting_for_scale'] = runner.waiting
     if runner.scale is not None:
         report['scale'] = runner.scale_report(bag)
     if bag_out is not None:
@@ -223,6 +235,10 @@ class SetupError(RuntimeError):
     """The run cannot go on (e.g. the model does not load): no frame is to blame."""
 
 
+class NoScaleYet(Exception):
+    """--wait-for-scale: this frame came before the scale source's first accepted fit."""
+
+
 class FrameRunner:
     """Depth for one frame: loaded when --resume finds it complete, else predicted and saved."""
 
@@ -232,6 +248,7 @@ class FrameRunner:
         self.camera = camera
         self.estimator = None   # loaded on the first frame that needs it: resumes skip loading
         self.done = self.resumed = self.clouds = 0
+        self.waiting = 0        # frames held back by --wait-for-scale
         self.source = source    # scale source (commands.chosen_anchor)
         self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
         self.scale = None       # ScaleFilter when a scale anchor is given
@@ -310,10 +327,13 @@ class FrameRunner:
         if out.relative:   # a relative model before its first good sparse fit: no metres
             raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
                              'good sparse depth fit so far)')
-        if self.scale is not None:
-            self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
         if out.fit is not None and not out.fit.ok and out.fit.reject:
             self.rejects[out.fit.reject] = self.rejects.get(out.fit.reject, 0) + 1
+        if self.args.wait_for_scale and self.scale is not None and self.scale.scale is None:
+            self.waiting += 1
+            raise NoScaleYet(frame.name)
+        if self.scale is not None:
+            self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
         depth = out.depth
         K_depth = out.camera.K
         # The .npy goes last: its presence is what marks the frame as done for --resume.
