@@ -247,3 +247,13 @@ def test_evaluate_odometry_on_sequences(tmp_path, tiny_checkpoint):
         rows = list(csv.DictReader(f))
     assert rows[0]['anchor_ok'] == 'False'   # the first frame has no earlier one
     assert all(math.isfinite(float(r['anchor_scale'])) for r in rows)
+    # --wait-for-scale: the frames before the first accepted fit are held, not scored
+    assert main(base + [str(tmp_path / 'd'), '--wait-for-scale']) == 2    # needs --odometry
+    assert main(base + [str(tmp_path / 'e'), '--odometry', '--wait-for-scale']) == 0
+    held = json.loads((tmp_path / 'e' / 'summary.json').read_text())
+    frames = [r for r in rows if r['alignment'] == rows[0]['alignment']]
+    first_ok = next((i for i, r in enumerate(frames) if r['anchor_ok'] == 'True'), len(frames))
+    assert held['held_for_scale'] == first_ok >= 1 and held['images'] == 3 - first_ok
+    with open(tmp_path / 'e' / 'per_image.csv') as f:
+        scored = [r['name'] for r in csv.DictReader(f) if r['alignment'] == rows[0]['alignment']]
+    assert scored == [r['name'] for r in frames[first_ok:]]

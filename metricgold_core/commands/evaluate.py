@@ -71,6 +71,10 @@ def add_parser(sub, name: str) -> None:
                    help="scale source odometry on posed sequences (--sequence, trajectory): "
                    "each frame's scale from the camera's motion since earlier frames (the "
                    'poses as odometry; metric checkpoints only)')
+    p.add_argument('--wait-for-scale', action='store_true',
+                   help="--odometry: score only the frames from the first accepted fit of each "
+                   "sequence on, as the node publishes them with wait_for_scale (the others are "
+                   'counted as held); maps are fused from those frames')
     p.add_argument('--prior-baseline', type=int, default=0, metavar='N',
                    help='score the image-blind baseline instead of a model: the per-pixel mean '
                    'log depth of N procedural training scenes (seed stream 0) at each '
@@ -134,6 +138,10 @@ def run(args) -> int:
     if args.odometry and recorder is None:
         LOG.error('--odometry needs posed sequences: --sequence, or --dataset trajectory.')
         return 2
+    if args.wait_for_scale and not args.odometry:
+        LOG.error('--wait-for-scale goes with --odometry (the scale source with a state across '
+                  'frames).')
+        return 2
     if args.prior_baseline and (args.sparse_points or args.camera_height is not None
                                 or args.odometry):
         LOG.error('--prior-baseline scores the prior as it is: no scale source.')
@@ -164,7 +172,7 @@ def run(args) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    rows, failed, times, fits = [], 0, [], []
+    rows, failed, times, fits, held = [], 0, [], [], 0
     motion = {}   # odometry: the sequence, its MotionHistory and ScaleFilter
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
@@ -180,13 +188,19 @@ def run(args) -> int:
                 priors[hw] = mean_log_depth(ProceduralScenes(args.prior_baseline, *hw, seed=0))
             depth_pred, factor, time_ms, fit, anchor_scale = priors[hw], 1.0, 0.0, None, 1.0
         else:
+            kwargs = scale_anchor(args, anchor, sample, i, motion)
             out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                         processing_resolution=args.processing_resolution,
-                                        seed=args.seed,
-                                        **scale_anchor(args, anchor, sample, i, motion))
+                                        seed=args.seed, **kwargs)
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
+            held_back = kwargs.get('scale_filter')
+            if args.wait_for_scale and held_back is not None and held_back.scale is None:
+                held += 1   # not published before the first accepted fit
+                if fit is not None:
+                    fits.append(fit)
+                continue
         if fit is not None:
             fits.append(fit)
         times.append(time_ms)
@@ -220,7 +234,8 @@ def run(args) -> int:
         'checkpoint': f'prior_baseline({args.prior_baseline} scenes)' if model is None
         else args.checkpoint or 'default',
         'untrained': bool(model is not None and model.meta.get('untrained')),
-        'images': count - failed, 'failed': failed, 'steps': args.steps, 'mode': args.mode,
+        'images': count - failed - held, 'failed': failed, 'steps': args.steps,
+        'mode': args.mode,
         'processing_resolution': None if model is None else args.processing_resolution
         if args.processing_resolution is not None else model.processing_resolution,
         'min_depth_m': min_depth, 'max_depth_m': max_depth,
@@ -228,6 +243,7 @@ def run(args) -> int:
         'scale_source': source,
         'sparse_points': args.sparse_points, 'camera_height': args.camera_height,
         'scale_fits_failed': sum(1 for f in fits if not f.ok),
+        'held_for_scale': held if args.wait_for_scale else None,
         'mean_time_ms': float(np.mean(times)) if times else None,
         'metrics': summaries,
         'date': time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -236,7 +252,8 @@ def run(args) -> int:
     if recorder is not None:
         summary['sequences'], sequence_table = recorder.finish()
     save_text(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=True) + '\n')
-    title = (f'{args.dataset}: {count - failed} images, depth in '
+    title = (f'{args.dataset}: {count - failed - held} images'
+             f'{f" ({held} held back before the first accepted fit)" if held else ""}, depth in '
              f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
              f'{args.steps} step(s), {args.mode} mode')
     label = 'prior baseline' if model is None else Path(args.checkpoint or 'default').name
