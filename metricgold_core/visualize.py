@@ -51,7 +51,9 @@ class DepthColorizer:
     offset, clipped to 0..255 and converted together) and OpenCV's colour map with the turbo
     LUT straight into `out`; invalid pixels are painted through a mask. 0.3-0.4 ms at 640x480,
     half of numpy's log, scaling chain and 4-byte LUT gather (0.67 ms), 1.7-3 ms with
-    temporaries and a 3-channel cv2.LUT (scripts/bench_node.py), the same colours.
+    temporaries and a 3-channel cv2.LUT (scripts/bench_node.py). Against the numpy version
+    99.7 % of pixels get the same colour, the rest the next LUT entry (OpenCV's log and
+    rounding at bin edges).
     """
 
     def __init__(self):
