@@ -145,6 +145,15 @@ def test_infer_with_poses_checks_its_arguments(tmp_path, tiny_checkpoint, sequen
     for i in range(3):
         depth = np.load(tmp_path / 'out' / f'{i}_depth.npy')
         assert depth.shape == (H, W) and np.isfinite(depth).any()
+    # --wait-for-scale: nothing for the images before the first accepted fit
+    held = ['infer', '--output', str(tmp_path / 'held'), '--checkpoint', str(tiny_checkpoint),
+            '--processing-resolution', '64', '--wait-for-scale']
+    assert main(held + images) == 2                                 # needs odometry
+    assert main(held + ['--scale-source', 'odometry', '--poses', str(tmp_path / 'poses.txt'),
+                        *images]) == 0
+    written = [(tmp_path / 'held' / f'{i}_depth.npy').exists() for i in range(3)]
+    assert not written[0]                       # the first image has no earlier one
+    assert written == sorted(written)           # once written, every later image is
 
 
 def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, shared_data,

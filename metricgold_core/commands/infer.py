@@ -48,6 +48,10 @@ def add_parser(sub, name: str) -> None:
                    'IMAGE in order: `timestamp tx ty tz qx qy qz qw`, camera-to-world of the '
                    "camera's optical frame in metres (the scale comes from the motion between "
                    'images; metric checkpoints only)')
+    p.add_argument('--wait-for-scale', action='store_true',
+                   help='--scale-source odometry: write nothing for the images before the '
+                   "first accepted fit (their depth is at the model's own scale), as the node's "
+                   'wait_for_scale')
     p.set_defaults(func=run)
 
 
@@ -120,6 +124,10 @@ def run(args) -> int:
     if problem:
         LOG.error('%s', problem)
         return 2
+    if args.wait_for_scale and source != 'odometry':
+        LOG.error('--wait-for-scale goes with --scale-source odometry (--poses): the source '
+                  'whose scale carries from image to image.')
+        return 2
     if args.sparse_depth is not None:
         if len(args.sparse_depth) not in (1, len(args.images)):
             LOG.error('--sparse-depth takes one file for all images or one per image (%d '
@@ -155,7 +163,7 @@ def run(args) -> int:
     history = MotionHistory() if source == 'odometry' else None
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed = held = 0
     fallback_said = [False]
     for index, name in enumerate(args.images):
         try:
@@ -186,6 +194,10 @@ def run(args) -> int:
                      name, source, pred.scale, pred.shift, fit.points, fit.residual,
                      '' if fit.ok else f' -- fit rejected ({fit.reason}): last good (or the '
                      'model) scale kept')
+        if args.wait_for_scale and scale_filter.scale is None:
+            held += 1
+            print(f'{name}: no accepted scale fit yet: nothing written (--wait-for-scale)')
+            continue
         if pred.relative:
             save_npy(f'{stem}_relative.npy', pred.depth)
             save_png(f'{stem}_relative_colored.png',
@@ -202,6 +214,9 @@ def run(args) -> int:
                  '(median %.2f m), %.0f ms -> %s_depth.*', name, rgb.shape[1], rgb.shape[0],
                  fx, camera_said, pred.focal_factor, valid.min(), valid.max(), np.median(valid),
                  pred.timings['total'], stem)
+    if held:
+        LOG.info('%d of %d images held back before the first accepted scale fit', held,
+                 len(args.images))
     if failed:
         LOG.error('%d of %d images failed', failed, len(args.images))
     return 1 if failed else 0
