@@ -128,7 +128,8 @@ PARAMETERS = (
     Spec('wait_for_scale', False, 'With a scale source: publish depth, points and '
          'depth/colored only once a fit has been accepted (until then the depth is at the '
          "model's own scale, which would enter a map at another scale than what follows); held "
-         'frames are counted as waiting_for_scale. No effect with scale_source none.'),
+         'frames are counted as waiting_for_scale (also when the source cannot work, e.g. '
+         'ground_plane without camera_height_m). No effect with scale_source none.'),
     Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
          'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
 )

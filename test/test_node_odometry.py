@@ -171,6 +171,12 @@ def test_wait_for_scale_holds_depth_back_until_a_fit_is_accepted(rig):
         first = out_at[0]
         ratio = np.nanmedian(image_to_array(outs[first])[..., 0] / rig.truth[first])
         assert abs(ratio - 1.0) < 0.1, ratio     # the first frame out is already in metres
+        # a source that cannot work (ground_plane without a camera height): held, and said
+        assert rig.client.set_parameter('scale_source', 'ground_plane').successful
+        assert rig.send(1, seq['poses'][1], timeout_s=5.0) is None
+        message = rig.diagnostics()['_message']
+        assert 'wait_for_scale' in message and 'camera height' in message, message
     finally:
+        rig.client.set_parameter('scale_source', 'odometry')
         rig.client.set_parameter('wait_for_scale', False)
         rig.client.set_parameter('scale_smoothing', 0.0)
