@@ -378,6 +378,7 @@ class DepthNode(Node):
             self._hand_over(frame, out, source_info, rgb, cfg,
                             frame.convert_ms + rectify_ms + fit_ms)
         self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
+                       plan_changes=self.planner.changes,
                        processing_size='x'.join(map(str, pred.processing_hw[::-1])),
                        predicted_ms=plan.predicted_ms if plan.predicted_ms is not None
                        else float('nan'), focal_rescale=round(factor, 4))

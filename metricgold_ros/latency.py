@@ -18,6 +18,12 @@ import threading
 import numpy as np
 
 VAE_ALIGN = 8     # processing sizes are snapped to this so candidate costs are distinct
+# A better (costlier) plan is taken only after it has fitted UPGRADE_AFTER frames in a row
+# within UPGRADE_MARGIN of the budget; a plan that no longer fits is left at once. Without this
+# the plan followed the budget's jitter frame by frame, and each change of plan moves the depth
+# (1 <-> 2 steps: 8-18 % AbsRel on the packaged model; resolution changes too).
+UPGRADE_AFTER = 5
+UPGRADE_MARGIN = 0.85
 
 
 class MovingEstimate:
@@ -66,6 +72,11 @@ class LatencyPlanner:
         self.step_ms_per_mpx = MovingEstimate(alpha)
         self.overhead_ms = MovingEstimate(alpha)
         self._lock = threading.Lock()
+        self._plans = None       # the candidate plans of the last choice (a change: start over)
+        self._current = None     # index in them of the plan in use
+        self._better = 0         # frames in a row a better plan fitted with the margin
+        self._last = None        # (steps, resolution) returned last
+        self.changes = 0         # how often the returned plan changed (diagnostics)
 
     def observe(self, timings: dict, steps: int, processing_hw: tuple) -> None:
         """Feed one prediction's `timings` (ms) at `processing_hw` with `steps` steps."""
@@ -94,7 +105,8 @@ class LatencyPlanner:
 
     def choose(self, budget_ms: float, steps_mode: str, resolution: int, min_resolution: int,
                size_hw_of) -> Plan:
-        """The best plan whose predicted time fits `budget_ms`, else the cheapest one.
+        """The plan for the next frame: the best one whose predicted time fits `budget_ms`, else
+        the cheapest, with hysteresis (UPGRADE_AFTER, UPGRADE_MARGIN) on the way up.
 
         Preference: 2 steps at `resolution`, then 1 step at `resolution`, then 1 step at
         smaller resolutions. `steps_mode` is 'auto', '1' or '2' (a fixed count is never
@@ -104,17 +116,33 @@ class LatencyPlanner:
         candidates = candidate_resolutions(resolution, min_resolution)
         plans = [(s, candidates[0]) for s in step_options]
         plans += [(step_options[-1], res) for res in candidates[1:]]
-        predicted = None
-        for steps, res in plans:
-            predicted = self.predict_ms(steps, size_hw_of(res))
-            if predicted is None:
-                # Nothing measured yet: start with the cheapest step count at full resolution;
-                # its timings tell us what everything else costs.
-                return Plan(step_options[-1], candidates[0], None)
-            if predicted <= budget_ms:
-                return Plan(steps, res, predicted)
-        steps, res = plans[-1]
-        return Plan(steps, res, predicted)
+        predicted = [self.predict_ms(steps, size_hw_of(res)) for steps, res in plans]
+        if plans != self._plans:   # other parameters: no plan to hold on to
+            self._plans, self._current, self._better = plans, None, 0
+        if predicted[0] is None:
+            # Nothing measured yet: start with the cheapest step count at full resolution;
+            # its timings tell us what everything else costs (a probe: the first measured
+            # choice takes the best plan that fits at once).
+            return self._chosen(plans.index((step_options[-1], candidates[0])), plans, None)
+        fits = next((i for i, ms in enumerate(predicted) if ms <= budget_ms), len(plans) - 1)
+        if self._current is None or fits > self._current:   # the plan in use does not fit
+            self._current, self._better = fits, 0
+        elif fits < self._current:
+            roomy = next((i for i, ms in enumerate(predicted)
+                          if ms <= UPGRADE_MARGIN * budget_ms), len(plans) - 1)
+            self._better = self._better + 1 if roomy < self._current else 0
+            if self._better >= UPGRADE_AFTER:
+                self._current, self._better = roomy, 0
+        else:
+            self._better = 0
+        return self._chosen(self._current, plans, predicted[self._current])
+
+    def _chosen(self, index: int, plans: list, predicted_ms: float | None) -> Plan:
+        steps, res = plans[index]
+        if self._last is not None and self._last != (steps, res):
+            self.changes += 1
+        self._last = (steps, res)
+        return Plan(steps, res, predicted_ms)
 
 
 class RateCounter:

@@ -421,7 +421,8 @@ def bench_flood(args) -> None:
               f'max {phase["max"]:.0f} ms; points {phase["points"]}, colored '
               f'{phase["colored"]}; drops busy {phase["busy"]}, stale {phase["stale"]}, publish '
               f'{phase["publish"]}; node publish_ms {phase["publish_ms"]}, plan '
-              f'{phase["steps"]} steps at {phase["size"]}; RSS {phase["rss"]:.0f} MB')
+              f'{phase["steps"]} steps at {phase["size"]} ({phase["plan_changes"]} plan '
+              f'changes); RSS {phase["rss"]:.0f} MB')
     summary = {}
     for mode in ('depth only', 'all outputs'):
         ours = [p for p in phases if p['mode'] == mode]
@@ -464,7 +465,8 @@ def flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies, received,
             'points': counts['points'], 'colored': counts['depth/colored'],
             'busy': delta('dropped_busy'), 'stale': delta('dropped_stale'),
             'publish': delta('dropped_publish'), 'publish_ms': diag_end.get('publish_ms', '-'),
-            'steps': diag_end.get('steps'), 'size': diag_end.get('processing_size')}
+            'steps': diag_end.get('steps'), 'size': diag_end.get('processing_size'),
+            'plan_changes': delta('plan_changes')}
 
 
 def main() -> None:
