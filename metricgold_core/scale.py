@@ -694,6 +694,14 @@ class ScaleAnchor:
     def new_filter(self) -> 'ScaleFilter | None':
         return ScaleFilter(self.smoothing) if self.active else None
 
+    def waiting(self, scale_filter: 'ScaleFilter | None', relative: bool = False) -> bool:
+        """True while a frame's metric depth is still at the model's own scale although a
+        source is set: no good fit in `scale_filter` yet (a source that cannot work here has no
+        filter and never fits). wait_for_scale holds such frames back; `relative` output
+        (unitless, on its own topic) is never held."""
+        return self.source != 'none' and not relative and (
+            scale_filter is None or scale_filter.scale is None)
+
     def fit(self, depth: np.ndarray, camera, measurement=None, rgb=None,
             prior_scale: float | None = None) -> ScaleFit | None:
         """This frame's fit of `depth` (camera: the depth image's CameraModel), or None when

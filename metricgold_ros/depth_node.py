@@ -363,11 +363,7 @@ class DepthNode(Node):
         else:
             fit_ms = 0.0
         self._scale_stats(out, cfg, scale_filter, rejected_before)
-        # (a source that cannot work here, e.g. ground_plane without a height, has no filter
-        # and never fits: held too, and the diagnostics say why)
-        holding = bool(cfg['wait_for_scale'] and cfg['scale_source'] != 'none'
-                       and (scale_filter is None or scale_filter.scale is None)
-                       and not out.relative)
+        holding = bool(cfg['wait_for_scale'] and anchor.waiting(scale_filter, out.relative))
         self.stats.set(holding_for_scale=holding)
         if holding:
             self.stats.count('waiting_for_scale')

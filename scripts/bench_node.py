@@ -216,7 +216,7 @@ def bench_overhead(args) -> None:
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
         print(f'  -> node publish {verdict} the 5 ms target (median)')
         bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
-        bench_colorize(outputs.colorizer, depth, cfg, args.iterations)
+        bench_colorize(outputs, image.header, depth, cfg, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
     finally:
         node.destroy_node()
@@ -250,22 +250,16 @@ def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
           f'{min(pack_ms) / min(copy_ms):.2f}x')
 
 
-def bench_colorize(colorizer, depth, cfg, iterations: int) -> None:
-    """The colour map alone, warm caches, into a reused output (what `colorize` costs above
-    when no DDS work shares the cores)."""
-    from metricgold_core.visualize import color_range
-    from metricgold_ros.outputs import RANGE_SUBSAMPLE
-
-    out = np.empty(depth.shape + (3,), np.uint8)
+def bench_colorize(outputs, header, depth, cfg, iterations: int) -> None:
+    """depth/colored alone (Outputs.colored_image: range, map, message), warm caches: what
+    `colorize` costs above when no DDS work shares the cores."""
     times = []
     for _ in range(iterations):
         t0 = time.perf_counter()
-        lo, hi = color_range(depth, cfg['colored_min_m'], cfg['colored_max_m'],
-                             RANGE_SUBSAMPLE)
-        colorizer(depth, lo, hi, cfg['colored_log_scale'], bgr=True, out=out)
+        outputs.colored_image(header, depth, cfg)
         times.append((time.perf_counter() - t0) * 1e3)
-    print(f'colour map {W}x{H} alone (range + map): median {np.median(times):.2f} ms, best '
-          f'{min(times):.2f} ms')
+    print(f'colour map {W}x{H} alone (range + map + message): median '
+          f'{np.median(times):.2f} ms, best {min(times):.2f} ms')
 
 
 def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:

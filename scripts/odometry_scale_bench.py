@@ -61,7 +61,7 @@ class Source:
         fit, s, t = anchor_frame(self.anchor, depth, camera, motion, rgb, self.filter)
         self.fits.append(fit)
         self.fit_ms.append(motion.fit_ms)
-        if s is None and self.wait:
+        if self.wait and self.anchor.waiting(self.filter):
             self.held += 1
             return None
         return depth if s is None else depth * np.float32(s) + np.float32(t)

@@ -195,8 +195,7 @@ def run(args) -> int:
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
-            held_back = kwargs.get('scale_filter')
-            if args.wait_for_scale and held_back is not None and held_back.scale is None:
+            if args.wait_for_scale and anchor.waiting(kwargs.get('scale_filter')):
                 held += 1   # not published before the first accepted fit
                 if fit is not None:
                     fits.append(fit)

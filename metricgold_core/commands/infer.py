@@ -194,7 +194,7 @@ def run(args) -> int:
                      name, source, pred.scale, pred.shift, fit.points, fit.residual,
                      '' if fit.ok else f' -- fit rejected ({fit.reason}): last good (or the '
                      'model) scale kept')
-        if args.wait_for_scale and scale_filter.scale is None:
+        if args.wait_for_scale and anchor.waiting(scale_filter):
             held += 1
             print(f'{name}: no accepted scale fit yet: nothing written (--wait-for-scale)')
             continue

@@ -329,7 +329,7 @@ class FrameRunner:
                              'good sparse depth fit so far)')
         if out.fit is not None and not out.fit.ok and out.fit.reject:
             self.rejects[out.fit.reject] = self.rejects.get(out.fit.reject, 0) + 1
-        if self.args.wait_for_scale and self.scale is not None and self.scale.scale is None:
+        if self.args.wait_for_scale and self.anchor.waiting(self.scale):
             self.waiting += 1
             raise NoScaleYet(frame.name)
         if self.scale is not None:
