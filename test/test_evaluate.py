@@ -81,6 +81,21 @@ def test_evaluate_procedural_scenes(tiny_checkpoint, tmp_path):
     assert 0.0 <= summary['metrics']['median']['delta1'] <= 1.0
 
 
+def test_evaluate_close_range_procedural_scenes(tiny_checkpoint, tmp_path):
+    out = tmp_path / 'close'
+    rc = main(['evaluate', '--checkpoint', str(tiny_checkpoint), '--dataset', 'procedural',
+               '--framing', 'close', '--count', '2', '--size', '48', '64',
+               '--processing-resolution', '64', '--output', str(out), '--no-progress',
+               '--device', 'cpu'])
+    assert rc == 0
+    # the same scene seeds as the normal views, filmed close up
+    assert {r['name'] for r in read_rows(out / 'per_image.csv')} == {
+        'procedural_indoor_12345037035_close', 'procedural_outdoor_12345037036_close'}
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['framing'] == 'close' and summary['images'] == 2
+    assert (out / 'summary.md').read_text().startswith('procedural (close range): 2 images')
+
+
 def test_evaluate_reports_user_errors(tiny_checkpoint, tmp_path, caplog):
     caplog.set_level(logging.ERROR)
     rc = main(['evaluate', '--checkpoint', str(tiny_checkpoint), '--dataset', 'tum',

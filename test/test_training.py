@@ -291,3 +291,96 @@ def test_validation_of_a_canonical_focal_model_comes_out_in_metres():
         np.testing.assert_allclose(q, p * (s['K'][0][0] / 20.0), rtol=1e-5)
     metrics, panel = run_validation(canonical, 'single_step', samples, 'cpu', panels=1)
     assert panel.shape == (48, 4 * 64, 3) and np.isfinite(metrics['abs_rel'])
+
+
+# ---------------------------------------------------------------- photometric consistency
+
+
+def test_clean_samples_are_the_unchanged_image_and_carry_the_teacher_flag():
+    from metricgold_core.codec import LogDepthCodec
+
+    def mixture(photometric, clean):
+        return MixtureDataset([Items(60), Items(140)], [0.5, 0.5], [(8, 8), (8, 8)],
+                              LogDepthCodec(), micro_batch=2, seed=3, photometric=photometric,
+                              clean=clean, teacher_on=[True, False])
+
+    changed, plain = mixture(1.0, True), mixture(0.0, False)
+    seen = set()
+    for i in range(40):
+        a, b = changed[i], plain[i]
+        assert 'rgb_clean' not in b
+        # the same item and flip, before the photometric change; labels untouched
+        assert torch.equal(a['rgb_clean'], b['rgb'])
+        assert torch.equal(a['depth_code'], b['depth_code'])
+        assert a['teacher'].item() == (1.0 if a['kind'] == '60' else 0.0)
+        seen.add((a['kind'], not torch.equal(a['rgb'], a['rgb_clean'])))
+    assert ('60', True) in seen and ('140', True) in seen
+
+
+def test_teacher_weight_belongs_to_the_single_step_stage(tmp_path):
+    base = 'data:\n  train:\n    - {type: procedural}\nloss:\n  teacher_weight: 0.5\n'
+    with pytest.raises(ConfigError, match=r'`loss\.teacher_weight` applies to the single_step'):
+        stage_configs(load_config([write(tmp_path, base + 'stage: depth\n')]))
+    with pytest.raises(ConfigError, match=r'`loss\.teacher_weight` must be >= 0'):
+        stage_configs(load_config([write(tmp_path, base.replace('0.5', '-1') +
+                                         'stage: single_step\n')]))
+    (cfg,) = stage_configs(load_config([write(tmp_path, base + 'stage: single_step\n')]))
+    assert cfg['loss']['teacher_weight'] == 0.5
+
+
+def test_teacher_term_pulls_the_changed_image_to_the_frozen_start(tiny_model):
+    import copy
+    from metricgold_core.training.config import DEFAULTS
+    from metricgold_core.training.stages import build_stage
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg['stage'], cfg['loss']['teacher_weight'] = 'single_step', 2.0
+    model = copy.deepcopy(tiny_model)
+    stage = build_stage(model, cfg)
+    trainable = {n for n, p in stage.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith('unet.') for n in trainable)
+    assert not any(p.requires_grad for p in stage.teacher.parameters())
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    batch = {'rgb': rgb, 'rgb_clean': rgb.clone(), 'teacher': torch.ones(2, 1),
+             'depth_code': torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
+             'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+    # Student == teacher and the same image: the term is zero (up to float rounding).
+    loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert logs['teacher_loss'].item() < 1e-5
+    assert loss.item() == pytest.approx(logs['depth_code_loss'].item(), rel=1e-4)
+    # A changed image: the term is positive, its gradient reaches the student only.
+    batch['rgb'] = (rgb * 0.5).clamp(-1, 1)
+    loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert logs['teacher_loss'].item() > 0
+    assert loss.item() == pytest.approx(logs['depth_code_loss'].item()
+                                        + 2.0 * logs['teacher_loss'].item(), rel=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage.unet.parameters())
+    assert all(p.grad is None for p in stage.teacher.parameters())
+    # Samples whose dataset has `teacher: false` do not count.
+    batch['teacher'] = torch.zeros(2, 1)
+    loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert logs['teacher_loss'].item() == 0.0
+
+
+def test_the_teacher_normalises_as_the_starting_checkpoint_did(tiny_model):
+    import copy
+    from metricgold_core.image_processing import normalize_exposure
+    from metricgold_core.training.config import DEFAULTS
+    from metricgold_core.training.stages import build_stage
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg['stage'], cfg['loss']['teacher_weight'] = 'single_step', 1.0
+    model = copy.deepcopy(tiny_model)
+    model.meta['input_normalization'] = {'mean': 0.3}
+    stage = build_stage(model, cfg)
+    raw = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 1.2 - 1
+    batch = {'rgb': normalize_exposure(raw, {'mean': 0.3}), 'rgb_clean': raw,
+             'teacher': torch.ones(2, 1), 'depth_code': torch.zeros(2, 1, 32, 32),
+             'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+    # the student's input is the normalised image: so is the teacher's, and they agree
+    _, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert logs['teacher_loss'].item() < 1e-5
+    # a student trained with another normalisation still gets the starting model's target
+    batch['rgb'] = normalize_exposure(raw, {'mean': 0.3, 'spread': 0.3})
+    _, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert logs['teacher_loss'].item() > 1e-4

@@ -122,6 +122,22 @@ def test_every_stage_runs_in_sequence_from_the_previous_export(tmp_path):
     assert run(cfg) == exports
 
 
+def test_photometric_consistency_run_keeps_its_teacher_out_of_checkpoints(tmp_path):
+    path = recipe(tmp_path, output_dir=str(tmp_path / 'teacher'), stage='single_step',
+                  max_steps=4, log__every=2, checkpoint__every=2, data__photometric=1.0,
+                  loss__teacher_weight=1.0)
+    (export,) = run(load_config([path]))
+    history = [json.loads(line) for line in open(tmp_path / 'teacher' / 'metrics.jsonl')]
+    assert [h['train/teacher_loss'] > 0 for h in history if 'train/loss' in h] == [True] * 2
+    state = torch.load(next((tmp_path / 'teacher' / 'checkpoints').glob('step_*')) / 'state.pt',
+                       weights_only=False)
+    assert state['trainable'] and all(k.startswith('unet.') for k in state['trainable'])
+    # the export is an ordinary checkpoint: one UNet, which moved away from the start
+    model = MetricGoldModel.load(export)
+    start = MetricGoldModel.from_preset('tiny', seed=1)
+    assert not torch.equal(model.unet.conv_in.weight, start.unet.conv_in.weight)
+
+
 def _train_cmd(path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
     cmd = [sys.executable, '-m', 'metricgold_core.cli', 'train', '--config', str(path)]

@@ -59,6 +59,9 @@ def add_parser(sub, name: str) -> None:
                    help='procedural: image size')
     p.add_argument('--scene-seed', type=int, default=12345,
                    help='procedural: dataset seed (keep it apart from training seeds)')
+    p.add_argument('--framing', choices=('normal', 'close'), default='normal',
+                   help='procedural: normal views, or close range (the camera 0.3-1.5 m from '
+                   'a wall, furniture, the floor or the road)')
     p.add_argument('--sparse-points', type=int, default=0, metavar='N',
                    help='scale source sparse_depth: N ground-truth pixels per frame (fixed seed, '
                    'the depth-completion protocol) anchor the scale (0 = none)')
@@ -93,7 +96,7 @@ def open_dataset(args):
     if args.dataset == 'procedural':
         from ..data.procedural import ProceduralScenes
         h, w = args.size
-        ds = ProceduralScenes(args.count, h, w, seed=args.scene_seed)
+        ds = ProceduralScenes(args.count, h, w, seed=args.scene_seed, framing=args.framing)
         ds.eval_min_depth_m, ds.eval_max_depth_m = 1e-3, PROCEDURAL_MAX_DEPTH_M
         ds.eval_mask = None
         return ds
@@ -230,6 +233,7 @@ def run(args) -> int:
     save_text(out_dir / 'per_image.csv', buffer.getvalue())
     summary = {
         'dataset': args.dataset, 'root': args.root, 'split': args.split,
+        'framing': args.framing if args.dataset == 'procedural' else None,
         'checkpoint': f'prior_baseline({args.prior_baseline} scenes)' if model is None
         else args.checkpoint or 'default',
         'untrained': bool(model is not None and model.meta.get('untrained')),
@@ -251,7 +255,8 @@ def run(args) -> int:
     if recorder is not None:
         summary['sequences'], sequence_table = recorder.finish()
     save_text(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=True) + '\n')
-    title = (f'{args.dataset}: {count - failed - held} images'
+    close = args.dataset == 'procedural' and args.framing == 'close'
+    title = (f'{args.dataset}{" (close range)" if close else ""}: {count - failed - held} images'
              f'{f" ({held} held back before the first accepted fit)" if held else ""}, depth in '
              f'[{min_depth:g}, {max_depth if max_depth is not None else float("inf"):g}] m, '
              f'{args.steps} step(s), {args.mode} mode')

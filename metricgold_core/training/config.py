@@ -93,6 +93,10 @@ DEFAULTS = {
                                        # tolerates the UNet's errors
         'decoded_loss': 'l1',          # single_step / depth_vae / autoencoder: l1 | l2
         'fit_latent_scale': True,      # autoencoder: set scaling_factor = 1 / std(latents)
+        'teacher_weight': 0.0,         # single_step: weight of the L1 between the prediction
+                                       # on the (changed) image and the frozen starting
+                                       # model's on the unchanged one (photometric
+                                       # consistency; datasets with `teacher: false` skip it)
     },
     'log': {
         'every': 10,                   # steps between scalar logs
@@ -129,6 +133,7 @@ DATASET_DEFAULTS = {
     'height': 0,                       # resize samples to this size; 0 = data.height/width
     'width': 0,
     'kb_crop': False,                  # KITTI benchmark crop (bottom-centre 352 x 1216) first
+    'teacher': True,                   # loss.teacher_weight applies to this dataset's samples
 }
 
 PATH_KWARGS = ('root', 'split', 'path', 'data_dir')
@@ -317,6 +322,10 @@ def validate(cfg: dict, where: str = '') -> None:
     need(cfg['diffusion']['pyramid_anneal'] in ('timestep', 'training', 'none'),
          'diffusion.pyramid_anneal', 'must be timestep, training or none.')
     need(cfg['loss']['decoded_loss'] in ('l1', 'l2'), 'loss.decoded_loss', 'must be l1 or l2.')
+    teacher = cfg['loss']['teacher_weight']
+    need(teacher >= 0, 'loss.teacher_weight', f'must be >= 0, got {teacher}.')
+    need(teacher == 0 or cfg['stage'] == 'single_step', 'loss.teacher_weight',
+         f'applies to the single_step stage only, not {cfg["stage"]!r}.')
     need(cfg['checkpoint']['keep'] >= 1, 'checkpoint.keep', 'must be >= 1.')
 
 

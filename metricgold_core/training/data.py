@@ -31,12 +31,16 @@ class MixtureDataset(torch.utils.data.Dataset):
     data.photometric.random_photometric; `sky_far` labels items' `sky` pixels with the codec's
     far end instead of leaving them unsupervised; `normalization` is the checkpoint's input
     normalisation (image_processing.normalize_exposure), applied as inference applies it.
+    With `clean`, samples also carry `rgb_clean` (the image before the photometric change, same
+    resize and flip, without the input normalisation) and `teacher` (1.0 where the sample's
+    dataset has the photometric-consistency loss, `teacher_on[dataset]`, else 0.0).
     """
 
     def __init__(self, datasets, probabilities, sizes_hw, codec: LogDepthCodec,
                  micro_batch: int, seed: int = 0, hflip: bool = True,
                  canonical_focal_px: float | None = None, photometric: float = 0.0,
-                 sky_far: bool = False, normalization: dict | None = None):
+                 sky_far: bool = False, normalization: dict | None = None,
+                 clean: bool = False, teacher_on=None):
         if len(datasets) != len(probabilities) or not datasets:
             raise ValueError('`datasets` and `probabilities` must be non-empty and match.')
         p = np.asarray(probabilities, dtype=np.float64)
@@ -51,6 +55,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.photometric = float(photometric)
         self.sky_far = sky_far
         self.normalization = normalization
+        self.clean = clean
+        self.teacher_on = list(teacher_on) if teacher_on is not None else [True] * len(datasets)
 
     def __len__(self) -> int:
         return 2 ** 62  # endless: the step count, not an epoch, ends training
@@ -66,11 +72,16 @@ class MixtureDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 1, index])
         item = dataset[int(rng.integers(len(dataset)))]
         flip = self.hflip and bool(rng.integers(2))
+        clean_rgb = item['rgb']
         if self.photometric > 0 and rng.random() < self.photometric:
             from ..data.photometric import random_photometric
             item = dict(item, rgb=random_photometric(item['rgb'], rng))
-        return to_training_sample(item, self.codec, self.sizes_hw[which], flip,
-                                  self.canonical_focal_px, self.sky_far, self.normalization)
+        sample = to_training_sample(item, self.codec, self.sizes_hw[which], flip,
+                                    self.canonical_focal_px, self.sky_far, self.normalization)
+        if self.clean:   # not normalised: the teacher normalises it as it was trained to
+            sample['rgb_clean'] = rgb_tensor(clean_rgb, self.sizes_hw[which], flip)
+            sample['teacher'] = torch.tensor([float(self.teacher_on[which])])
+        return sample
 
 
 def canonical_label_factor(item: dict, width: int, canonical_focal_px: float | None) -> float:
@@ -93,17 +104,13 @@ def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=Fals
     `sky_far`, the item's `sky` pixels (when it has that mask) are labelled with the codec's
     far end (code 1). `normalization`: the input's exposure normalisation, after the resize.
     """
-    rgb = torch.from_numpy(np.ascontiguousarray(item['rgb'])).permute(2, 0, 1).float()
-    rgb = rgb / 127.5 - 1.0  # [3, H, W]
-    out_w = size_hw[1] if size_hw is not None else rgb.shape[2]
+    out_w = size_hw[1] if size_hw is not None else item['rgb'].shape[1]
     label = canonical_label_factor(item, out_w, canonical_focal_px)
     depth = torch.from_numpy(np.ascontiguousarray(item['depth'], dtype=np.float32))[None]
     depth = depth * label if label != 1.0 else depth
     valid = torch.from_numpy(np.ascontiguousarray(item['valid']))[None] & \
         codec.valid_mask(depth)  # [1, H, W]
-    if size_hw is not None and tuple(size_hw) != tuple(rgb.shape[1:]):
-        rgb = F.interpolate(rgb[None], size=tuple(size_hw), mode='bilinear',
-                            align_corners=False, antialias=True)[0]
+    if size_hw is not None and tuple(size_hw) != tuple(depth.shape[1:]):
         # Nearest for depth: interpolating across an edge invents depths nobody saw.
         depth = F.interpolate(depth[None], size=tuple(size_hw), mode='nearest')[0]
         valid = F.interpolate(valid[None].float(), size=tuple(size_hw), mode='nearest')[0] > 0.5
@@ -117,11 +124,24 @@ def to_training_sample(item: dict, codec: LogDepthCodec, size_hw=None, flip=Fals
         sky = sky > 0.5
         code = torch.where(sky, torch.ones_like(code), code)
         valid = valid | sky
-    rgb = normalize_exposure(rgb, normalization)
+    rgb = rgb_tensor(item['rgb'], size_hw, flip, normalization)
     if flip:
-        rgb, code, valid = rgb.flip(-1), code.flip(-1), valid.flip(-1)
-    return {'rgb': rgb.contiguous(), 'depth_code': code.float().contiguous(),
+        code, valid = code.flip(-1), valid.flip(-1)
+    return {'rgb': rgb, 'depth_code': code.float().contiguous(),
             'valid': valid.contiguous(), 'kind': str(item.get('kind', ''))}
+
+
+def rgb_tensor(rgb_u8: np.ndarray, size_hw=None, flip: bool = False,
+               normalization: dict | None = None) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 [3, h, w] in [-1, 1]: resized (area-like), normalised as
+    inference does, flipped."""
+    rgb = torch.from_numpy(np.ascontiguousarray(rgb_u8)).permute(2, 0, 1).float()
+    rgb = rgb / 127.5 - 1.0
+    if size_hw is not None and tuple(size_hw) != tuple(rgb.shape[1:]):
+        rgb = F.interpolate(rgb[None], size=tuple(size_hw), mode='bilinear',
+                            align_corners=False, antialias=True)[0]
+    rgb = normalize_exposure(rgb, normalization)
+    return (rgb.flip(-1) if flip else rgb).contiguous()
 
 
 class ResumableBatchSampler:
@@ -195,7 +215,9 @@ def build_train_dataset(cfg: dict) -> MixtureDataset:
                           canonical_focal_px=cfg['model']['canonical_focal_px'],
                           photometric=cfg['data']['photometric'],
                           sky_far=cfg['data']['sky'] == 'far',
-                          normalization=cfg['model']['input_normalization'])
+                          normalization=cfg['model']['input_normalization'],
+                          clean=cfg['loss']['teacher_weight'] > 0,
+                          teacher_on=[e['teacher'] for e in entries])
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -5,15 +5,20 @@
                   the UNet's latent space stays as it is, only decoding gets better
     depth         the paper's stage: v-prediction on depth latents, pyramid noise, masked loss
     single_step   end-to-end fine-tuning at t = 999 with the loss on decoded log-depth codes,
-                  through exactly the computation of 1-step inference
+                  through exactly the computation of 1-step inference; optionally plus the
+                  distance to a frozen copy of the starting UNet's prediction on the image
+                  before its photometric change (loss.teacher_weight)
 
 Each stage is a torch Module whose only trainable parameters are the ones it trains, so
 `accelerate`/DDP can wrap it whole and the loop stays the same for every stage.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
+from ..image_processing import normalize_exposure
 from .diffusion import (add_noise, ddim_single_step, latent_valid_mask, masked_mean,
                         pyramid_noise, v_target)
 
@@ -160,23 +165,56 @@ class DepthStage(Stage):
 
 
 class SingleStepStage(Stage):
+    """With loss.teacher_weight > 0, a frozen copy of the starting UNet (the teacher) predicts
+    from the image before its photometric change (`rgb_clean`, normalised as the starting
+    checkpoint normalises its input) with the same noise, and the
+    student's prediction from the changed image is pulled to it on every pixel: the change of
+    the depth under exposure, white balance or a tone curve is what this term penalises, and
+    on unchanged images it keeps the starting model's predictions where labels say nothing."""
+
+    def __init__(self, model, cfg: dict):
+        super().__init__(model, cfg)
+        self.teacher_weight = float(cfg['loss']['teacher_weight'])
+        self.teacher = None
+        if self.teacher_weight > 0:
+            self.teacher = copy.deepcopy(model.unet).requires_grad_(False).eval()
+            # The teacher sees images normalised as the starting checkpoint was trained to;
+            # the student may train with another model.input_normalization.
+            self.teacher_normalization = copy.deepcopy(model.input_normalization)
+
     def trainable_modules(self):
         return [self.unet]
 
-    def forward(self, batch, generator, progress: float):
+    def predict(self, unet, rgb, noise) -> torch.Tensor:
+        """The depth code of 1-step inference from `rgb` with this noise: [B, 1, H, W]."""
+        b, t = rgb.shape[0], NUM_TRAIN_TIMESTEPS - 1
         with torch.no_grad():
-            latent_rgb = self.encode_mean(batch['rgb'])  # [B, 4, h, w]
-        b = latent_rgb.shape[0]
-        t = NUM_TRAIN_TIMESTEPS - 1
-        # 1-step inference starts from pure Gaussian noise at t = 999: train on exactly that.
-        noise = torch.randn(latent_rgb.shape, generator=generator).to(latent_rgb)
+            latent_rgb = self.encode_mean(rgb)  # [B, 4, h, w]
         timestep = torch.full((b,), t, device=latent_rgb.device, dtype=torch.long)
-        v = self.unet(torch.cat([latent_rgb, noise], dim=1), timestep,
-                      encoder_hidden_states=self.text.expand(b, -1, -1)).sample
+        v = unet(torch.cat([latent_rgb, noise], dim=1), timestep,
+                 encoder_hidden_states=self.text.expand(b, -1, -1)).sample
         latent = ddim_single_step(v, noise, self.alphas_cumprod, self.final_alpha_cumprod, t)
-        pred = self.decode_code(latent)  # [B, 1, H, W]
-        loss = self.code_loss(pred.float(), batch['depth_code'], batch['valid'])
-        return loss, {'depth_code_loss': loss.detach()}
+        return self.decode_code(latent)
+
+    def forward(self, batch, generator, progress: float):
+        rgb = batch['rgb']
+        b, h, w = rgb.shape[0], rgb.shape[2] // self.vae_factor, rgb.shape[3] // self.vae_factor
+        # 1-step inference starts from pure Gaussian noise at t = 999: train on exactly that.
+        noise = torch.randn((b, self.vae.config.latent_channels, h, w),
+                            generator=generator).to(rgb)
+        pred = self.predict(self.unet, rgb, noise).float()
+        loss = self.code_loss(pred, batch['depth_code'], batch['valid'])
+        logs = {'depth_code_loss': loss.detach()}
+        if self.teacher is not None:
+            with torch.no_grad():
+                clean = normalize_exposure(batch['rgb_clean'], self.teacher_normalization)
+                target = self.predict(self.teacher, clean, noise).float()
+            per_sample = (pred - target).abs().mean(dim=(1, 2, 3))            # [B]
+            weight = batch['teacher'].reshape(-1).to(per_sample)
+            teacher_loss = (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+            loss = loss + self.teacher_weight * teacher_loss
+            logs['teacher_loss'] = teacher_loss.detach()
+        return loss, logs
 
 
 STAGE_CLASSES = {
