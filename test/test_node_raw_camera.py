@@ -110,6 +110,9 @@ def test_an_unknown_distortion_model_is_warned_counted_and_not_rectified(rig):
     diag = rig.diagnostics()
     assert int(diag['rectify_unknown_model']) >= 1 and diag['_level'] >= 1
     assert "'fisheye624' is not one of" in rig.node.log()
-    answer(rig, rgb)   # a plain camera again: no warning left over
+    # A plain camera again (its camera_info delivered first, so the frame cannot take the
+    # fisheye one as the newest): no warning left over.
+    plain = send_raw(rig, rgb, raw_info(rig.intr, 'plumb_bob', [0.0] * 5))
+    assert plain['depth/camera_info'].distortion_model == 'plumb_bob'
     diag = rig.diagnostics()
     assert diag['rectify'] == 'not_needed', (diag, rig.node.log()[-2000:])
