@@ -363,6 +363,37 @@ def test_teacher_term_pulls_the_changed_image_to_the_frozen_start(tiny_model):
     assert logs['teacher_loss'].item() == 0.0
 
 
+def test_label_weight_zero_is_pure_consistency_distillation(tmp_path, tiny_model):
+    import copy
+    from metricgold_core.training.config import DEFAULTS
+    from metricgold_core.training.stages import build_stage
+    base = 'data:\n  train:\n    - {type: procedural}\nstage: single_step\nloss:\n'
+    with pytest.raises(ConfigError, match=r'`loss\.label_weight` is 0 and so is'):
+        stage_configs(load_config([write(tmp_path, base + '  label_weight: 0\n')]))
+    with pytest.raises(ConfigError, match=r'`loss\.label_weight` must be >= 0'):
+        stage_configs(load_config([write(tmp_path, base + '  label_weight: -0.5\n')]))
+    with pytest.raises(ConfigError, match=r'`loss\.label_weight` applies to the single_step'):
+        stage_configs(load_config([write(tmp_path, base.replace('single_step', 'depth')
+                                         + '  label_weight: 0.5\n')]))
+    (cfg,) = stage_configs(load_config([write(
+        tmp_path, base + '  label_weight: 0\n  teacher_weight: 1.5\n')]))
+    assert cfg['loss']['label_weight'] == 0.0
+    stage = build_stage(copy.deepcopy(tiny_model), cfg)
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    batch = {'rgb': (rgb * 0.6).clamp(-1, 1), 'rgb_clean': rgb, 'teacher': torch.ones(2, 1),
+             'depth_code': torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
+             'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+    loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    # the labels are still scored (logged) but do not enter the loss
+    assert logs['depth_code_loss'].item() > 0.05 and logs['teacher_loss'].item() > 0
+    assert loss.item() == pytest.approx(1.5 * logs['teacher_loss'].item(), rel=1e-5)
+    # the same image for student and teacher: nothing left to learn
+    batch['rgb'] = rgb.clone()
+    loss, _ = stage(batch, torch.Generator().manual_seed(1), 0.0)
+    assert loss.item() < 1e-5
+
+
 def test_the_teacher_normalises_as_the_starting_checkpoint_did(tiny_model):
     import copy
     from metricgold_core.image_processing import normalize_exposure

@@ -93,6 +93,9 @@ DEFAULTS = {
                                        # tolerates the UNet's errors
         'decoded_loss': 'l1',          # single_step / depth_vae / autoencoder: l1 | l2
         'fit_latent_scale': True,      # autoencoder: set scaling_factor = 1 / std(latents)
+        'label_weight': 1.0,           # single_step: weight of the depth-code loss against the
+                                       # labels (0 with teacher_weight > 0: pure consistency
+                                       # distillation from the starting model)
         'teacher_weight': 0.0,         # single_step: weight of the L1 between the prediction
                                        # on the (changed) image and the frozen starting
                                        # model's on the unchanged one (photometric
@@ -326,6 +329,12 @@ def validate(cfg: dict, where: str = '') -> None:
     need(teacher >= 0, 'loss.teacher_weight', f'must be >= 0, got {teacher}.')
     need(teacher == 0 or cfg['stage'] == 'single_step', 'loss.teacher_weight',
          f'applies to the single_step stage only, not {cfg["stage"]!r}.')
+    label = cfg['loss']['label_weight']
+    need(label >= 0, 'loss.label_weight', f'must be >= 0, got {label}.')
+    need(label == 1 or cfg['stage'] == 'single_step', 'loss.label_weight',
+         f'applies to the single_step stage only, not {cfg["stage"]!r}.')
+    need(label > 0 or teacher > 0, 'loss.label_weight',
+         'is 0 and so is loss.teacher_weight: nothing would be learned.')
     need(cfg['checkpoint']['keep'] >= 1, 'checkpoint.keep', 'must be >= 1.')
 
 

@@ -170,11 +170,14 @@ class SingleStepStage(Stage):
     checkpoint normalises its input) with the same noise, and the
     student's prediction from the changed image is pulled to it on every pixel: the change of
     the depth under exposure, white balance or a tone curve is what this term penalises, and
-    on unchanged images it keeps the starting model's predictions where labels say nothing."""
+    on unchanged images it keeps the starting model's predictions where labels say nothing.
+    loss.label_weight scales the label term; at 0 the stage is a pure consistency distillation:
+    the starting model's depth of the unchanged image is the only target."""
 
     def __init__(self, model, cfg: dict):
         super().__init__(model, cfg)
         self.teacher_weight = float(cfg['loss']['teacher_weight'])
+        self.label_weight = float(cfg['loss']['label_weight'])
         self.teacher = None
         if self.teacher_weight > 0:
             self.teacher = copy.deepcopy(model.unet).requires_grad_(False).eval()
@@ -203,8 +206,9 @@ class SingleStepStage(Stage):
         noise = torch.randn((b, self.vae.config.latent_channels, h, w),
                             generator=generator).to(rgb)
         pred = self.predict(self.unet, rgb, noise).float()
-        loss = self.code_loss(pred, batch['depth_code'], batch['valid'])
-        logs = {'depth_code_loss': loss.detach()}
+        label_loss = self.code_loss(pred, batch['depth_code'], batch['valid'])
+        logs = {'depth_code_loss': label_loss.detach()}
+        loss = self.label_weight * label_loss
         if self.teacher is not None:
             with torch.no_grad():
                 clean = normalize_exposure(batch['rgb_clean'], self.teacher_normalization)
