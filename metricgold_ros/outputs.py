@@ -233,16 +233,24 @@ class Outputs:
         if frame.relative:   # unitless: never on `depth` or `points`
             self.relative.publish(self.float_image(header, depth, 'relative'))
             return
-        self.camera_info.publish(scaled_camera_info(frame.source_info, frame.camera, header))
-        self.depth.publish(self.float_image(header, depth, 'depth'))
-        if self.wanted(self.points, cfg['publish_points']):
-            self.points.publish(self.cloud(header, depth, frame.camera, frame.rgb, cfg))
+        # Every message is built before the first publish(): DDS moves each one on its own
+        # threads after publish() returns, and the colour map and cloud packing computed
+        # meanwhile would share the cores with it (measured: 0.3-0.7 ms a frame). The 4.9 MB
+        # cloud goes last, so the small messages are not queued behind it.
+        outgoing = [(self.camera_info, scaled_camera_info(frame.source_info, frame.camera,
+                                                          header)),
+                    (self.depth, self.float_image(header, depth, 'depth'))]
         if self.wanted(self.colored, cfg['publish_colored']):
-            self.colored.publish(self.colored_image(header, depth, cfg))
+            outgoing.append((self.colored, self.colored_image(header, depth, cfg)))
         if frame.uncertainty is not None and self.wanted(self.uncertainty,
                                                          cfg['publish_uncertainty']):
-            self.uncertainty.publish(self.float_image(
-                header, frame.uncertainty.astype(np.float32, copy=False), 'uncertainty'))
+            outgoing.append((self.uncertainty, self.float_image(
+                header, frame.uncertainty.astype(np.float32, copy=False), 'uncertainty')))
+        if self.wanted(self.points, cfg['publish_points']):
+            outgoing.append((self.points, self.cloud(header, depth, frame.camera, frame.rgb,
+                                                     cfg)))
+        for publisher, msg in outgoing:
+            publisher.publish(msg)
 
     def float_image(self, header, values: np.ndarray, buffer: str) -> Image:
         """A 32FC1 image of `values` in the named reusable buffer."""

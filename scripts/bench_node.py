@@ -5,7 +5,8 @@
     python scripts/bench_node.py flood --frames 300  # 30 Hz 640x480 stream into the real node
 
 `overhead`: image conversion + camera_info + depth + point cloud + colored depth, built and
-published to a subscriber in another process, per 640x480 frame (target <= 5 ms), the cloud
+published to a subscriber in another process, per 640x480 frame (target <= 5 ms; timed back to
+back after the parts, and once per 30 Hz frame period as the node's publish thread runs), the cloud
 packing against a memcpy of the same bytes (target <= 3x), and the added cost of raw driver
 inputs: Bayer / YUV decoding and rectification (target < 2 ms).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
@@ -214,7 +215,14 @@ def bench_overhead(args) -> None:
         print(f'  node compute without publish calls: min {min(compute):.2f}, median '
               f'{np.median(compute):.2f} ms')
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
-        print(f'  -> node publish {verdict} the 5 ms target (median)')
+        print(f'  -> node publish {verdict} the 5 ms target (median), back to back: each '
+              'right after the parts above published the same frame (7 MB still in DDS)')
+        paced = bench_paced_publish(outputs, cfg, rgb_src, args.iterations, args.period_ms)
+        verdict = 'meets' if np.median(paced) <= 5.0 else 'MISSES'
+        print(f'node publish once per {args.period_ms:.1f} ms frame (as the publish thread runs '
+              f'at the camera\'s rate or slower): min {min(paced):.2f}, median '
+              f'{np.median(paced):.2f}, p95 {percentile(paced, 95):.2f} ms -> {verdict} the 5 ms '
+              'target (median)')
         bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
         bench_colorize(outputs, image.header, depth, cfg, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
@@ -227,6 +235,33 @@ def bench_overhead(args) -> None:
         except subprocess.TimeoutExpired:   # seen on a loaded machine: do not leave it behind
             sink.kill()
             sink.wait()
+
+
+def bench_paced_publish(outputs, cfg, rgb_src, iterations: int, period_ms: float) -> list:
+    """Outputs.publish (conversion included) of one frame per period: the node's publish
+    thread gets at most one frame per camera frame (one per inference), so the previous frame's
+    DDS work has had the rest of the period to finish, as in the running node."""
+    from metricgold_core.ros_format.camera_info import camera_model_from_info
+    from metricgold_core.ros_format.images import image_to_rgb8
+    from metricgold_ros.outputs import OutgoingFrame
+
+    rng = np.random.default_rng(1)
+    depth = (rng.random((H, W)) * 5 + 0.5).astype(np.float32)
+    depth[::17, ::13] = np.nan
+    times = []
+    next_start = time.perf_counter()
+    for i in range(iterations + 10):
+        time.sleep(max(0.0, next_start - time.perf_counter()))
+        next_start = time.perf_counter() + period_ms / 1e3
+        image, info = camera_messages(2 * 10 ** 9 + i, rgb_src)
+        t0 = time.perf_counter()
+        rgb = image_to_rgb8(image)
+        camera = camera_model_from_info(info)
+        outputs.publish(OutgoingFrame(header=image.header, depth=depth, camera=camera,
+                                      source_info=info, rgb=rgb, uncertainty=None, cfg=cfg))
+        if i >= 10:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
@@ -469,6 +504,8 @@ def main() -> None:
     over = sub.add_parser('overhead', help='node cost per frame without the model')
     over.add_argument('--iterations', type=int, default=100)
     over.add_argument('--large-data', action='store_true', help='FASTDDS_BUILTIN_TRANSPORTS')
+    over.add_argument('--period-ms', type=float, default=1000.0 / 30,
+                      help='frame period of the paced node-publish loop (30 Hz)')
     flood = sub.add_parser('flood', help='30 Hz stream into the real node')
     flood.add_argument('--frames', type=int, default=300, help='per phase')
     flood.add_argument('--phases', type=int, default=4,
