@@ -266,3 +266,34 @@ def test_evaluate_odometry_on_sequences(tmp_path, tiny_checkpoint):
     with open(tmp_path / 'e' / 'per_image.csv') as f:
         scored = [r['name'] for r in csv.DictReader(f) if r['alignment'] == rows[0]['alignment']]
     assert scored == [r['name'] for r in frames[first_ok:]]
+
+
+def test_every_depth_range_has_its_say_in_the_scale(monkeypatch):
+    """A misshapen depth, as models get it: truth ** 1.5, so truth / depth falls with distance
+    and the image's scale is the median ratio over all its pixels. On a turning camera the
+    joint cost follows the pixels whose parallax moves most; the depth bins of equal image
+    share give every range its say. On a sideways one, bins fooled by repeated texture must not
+    pull the fit out of the joint cost's valley."""
+    from metricgold_core.data.trajectory import render_trajectory
+
+    def errors(seed):
+        seq = render_trajectory(seed, H, W, frames=6, fps=10.0)
+        history, out = scale.MotionHistory(), []
+        anchor = scale.ScaleAnchor.resolve(False, 'odometry')
+        camera = CameraModel.from_K(seq['K'], H, W)
+        for i, pose in enumerate(seq['poses']):
+            truth = np.where(seq['valid'][i], seq['depth'][i], np.nan).astype(np.float32)
+            depth = truth ** 1.5
+            fit = anchor.fit(depth, camera, scale.Motion(pose, int(i * 1e8), history),
+                             seq['rgb'][i])
+            if fit.ok:
+                out.append(abs(float(np.nanmedian(truth / (fit.scale * depth))) - 1.0))
+        return out
+
+    turning, sideways = errors(1), errors(3)
+    assert len(turning) >= 3 and len(sideways) >= 4
+    assert np.median(turning) < 0.04, turning
+    assert max(sideways) < 0.05, sideways
+    monkeypatch.setattr(scale, 'MOTION_DEPTH_BINS', 0)   # the joint fit alone
+    joint = errors(1)
+    assert np.median(joint) > 2 * np.median(turning), (turning, joint)
