@@ -365,7 +365,6 @@ def test_teacher_term_pulls_the_changed_image_to_the_frozen_start(tiny_model):
 
 def test_label_weight_zero_is_pure_consistency_distillation(tmp_path, tiny_model):
     import copy
-    from metricgold_core.training.config import DEFAULTS
     from metricgold_core.training.stages import build_stage
     base = 'data:\n  train:\n    - {type: procedural}\nstage: single_step\nloss:\n'
     with pytest.raises(ConfigError, match=r'`loss\.label_weight` is 0 and so is'):
