@@ -235,7 +235,7 @@ class Outputs:
             return
         # Every message is built before the first publish(): DDS moves each one on its own
         # threads after publish() returns, and the colour map and cloud packing computed
-        # meanwhile would share the cores with it (measured: 0.3-0.7 ms a frame). The 4.9 MB
+        # meanwhile would share the cores with it (measured: 0.3-0.6 ms a frame). The 4.9 MB
         # cloud goes last, so the small messages are not queued behind it.
         outgoing = [(self.camera_info, scaled_camera_info(frame.source_info, frame.camera,
                                                           header)),
