@@ -1,6 +1,8 @@
 """`metricgold bench`: times both pipelines on the same weights and checks their outputs agree."""
 import json
 
+import numpy as np
+
 from metricgold_core.cli import main
 
 
@@ -17,6 +19,26 @@ def test_bench_reports_stage_times_ratio_and_agreement(tmp_path, capsys):
         assert result['diffusers_ms'][stage] > 0
     printed = capsys.readouterr().out
     assert 'ratio ours/diffusers' in printed and '| decode |' in printed
+
+
+def test_the_packaged_model_agrees_with_diffusers_on_its_normalised_input(tmp_path):
+    """The packaged model normalises its input's exposure, which diffusers' pipeline does not
+    do: the bench gives diffusers the same normalised image, so exact float32 still agrees."""
+    from metricgold_core.commands.bench import diffusers_input
+    from metricgold_core.model import load_default_or
+    assert load_default_or(None).input_normalization   # else this test checks nothing new
+    image = (50 + np.arange(24 * 32 * 3).reshape(24, 32, 3) % 51).astype(np.uint8)
+    assert diffusers_input(image, None) is image
+    shown = diffusers_input(image, {'mean': 0.0})   # mean grey 0.5 in [0, 1], one gain
+    assert shown.dtype == np.float32 and shown.shape == image.shape
+    assert abs(shown.mean() - 0.5) < 1e-3
+    np.testing.assert_allclose(shown / (image / 255.0), 0.5 / (image / 255.0).mean(), rtol=1e-4)
+    out = tmp_path / 'bench.json'
+    assert main(['bench', '--preset', 'default', '--height', '48', '--width', '64',
+                 '--repeats', '1', '--device', 'cpu', '--dtype', 'float32',
+                 '--json', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result['max_abs_diff'] <= 1e-4 and result['depth_rel_diff']['max'] < 1e-4
 
 
 def test_fast_mode_on_a_preset_times_an_untrained_light_decoder(tmp_path):

@@ -228,14 +228,30 @@ class _StageTimer:
             self.times[name] = 0.0
 
 
+def diffusers_input(image: np.ndarray, normalization: dict | None) -> np.ndarray:
+    """The image diffusers is given: `image` (uint8 HxWx3) itself, or, for a checkpoint with
+    an input normalisation (which diffusers' pipeline does not know), the same image
+    normalised as our pipeline normalises it at the native resolution, as float [0, 1]. So both
+    pipelines see the same network input and their outputs can be compared."""
+    if not normalization:
+        return image
+    import torch
+
+    from ..image_processing import normalize_exposure
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    x = normalize_exposure(x * 2.0 - 1.0, normalization)
+    return ((x[0].permute(1, 2, 0) + 1.0) * 0.5).clamp(0.0, 1.0).numpy()
+
+
 def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> dict:
     """Alternate runs of diffusers and each of our estimators ({name: DepthEstimator}); per
     estimator: medians of total and per-stage ms, the ratio to diffusers' median, the largest
     normalised difference and the metric depth difference (relative: mean, 99th percentile,
-    max) to diffusers' output through the same codec."""
+    max) to diffusers' output through the same codec. Diffusers gets diffusers_input(image)."""
     import torch
 
     device = next(iter(ests.values())).device
+    their_image = diffusers_input(image, next(iter(ests.values())).model.input_normalization)
     timer = _StageTimer({'encode': pipe.vae.encoder, 'denoise': pipe.unet,
                          'decode': pipe.vae.decoder}, device)
     sync = timer._sync
@@ -244,7 +260,7 @@ def compare(ests: dict, pipe, image: np.ndarray, steps: int, repeats: int) -> di
         timer.reset()
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        out = pipe(image, num_inference_steps=steps, processing_resolution=0,
+        out = pipe(their_image, num_inference_steps=steps, processing_resolution=0,
                    generator=torch.Generator('cpu').manual_seed(0), output_type='np')
         sync()
         total = (time.perf_counter() - t0) * 1e3
