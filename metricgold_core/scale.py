@@ -497,6 +497,15 @@ def _sample_pixels(grey: np.ndarray, depth: np.ndarray, count: int) -> np.ndarra
     return np.sort(index)
 
 
+def _parabola_min(grid: np.ndarray, costs: np.ndarray, k: int) -> float:
+    """The minimum of the parabola through costs[k - 1:k + 2] on the evenly spaced `grid`
+    (k inside it), kept within one grid step of grid[k]."""
+    c0, c1, c2 = costs[k - 1:k + 2]
+    curvature = c0 - 2 * c1 + c2
+    offset = 0.5 * (c0 - c2) / curvature if curvature > 0 else 0.0
+    return float(grid[k] + np.clip(offset, -1.0, 1.0) * (grid[1] - grid[0]))
+
+
 def _depth_bin_scale(per_pixel: np.ndarray, grid: np.ndarray, sampled_depth: np.ndarray,
                      depth: np.ndarray) -> float | None:
     """Median of the best log scales of MOTION_DEPTH_BINS depth bins that each hold an equal
@@ -512,7 +521,6 @@ def _depth_bin_scale(per_pixel: np.ndarray, grid: np.ndarray, sampled_depth: np.
     edges = np.quantile(valid, np.linspace(0.0, 1.0, MOTION_DEPTH_BINS + 1))
     which = np.clip(np.searchsorted(edges, sampled_depth, side='right') - 1, 0,
                     MOTION_DEPTH_BINS - 1)
-    step = grid[1] - grid[0]
     found = []
     for b in range(MOTION_DEPTH_BINS):
         members = which == b
@@ -524,10 +532,7 @@ def _depth_bin_scale(per_pixel: np.ndarray, grid: np.ndarray, sampled_depth: np.
         if k in (0, len(grid) - 1) or median <= 0 or \
                 (median - float(curve[k])) / median < MIN_CONTRAST:
             continue
-        c0, c1, c2 = curve[k - 1:k + 2]
-        curvature = c0 - 2 * c1 + c2
-        offset = 0.5 * (c0 - c2) / curvature if curvature > 0 else 0.0
-        found.append(float(grid[k] + np.clip(offset, -1.0, 1.0) * step))
+        found.append(_parabola_min(grid, curve, k))
     if len(found) < max(1, MOTION_DEPTH_BINS // 2):
         return None
     return float(np.median(found))
@@ -633,10 +638,7 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
     fine = np.linspace(coarse[k] - step, coarse[k] + step, MOTION_FINE)
     fine_costs = np.array([_motion_cost(warps, greys, target, x) for x in fine])
     j = int(np.clip(np.argmin(fine_costs), 1, MOTION_FINE - 2))
-    c0, c1, c2 = fine_costs[j - 1:j + 2]
-    curvature = c0 - 2 * c1 + c2
-    offset = 0.5 * (c0 - c2) / curvature if curvature > 0 else 0.0
-    log_s = float(fine[j] + np.clip(offset, -1.0, 1.0) * (fine[1] - fine[0]))
+    log_s = _parabola_min(fine, fine_costs, j)
     parallax = float(np.median([warp.parallax(log_s) for warp in warps]))
     fields = dict(points=int(index.size), residual=float(fine_costs.min()),
                   parallax_px=parallax, contrast=contrast)
