@@ -237,9 +237,8 @@ def diffusers_input(image: np.ndarray, normalization: dict | None) -> np.ndarray
         return image
     import torch
 
-    from ..image_processing import normalize_exposure
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-    x = normalize_exposure(x * 2.0 - 1.0, normalization)
+    from ..image_processing import to_model_input
+    x, _ = to_model_input(image[None], 0, 1, 'cpu', torch.float32, normalization)
     return ((x[0].permute(1, 2, 0) + 1.0) * 0.5).clamp(0.0, 1.0).numpy()
 
 
