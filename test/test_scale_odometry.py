@@ -18,13 +18,15 @@ def sequence():
     return render_trajectory(6, H, W, frames=6, fps=10.0)   # indoor, forward
 
 
-def run_fits(seq, factor, pose_list, stamps=None):
-    """Fits of the true depth x `factor` along `pose_list`: [ScaleFit] (first has no history)."""
+def run_fits(seq, factor, pose_list, stamps=None, power=1.0):
+    """Fits of the true depth ** `power` x `factor` along `pose_list`: [ScaleFit] (first has no
+    history)."""
     history, fits = scale.MotionHistory(), []
     anchor = scale.ScaleAnchor.resolve(False, 'odometry')
     camera = CameraModel.from_K(seq['K'], H, W)
     for i, pose in enumerate(pose_list):
-        depth = np.where(seq['valid'][i], seq['depth'][i], np.nan).astype(np.float32) * factor
+        truth = np.where(seq['valid'][i], seq['depth'][i], np.nan).astype(np.float32)
+        depth = truth ** np.float32(power) * factor
         stamp = int(i * 1e8) if stamps is None else stamps[i]
         motion = scale.Motion(pose, stamp, history)
         fits.append(anchor.fit(depth, camera, motion, seq['rgb'][i]))
@@ -278,16 +280,12 @@ def test_every_depth_range_has_its_say_in_the_scale(monkeypatch):
 
     def errors(seed):
         seq = render_trajectory(seed, H, W, frames=6, fps=10.0)
-        history, out = scale.MotionHistory(), []
-        anchor = scale.ScaleAnchor.resolve(False, 'odometry')
-        camera = CameraModel.from_K(seq['K'], H, W)
-        for i, pose in enumerate(seq['poses']):
-            truth = np.where(seq['valid'][i], seq['depth'][i], np.nan).astype(np.float32)
-            depth = truth ** 1.5
-            fit = anchor.fit(depth, camera, scale.Motion(pose, int(i * 1e8), history),
-                             seq['rgb'][i])
+        fits = run_fits(seq, np.float32(1.0), seq['poses'], power=1.5)
+        out = []
+        for i, fit in enumerate(fits):
             if fit.ok:
-                out.append(abs(float(np.nanmedian(truth / (fit.scale * depth))) - 1.0))
+                truth = np.where(seq['valid'][i], seq['depth'][i], np.nan).astype(np.float32)
+                out.append(abs(float(np.nanmedian(truth / (fit.scale * truth ** 1.5))) - 1.0))
         return out
 
     turning, sideways = errors(1), errors(3)
