@@ -328,6 +328,16 @@ def test_teacher_weight_belongs_to_the_single_step_stage(tmp_path):
     assert cfg['loss']['teacher_weight'] == 0.5
 
 
+def teacher_batch() -> dict:
+    """A single_step batch of two 32x32 samples with the teacher on; `rgb` is a copy of the
+    unchanged `rgb_clean` (the tests change it)."""
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    return {'rgb': rgb.clone(), 'rgb_clean': rgb, 'teacher': torch.ones(2, 1),
+            'depth_code': torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
+            'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+
+
 def test_teacher_term_pulls_the_changed_image_to_the_frozen_start(tiny_model):
     import copy
     from metricgold_core.training.config import DEFAULTS
@@ -339,11 +349,8 @@ def test_teacher_term_pulls_the_changed_image_to_the_frozen_start(tiny_model):
     trainable = {n for n, p in stage.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith('unet.') for n in trainable)
     assert not any(p.requires_grad for p in stage.teacher.parameters())
-    g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    batch = {'rgb': rgb, 'rgb_clean': rgb.clone(), 'teacher': torch.ones(2, 1),
-             'depth_code': torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
-             'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+    batch = teacher_batch()
+    rgb = batch['rgb_clean']
     # Student == teacher and the same image: the term is zero (up to float rounding).
     loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
     assert logs['teacher_loss'].item() < 1e-5
@@ -378,11 +385,9 @@ def test_label_weight_zero_is_pure_consistency_distillation(tmp_path, tiny_model
         tmp_path, base + '  label_weight: 0\n  teacher_weight: 1.5\n')]))
     assert cfg['loss']['label_weight'] == 0.0
     stage = build_stage(copy.deepcopy(tiny_model), cfg)
-    g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    batch = {'rgb': (rgb * 0.6).clamp(-1, 1), 'rgb_clean': rgb, 'teacher': torch.ones(2, 1),
-             'depth_code': torch.rand(2, 1, 32, 32, generator=g) * 2 - 1,
-             'valid': torch.ones(2, 1, 32, 32, dtype=torch.bool)}
+    batch = teacher_batch()
+    rgb = batch['rgb_clean']
+    batch['rgb'] = (rgb * 0.6).clamp(-1, 1)
     loss, logs = stage(batch, torch.Generator().manual_seed(1), 0.0)
     # the labels are still scored (logged) but do not enter the loss
     assert logs['depth_code_loss'].item() > 0.05 and logs['teacher_loss'].item() > 0
