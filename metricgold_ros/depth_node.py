@@ -65,7 +65,7 @@ class DepthNode(Node):
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                              reliability=RELIABILITY[self.cfg['output_reliability']])
-        self.outputs = Outputs(self, out_qos)
+        self.outputs = Outputs(self, out_qos, self.cfg['direct_publish'])
         self.publisher = PublishThread(self.outputs.publish, self._published,
                                        self._publish_failed, self._publish_dropped)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -101,7 +101,8 @@ class DepthNode(Node):
         self.get_logger().info(
             f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
             f'({self.model_facts["dtype"]}, {self.model_facts["mode"]} mode), listening on '
-            f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
+            f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}; outputs through '
+            f'{"rcl_publish" if self.outputs.direct else "rclpy publish()"}')
         self._say_scale_source(self.cfg)
 
     # ------------------------------------------------------------------ set-up

@@ -8,7 +8,10 @@
 published to a subscriber in another process, per 640x480 frame (target <= 5 ms; timed back to
 back after the parts, and once per 30 Hz frame period as the node's publish thread runs), the cloud
 packing against a memcpy of the same bytes (target <= 3x), and the added cost of raw driver
-inputs: Bayer / YUV decoding and rectification (target < 2 ms).
+inputs: Bayer / YUV decoding and rectification (target < 2 ms). The node's publish is timed
+through rcl_publish (its default) and through rclpy's publish() in turn, and the packaged model's
+frame time is measured alone and with each finished frame published beside the next inference,
+through each path (--no-model skips it).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
 rgb8 camera at --rate Hz for --frames frames per phase and reports output rate, latency
 (receipt minus image stamp; same clock) p50/p95/max against max_latency_ms, drop counts and the
@@ -160,18 +163,25 @@ def bench_overhead(args) -> None:
     sink = subprocess.Popen([sys.executable, '-c', SUBSCRIBER, '/bench'], env=env)
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_outputs', namespace='/bench')
-    outputs = Outputs(node, QoSProfile(depth=2))
+    outputs = Outputs(node, QoSProfile(depth=2))   # the node's default: rcl_publish
+    # A second set of publishers on the same topics through rclpy's publish(): the same sink
+    # receives both, so the two paths are timed in one run, frame by frame in turn.
+    rclpy_node = rclpy.create_node('bench_outputs_rclpy', namespace='/bench')
+    outputs_rclpy = Outputs(rclpy_node, QoSProfile(depth=2), direct=False)
     cfg = {spec.name: spec.default for spec in SPECS.values()}
     rgb_src = test_image()
     rng = np.random.default_rng(0)
     depth = (rng.random((H, W)) * 5 + 0.5).astype(np.float32)
     depth[::17, ::13] = np.nan
     try:
-        if not wait(lambda: all(p.get_subscription_count() for p in
-                                (outputs.depth, outputs.points, outputs.colored)), 20.0):
+        if not wait(lambda: all(p.get_subscription_count() for out in (outputs, outputs_rclpy)
+                                for p in (out.depth, out.points, out.colored)), 20.0):
             raise SystemExit('the subscriber process never matched')
+        path = 'rcl_publish' if outputs.direct else 'rclpy publish() (no rcl_publish here)'
+        print(f'publish path: {path}, against rclpy publish() in the same run')
         stages = {k: [] for k in ('convert', 'depth+info', 'cloud pack', 'cloud publish',
-                                  'colorize', 'colored publish', 'total', 'node publish')}
+                                  'colorize', 'colored publish', 'total', 'node publish',
+                                  'node publish, rclpy')}
         for i in range(args.iterations + 10):
             image, info = camera_messages(10 ** 9 + i, rgb_src)
             t0 = time.perf_counter()
@@ -179,30 +189,36 @@ def bench_overhead(args) -> None:
             camera = camera_model_from_info(info)
             t1 = time.perf_counter()
             outputs.camera_info.publish(scaled_camera_info(info, camera, image.header))
-            outputs.depth.publish(outputs.float_image(image.header, depth, 'depth'))
+            outputs.send(outputs.depth, outputs.float_image(image.header, depth, 'depth'))
             t2 = time.perf_counter()
             cloud = outputs.packer.pack(depth, camera, rgb)
             t3 = time.perf_counter()
-            outputs.points.publish(outputs.packer.to_msg(image.header, cloud))
+            outputs.send(outputs.points, outputs.packer.to_msg(image.header, cloud))
             t4 = time.perf_counter()
             colored = outputs.colored_image(image.header, depth, cfg)
             t5 = time.perf_counter()
-            outputs.colored.publish(colored)
+            outputs.send(outputs.colored, colored)
             t6 = time.perf_counter()
-            # the node's own path for the same frame: Outputs.publish (the publish thread's)
-            t7 = time.perf_counter()
-            node_publish(outputs, image, info, depth, cfg)
-            t8 = time.perf_counter()
+            # the node's own path for the same frame, Outputs.publish (the publish thread's),
+            # through both paths, in turn
+            timed = {}
+            for key, out in (('node publish', outputs), ('node publish, rclpy', outputs_rclpy))[
+                    ::1 if i % 2 else -1]:
+                t7 = time.perf_counter()
+                node_publish(out, image, info, depth, cfg)
+                timed[key] = (time.perf_counter() - t7) * 1e3
             if i >= 10:   # warm-up frames excluded
                 for key, (a, b) in (('convert', (t0, t1)), ('depth+info', (t1, t2)),
                                     ('cloud pack', (t2, t3)), ('cloud publish', (t3, t4)),
                                     ('colorize', (t4, t5)), ('colored publish', (t5, t6)),
-                                    ('total', (t0, t6)), ('node publish', (t7, t8))):
+                                    ('total', (t0, t6))):
                     stages[key].append((b - a) * 1e3)
+                for key, ms in timed.items():
+                    stages[key].append(ms)
         print(f'node overhead per {W}x{H} frame (no model), {args.iterations} frames, '
               f'LARGE_DATA={"on" if args.large_data else "off"}:')
         for key, values in stages.items():
-            print(f'  {key:16s} min {min(values):6.2f}  median {np.median(values):6.2f}  p95 '
+            print(f'  {key:20s} min {min(values):6.2f}  median {np.median(values):6.2f}  p95 '
                   f'{percentile(values, 95):6.2f} ms')
         publish = ('depth+info', 'cloud publish', 'colored publish')
         compute = [total - sum(stages[k][i] for k in publish)
@@ -214,18 +230,24 @@ def bench_overhead(args) -> None:
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
         print(f'  -> node publish {verdict} the 5 ms target (median), back to back: each '
               'right after the parts above published the same frame (7 MB still in DDS)')
-        paced = bench_paced_publish(outputs, cfg, rgb_src, depth, args.iterations,
-                                    args.period_ms)
-        verdict = 'meets' if np.median(paced) <= 5.0 else 'MISSES'
+        ratio = np.median(stages['node publish']) / np.median(stages['node publish, rclpy'])
+        print(f'  rcl_publish / rclpy publish(), node publish median: {ratio:.2f}x')
+        paced = bench_paced_publish({'rcl_publish': outputs, 'rclpy': outputs_rclpy}, cfg,
+                                    rgb_src, depth, args.iterations, args.period_ms)
         print(f'node publish once per {args.period_ms:.1f} ms frame (as the publish thread runs '
-              f'at the camera\'s rate or slower): min {min(paced):.2f}, median '
-              f'{np.median(paced):.2f}, p95 {percentile(paced, 95):.2f} ms -> {verdict} the 5 ms '
-              'target (median)')
+              "at the camera's rate or slower; the two paths in turn):")
+        for key, times in paced.items():
+            verdict = 'meets' if np.median(times) <= 5.0 else 'MISSES'
+            print(f'  {key:12s} min {min(times):.2f}, median {np.median(times):.2f}, p95 '
+                  f'{percentile(times, 95):.2f} ms -> {verdict} the 5 ms target (median)')
+        if not args.no_model:
+            bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth)
         bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
         bench_colorize(outputs, image.header, depth, cfg, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
     finally:
         node.destroy_node()
+        rclpy_node.destroy_node()
         rclpy.try_shutdown()
         sink.terminate()
         try:
@@ -247,22 +269,69 @@ def node_publish(outputs, image, info, depth, cfg) -> None:
                                   rgb=image_to_rgb8(image), uncertainty=None, cfg=cfg))
 
 
-def bench_paced_publish(outputs, cfg, rgb_src, depth, iterations: int,
-                        period_ms: float) -> list:
-    """node_publish of one frame per period: the node's publish thread gets at most one frame
-    per camera frame (one per inference), so the previous frame's DDS work has had the rest of
-    the period to finish, as in the running node."""
-    times = []
+def bench_paced_publish(outputs: dict, cfg, rgb_src, depth, iterations: int,
+                        period_ms: float) -> dict:
+    """node_publish of one frame per period, each Outputs of `outputs` in turn: the node's
+    publish thread gets at most one frame per camera frame (one per inference), so the previous
+    frame's DDS work has had the rest of the period to finish, as in the running node.
+    {name: publish times ms}."""
+    times = {key: [] for key in outputs}
+    order = list(outputs.items())
     next_start = time.perf_counter()
-    for i in range(iterations + 10):
+    for i in range(len(order) * (iterations + 10)):
         time.sleep(max(0.0, next_start - time.perf_counter()))
         next_start = time.perf_counter() + period_ms / 1e3
         image, info = camera_messages(2 * 10 ** 9 + i, rgb_src)
+        key, out = order[i % len(order)]
         t0 = time.perf_counter()
-        node_publish(outputs, image, info, depth, cfg)
-        if i >= 10:
-            times.append((time.perf_counter() - t0) * 1e3)
+        node_publish(out, image, info, depth, cfg)
+        if i >= 10 * len(order):
+            times[key].append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: int = 8,
+                           per_phase: int = 5) -> None:
+    """What publishing costs the inference running beside it, as in the node: the packaged
+    model's frame time alone, and with a thread that publishes every output of each finished
+    frame while the next one is inferred (the node's publish thread), through each path. The
+    phases take turns, `rounds` times `per_phase` frames each; the sink process takes its share
+    of the two cores in both publishing phases."""
+    import queue
+    import threading as _threading
+
+    from metricgold_core.metric_depth import estimate_metric_depth, load_estimator
+
+    estimator = load_estimator(None)
+    rgb = rgb_src.copy()
+    estimate_metric_depth(estimator, rgb, 525.0)   # warm-up
+    phases = {'no publishing': None, 'rcl_publish': outputs, 'rclpy publish()': outputs_rclpy}
+    times = {key: [] for key in phases}
+    for _ in range(rounds):
+        for key, out in phases.items():
+            handed = queue.Queue()
+
+            def publish_loop(out=out, handed=handed):
+                while (i := handed.get()) is not None:
+                    image, info = camera_messages(4 * 10 ** 9 + i, rgb_src)
+                    node_publish(out, image, info, depth, cfg)
+
+            thread = _threading.Thread(target=publish_loop)
+            thread.start()
+            for i in range(per_phase):
+                t0 = time.perf_counter()
+                estimate_metric_depth(estimator, rgb, 525.0)
+                times[key].append((time.perf_counter() - t0) * 1e3)
+                if out is not None:
+                    handed.put(i)
+            handed.put(None)
+            thread.join()
+    base = np.median(times['no publishing'])
+    print(f'packaged model ({str(estimator.dtype).split(".")[-1]}, {W}x{H}) with each frame '
+          f'published by a thread during the next, median of {rounds * per_phase} frames each:')
+    for key, values in times.items():
+        print(f'  {key:16s} {np.median(values):7.1f} ms a frame ({np.median(values) - base:+6.1f} '
+              f'ms, {100 * (np.median(values) / base - 1):+5.1f} %)')
 
 
 def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
@@ -507,6 +576,8 @@ def main() -> None:
     over.add_argument('--large-data', action='store_true', help='FASTDDS_BUILTIN_TRANSPORTS')
     over.add_argument('--period-ms', type=float, default=1000.0 / 30,
                       help='frame period of the paced node-publish loop (30 Hz)')
+    over.add_argument('--no-model', action='store_true',
+                      help='skip the packaged model timed beside the publish thread')
     flood = sub.add_parser('flood', help='30 Hz stream into the real node')
     flood.add_argument('--frames', type=int, default=300, help='per phase')
     flood.add_argument('--phases', type=int, default=4,

@@ -26,9 +26,12 @@ def test_depth_and_bgr_images_round_trip_with_header():
 
 
 @pytest.mark.ros
-def test_a_reused_buffer_is_free_once_publish_returns():
-    """rclpy copies the data when publish() is called: overwriting the buffer right after it
-    returns (as the node does with the next frame) leaves every received message intact."""
+@pytest.mark.parametrize('path', ['rclpy', 'rcl_publish'])
+def test_a_reused_buffer_is_free_once_publish_returns(path):
+    """Both publish paths serialise the data before they return (rclpy's publish() after
+    copying it into a C message, rcl_publish from the buffer itself): overwriting the buffer
+    right after the call (as the node does with the next frame) leaves every received message
+    intact."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -49,16 +52,115 @@ def test_a_reused_buffer_is_free_once_publish_returns():
         executor.add_node(node)
         assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or
                           pub.get_subscription_count() > 0, 10.0)
+        send = pub.publish
+        if path == 'rcl_publish':
+            from metricgold_ros.rcl_publish import rcl_publisher
+            send = rcl_publisher(pub, Image).publish
         buffer = ByteBuffer()
         frames = [np.full((480, 640), k, np.float32) for k in (1.0, 2.0, 3.0)]
         header = image_msg(RGB, 'rgb8', 1).header
         for frame in frames:
-            pub.publish(array_to_image(frame, '32FC1', header, buffer))
+            send(array_to_image(frame, '32FC1', header, buffer))
             buffer.view[:] = 255   # the next frame's fill starts at once
         assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or len(received) == 3,
                           10.0), f'{len(received)} of 3 messages arrived'
         for msg, frame in zip(received, frames):
             np.testing.assert_array_equal(image_to_array(msg)[..., 0], frame)
+        executor.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_the_rcl_message_layout_is_checked_against_rosidl(monkeypatch):
+    """rcl_publish is used only where rosidl's own conversion of a sample message reads back
+    identically through the ctypes structures; a wrong structure is caught."""
+    import ctypes
+
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from metricgold_ros import rcl_publish
+
+    assert rcl_publish.layout_matches(Image) and rcl_publish.layout_matches(PointCloud2)
+
+    class SwappedImage(ctypes.Structure):   # width before height: not the C layout
+        _fields_ = [(name, kind) for name, kind in rcl_publish.CImage._fields_]
+        _fields_[1], _fields_[2] = _fields_[2], _fields_[1]
+
+    class SwappedCloud(ctypes.Structure):   # row_step before point_step
+        _fields_ = [(name, kind) for name, kind in rcl_publish.CPointCloud2._fields_]
+        _fields_[5], _fields_[6] = _fields_[6], _fields_[5]
+
+    monkeypatch.setattr(rcl_publish, 'CImage', SwappedImage)
+    monkeypatch.setattr(rcl_publish, 'CPointCloud2', SwappedCloud)
+    assert not rcl_publish.layout_matches(Image)
+    assert not rcl_publish.layout_matches(PointCloud2)
+    monkeypatch.setattr(rcl_publish, '_CHECKED', {})
+
+    class Publisher:   # what rcl_publisher needs of an rclpy publisher
+        handle = None
+
+    assert rcl_publish.rcl_publisher(Publisher(), Image) is None
+    assert rcl_publish.rcl_publisher(Publisher(), rcl_publish.Header) is None   # not handled
+
+
+@pytest.mark.ros
+def test_every_output_arrives_the_same_through_rcl_publish_and_rclpy_publish():
+    """One frame published by Outputs with and without rcl_publish: depth, depth/colored,
+    depth/uncertainty and points arrive with the same header, layout and bytes."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from metricgold_core.ros_format.camera_info import camera_model_from_info
+    from metricgold_ros.outputs import OutgoingFrame, Outputs
+    from metricgold_ros.params import SPECS
+    from node_harness import camera_info_msg, pick_domain_id, wait_until
+
+    topics = {'depth': Image, 'depth/colored': Image, 'depth/uncertainty': Image,
+              'points': PointCloud2}
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=pick_domain_id())
+    try:
+        node = rclpy.create_node('direct_publish', context=context)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        received = {}
+        for name, kind in topics.items():
+            for ns in ('direct', 'rclpy'):
+                node.create_subscription(
+                    kind, f'/{ns}/{name}',
+                    lambda msg, key=(ns, name): received.setdefault(key, []).append(msg), qos)
+        outputs = {ns: Outputs(rclpy.create_node('out', namespace=ns, context=context), qos,
+                               direct=(ns == 'direct')) for ns in ('direct', 'rclpy')}
+        assert outputs['direct'].direct and not outputs['rclpy'].direct
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or all(
+            out.points.get_subscription_count() and out.uncertainty.get_subscription_count()
+            and out.colored.get_subscription_count() for out in outputs.values()), 10.0)
+        rgb = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        depth = (RNG.random((48, 64)) * 4 + 0.5).astype(np.float32)
+        depth[5, 7] = np.nan
+        intrinsics = {'width': 64, 'height': 48, 'fx': 60.0, 'fy': 60.0, 'cx': 31.5, 'cy': 23.5}
+        info = camera_info_msg(intrinsics, 1_700_000_000_123_456_789, frame_id='cam_optical')
+        cfg = {spec.name: spec.default for spec in SPECS.values()}
+        cfg['publish_uncertainty'] = True
+        frame = OutgoingFrame(header=info.header, depth=depth,
+                              camera=camera_model_from_info(info), source_info=info, rgb=rgb,
+                              uncertainty=depth * 0.1, cfg=cfg)
+        for out in outputs.values():
+            out.publish(frame)
+        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or
+                          len(received) == 2 * len(topics), 10.0), sorted(received)
+        for name in topics:
+            direct, plain = received[('direct', name)][0], received[('rclpy', name)][0]
+            assert direct == plain, name   # every field: header, sizes, fields, bytes
+            assert direct.header.frame_id == 'cam_optical'
+            assert direct.header.stamp.nanosec == 123_456_789
+        cloud = received[('direct', 'points')][0]
+        assert len(cloud.data) == 48 * 64 * 16 and [f.name for f in cloud.fields] == [
+            'x', 'y', 'z', 'rgb']
         executor.shutdown()
         node.destroy_node()
     finally:

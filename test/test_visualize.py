@@ -52,6 +52,16 @@ def test_color_range_takes_given_ends_else_percentiles_of_valid_pixels():
     assert color_range(np.full((4, 4), np.nan, np.float32)) == FALLBACK_RANGE_M
 
 
+def test_percentiles_match_numpy_linear_interpolation():
+    from metricgold_core.visualize import percentiles
+
+    for n in (1, 2, 3, 50, 1001):
+        values = RNG.random(n).astype(np.float32) * 10
+        qs = (0, 2, 37.5, 98, 100)
+        np.testing.assert_allclose(percentiles(values.copy(), qs), np.percentile(values, qs),
+                                   rtol=1e-6)
+
+
 @pytest.mark.parametrize('log_scale', [True, False])
 def test_colorize_depth_fills_a_given_buffer_with_the_same_colours(log_scale):
     depth = (np.exp(RNG.random((48, 64)) * 4) * 0.1).astype(np.float32)
@@ -61,6 +71,12 @@ def test_colorize_depth_fills_a_given_buffer_with_the_same_colours(log_scale):
     np.testing.assert_array_equal(out, colorize_depth(depth, 0.3, 4.0, log_scale, bgr=True))
     np.testing.assert_array_equal(out[..., ::-1], colorize_depth(depth, 0.3, 4.0, log_scale))
     assert (out[0, :4] == 0).all()
+    # the other invalid bit patterns (negative NaN, a denormal, -inf) and the valid extremes
+    edge = np.array([-np.nan, 1e-45, -np.inf, np.finfo(np.float32).tiny,
+                     np.finfo(np.float32).max], np.float32)
+    coloured = colorize_depth(edge[None], 0.3, 4.0, log_scale)[0]
+    assert (coloured[:3] == 0).all()
+    assert (coloured[3] == TURBO_LUT[255]).all() and (coloured[4] == TURBO_LUT[0]).all()
     near = colorize_depth(np.full((2, 2), 0.3, np.float32), 0.3, 4.0, log_scale)
     far = colorize_depth(np.full((2, 2), 4.0, np.float32), 0.3, 4.0, log_scale)
     assert (near == TURBO_LUT[255]).all() and (far == TURBO_LUT[0]).all()   # near = red end
