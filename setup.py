@@ -12,7 +12,8 @@ setup(
     # metricgold_demo (camera replay, recorder, report) ships beside the node, not inside it.
     packages=find_packages(include=['metricgold_core', 'metricgold_core.*',
                                     'metricgold_ros', 'metricgold_ros.*', 'metricgold_demo']),
-    package_data={'metricgold_core': ['default_model/*', 'default_model/*/*']},
+    package_data={'metricgold_core': ['default_model/*', 'default_model/*/*'],
+                  'metricgold_ros': ['fastdds_profile.xml']},
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),

@@ -508,6 +508,8 @@ class DepthNode(Node):
 def main(args=None) -> int:
     # Ctrl-C / SIGTERM stop the spin here instead of in rclpy's handler, which would shut ROS
     # down at once: the frames already handed to the publish thread still go out, in order.
+    from . import dds_profile
+    dds_note = dds_profile.apply()   # before rclpy.init: read when the participant is made
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
@@ -515,6 +517,7 @@ def main(args=None) -> int:
     status = 0
     try:
         node = DepthNode()
+        node.get_logger().info(f'Fast DDS profile: {dds_note}')
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok():

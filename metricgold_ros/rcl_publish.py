@@ -2,8 +2,10 @@
 
 rclpy's `publish()` first converts the Python message into a new C message: it allocates a
 zeroed data sequence as large as the payload and copies the payload into it, all while holding
-the GIL (measured on the 4.9 MB cloud: the GIL was held for ~80 % of the publish, so the
-inference thread could not dispatch work meanwhile). rcl then serialises that C message.
+the GIL, and keeps holding it while rcl serialises and hands the message to the middleware.
+Measured on the 4.9 MB cloud with a second Python thread: it could not run for 85-95 % of an
+rclpy publish, 20-30 % of an rcl_publish (docs/PERFORMANCE.md). In the node that thread is the
+inference worker, which needs the GIL to dispatch each torch operation.
 
 `RclPublisher` skips the conversion. It keeps one C message per publisher (ctypes structures
 of the rosidl C layout) whose header, scalars and strings are filled from the Python message

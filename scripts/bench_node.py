@@ -12,6 +12,8 @@ inputs: Bayer / YUV decoding and rectification (target < 2 ms). The node's publi
 through rcl_publish (its default) and through rclpy's publish() in turn, and the packaged model's
 frame time is measured alone and with each finished frame published beside the next inference,
 through each path (--no-model skips it).
+`best-effort`: a best-effort subscriber of 640x480 messages from a reliable publisher, with the
+publisher on Fast DDS' defaults and on the node's Fast DDS profile (metricgold_ros/dds_profile.py).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
 rgb8 camera at --rate Hz for --frames frames per phase and reports output rate, latency
 (receipt minus image stamp; same clock) p50/p95/max against max_latency_ms, drop counts and the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,17 +68,23 @@ def rss_mb(pid: int) -> float:
     return float('nan')
 
 
-def ros_env(domain_id: int, large_data: bool) -> dict:
+def ros_env(domain_id: int, large_data: bool, dds_profile: bool = True) -> dict:
+    """The environment of a benchmark process: its domain, LARGE_DATA or the default
+    transports, and the node's Fast DDS profile (metricgold_ros/dds_profile.py) or not."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
-    env.pop('FASTDDS_BUILTIN_TRANSPORTS', None)
+    for name in ('FASTDDS_BUILTIN_TRANSPORTS', 'FASTDDS_DEFAULT_PROFILES_FILE',
+                 'FASTRTPS_DEFAULT_PROFILES_FILE', 'METRICGOLD_FASTDDS_PROFILE'):
+        env.pop(name, None)
     if large_data:
         env['FASTDDS_BUILTIN_TRANSPORTS'] = 'LARGE_DATA'
+    if not dds_profile:
+        env['METRICGOLD_FASTDDS_PROFILE'] = 'off'
     return env
 
 
 def start_node(params: dict, tmp: Path, large_data: bool, log_name: str = 'node.log',
-               domain_factor: int = 7) -> tuple:
+               domain_factor: int = 7, dds_profile: bool = True) -> tuple:
     """The depth node as a process with `params` (camera on /cam/image, /cam/camera_info) in a
     domain of its own, which this process joins too (rclpy.init(domain_id=...) is the
     caller's): (process, its open log file, domain id)."""
@@ -84,8 +93,8 @@ def start_node(params: dict, tmp: Path, large_data: bool, log_name: str = 'node.
     (tmp / 'params.yaml').write_text(yaml.safe_dump(
         {'/**/metricgold_depth': {'ros__parameters': params}}))
     domain = 1 + (os.getpid() * domain_factor) % 100
-    env = ros_env(domain, large_data)
-    os.environ.update(env)
+    env = ros_env(domain, large_data, dds_profile)
+    os.environ.update(ros_env(domain, large_data))   # this process: as any client, no profile
     log = open(tmp / log_name, 'wb')
     proc = subprocess.Popen([sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
                              '--params-file', str(tmp / 'params.yaml'),
@@ -242,6 +251,7 @@ def bench_overhead(args) -> None:
                   f'{percentile(times, 95):.2f} ms -> {verdict} the 5 ms target (median)')
         if not args.no_model:
             bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth)
+        bench_gil(outputs, outputs_rclpy, depth, camera, rgb, image.header)
         bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
         bench_colorize(outputs, image.header, depth, cfg, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
@@ -332,6 +342,40 @@ def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: 
     for key, values in times.items():
         print(f'  {key:16s} {np.median(values):7.1f} ms a frame ({np.median(values) - base:+6.1f} '
               f'ms, {100 * (np.median(values) / base - 1):+5.1f} %)')
+
+
+def bench_gil(outputs, outputs_rclpy, depth, camera, rgb, header, frames: int = 50) -> None:
+    """How much of the cloud's publish call another Python thread cannot run (the GIL held):
+    a thread records the gaps in its own loop while the cloud is published, paced."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)   # the other thread asks for the GIL every 0.1 ms
+    try:
+        for key, out in (('rcl_publish', outputs), ('rclpy publish()', outputs_rclpy)):
+            msg = out.packer.to_msg(header, out.packer.pack(depth, camera, rgb))
+            gaps, stop = [], threading.Event()
+
+            def other_thread(gaps=gaps, stop=stop):
+                last = time.perf_counter()
+                while not stop.is_set():
+                    now = time.perf_counter()
+                    if now - last > 5e-4:
+                        gaps.append(now - last)
+                    last = now
+
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            spent = 0.0
+            for _ in range(frames):
+                t0 = time.perf_counter()
+                out.send(out.points, msg)
+                spent += time.perf_counter() - t0
+                time.sleep(0.02)
+            stop.set()
+            thread.join()
+            print(f'cloud publish ({key}): another Python thread blocked for '
+                  f'{100 * sum(gaps) / spent:.0f} % of its {1e3 * spent / frames:.2f} ms')
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def bench_pack(packer, depth, camera, rgb, iterations: int) -> None:
@@ -444,7 +488,8 @@ def bench_flood(args) -> None:
         checkpoint = str(MetricGoldModel.from_preset('tiny', seed=0).save(tmp / 'tiny'))
     params = {'checkpoint': checkpoint, 'max_latency_ms': args.max_latency_ms,
               'max_frame_age_ms': args.max_latency_ms, 'steps': 'auto'}
-    proc, log, domain = start_node(params, tmp, args.large_data)
+    proc, log, domain = start_node(params, tmp, args.large_data,
+                                   dds_profile=not args.no_dds_profile)
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_camera')
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if not args.best_effort
@@ -511,9 +556,11 @@ def bench_flood(args) -> None:
         rclpy.try_shutdown()
         code = stop_node(proc, log)
 
+    profile = re.search(r'Fast DDS profile: (.*)', (tmp / 'node.log').read_text(errors='replace'))
     print(f'flood: {args.phases} phases of {args.frames} frames {W}x{H} rgb8 at {args.rate:.0f} '
           f'Hz ({"best-effort" if args.best_effort else "reliable"} camera, LARGE_DATA '
-          f'{"on" if args.large_data else "off"}), max_latency_ms {args.max_latency_ms:.0f}')
+          f'{"on" if args.large_data else "off"}), max_latency_ms {args.max_latency_ms:.0f}; '
+          f'node\'s Fast DDS profile: {profile.group(1) if profile else "?"}')
     for phase in phases:
         print(f'  {phase["mode"]:11s}: published {phase["published"]} depth frames at '
               f'{phase["rate"]:.2f} Hz, latency p50 {phase["p50"]:.0f} / p95 {phase["p95"]:.0f} / '
@@ -536,6 +583,67 @@ def bench_flood(args) -> None:
     change = 100.0 * (rss_end - rss_start) / rss_start
     print(f'  node RSS start {rss_start:.0f} MB, end {rss_end:.0f} MB ({change:+.1f} %); exit '
           f'code on SIGINT {code}')
+
+
+PUBLISHER = """
+import array, sys, time, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node('bench_large_publisher')
+pub = node.create_publisher(Image, '/bench/large', QoSProfile(
+    depth=2, reliability=ReliabilityPolicy.RELIABLE))
+time.sleep(2.0)   # discovery
+data = array.array('B', bytes(640 * 480 * int(sys.argv[1])))
+for i in range(int(sys.argv[2])):
+    msg = Image(height=480, width=640 * int(sys.argv[1]) // 4, encoding='32FC1',
+                step=640 * int(sys.argv[1]), data=data)
+    msg.header.stamp.sec = i
+    pub.publish(msg)
+    time.sleep(0.1)
+time.sleep(1.0)
+"""
+
+
+def bench_best_effort(args) -> None:
+    """A best-effort subscriber (RViz' sensor-data choice) of a reliable publisher in another
+    process sending 640x480 messages of 4 and 16 bytes a pixel (the depth image, the cloud's
+    size), with the publisher on Fast DDS' defaults and with the node's profile."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from metricgold_ros import dds_profile
+
+    domain = 1 + (os.getpid() * 11) % 100
+    os.environ.update(ros_env(domain, False))
+    rclpy.init(domain_id=domain)
+    node = rclpy.create_node('bench_best_effort')
+    got = []
+    node.create_subscription(Image, '/bench/large', lambda msg: got.append(msg.header.stamp.sec),
+                             QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    print(f'best-effort subscriber, reliable publisher in another process, {args.messages} '
+          'messages 640x480 at 10 Hz:')
+    try:
+        for profile in (False, True):
+            env = ros_env(domain, False)
+            if profile:
+                dds_profile.apply(env)
+            for bytes_per_pixel in (4, 16):
+                got.clear()
+                proc = subprocess.Popen([sys.executable, '-c', PUBLISHER, str(bytes_per_pixel),
+                                         str(args.messages)], env=env)
+                while proc.poll() is None:
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                for _ in range(10):
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                size = 640 * 480 * bytes_per_pixel / 1e6
+                which = 'with the node profile' if profile else "on Fast DDS' defaults"
+                print(f'  publisher {which:22s} {size:.1f} MB messages: received '
+                      f'{len(set(got))} of {args.messages}')
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies, received, diags,
@@ -587,8 +695,14 @@ def main() -> None:
     flood.add_argument('--checkpoint', default='', help='default: a tiny untrained model')
     flood.add_argument('--best-effort', action='store_true', help='best-effort camera')
     flood.add_argument('--large-data', action='store_true', help='FASTDDS_BUILTIN_TRANSPORTS')
+    flood.add_argument('--no-dds-profile', action='store_true',
+                       help="the node without its Fast DDS profile (Fast DDS' 512 KB segment)")
+    best = sub.add_parser('best-effort', help="best-effort subscriber of large messages, Fast "
+                          "DDS' defaults against the node's profile")
+    best.add_argument('--messages', type=int, default=30)
     args = parser.parse_args()
-    (bench_overhead if args.command == 'overhead' else bench_flood)(args)
+    {'overhead': bench_overhead, 'flood': bench_flood,
+     'best-effort': bench_best_effort}[args.command](args)
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ import pytest
 from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
 from metricgold_core.visualize import color_range, colorize_depth
+from metricgold_ros import dds_profile
 from metricgold_ros.outputs import RANGE_SUBSAMPLE, unpack_cloud
 from node_harness import camera_info_msg, colours_match, image_msg, STAMPS, started_rig
 from node_harness import wait_until
@@ -357,6 +358,37 @@ def test_a_best_effort_camera_is_matched_without_large_data(rig):
     assert wait_until(lambda: client.latest_diagnostics()['input_reliability'] == 'reliable',
                       10.0)
     assert any_answered(rig, 30.0), 'no depth after going back to a reliable camera'
+
+
+def test_best_effort_subscribers_get_the_full_size_outputs(rig):
+    """The node's Fast DDS profile (a 16 MB shared-memory segment) lets a best-effort
+    subscriber, RViz' choice for sensor data, take the 1.2 MB depth image and the 4.9 MB cloud
+    from the node's reliable publishers; with Fast DDS' 512 KB segment it got none of them."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+
+    assert 'Fast DDS profile: ' + str(dds_profile.PROFILE) in rig.node.log()
+    client = rig.client
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    got = {'depth': [], 'points': []}
+    subs = [client.node.create_subscription(kind, '/test/' + name,
+                                            lambda msg, name=name: got[name].append(msg),
+                                            best_effort)
+            for name, kind in (('depth', Image), ('points', PointCloud2))]
+    try:
+        wait_until(lambda: False, 2.0)   # discovery
+        sent = []
+
+        def answered():
+            sent.append(rig.send())
+            return got['depth'] and got['points']
+        assert wait_until(answered, 40.0, period_s=1.0), \
+            f'best effort: {len(got["depth"])} depth, {len(got["points"])} clouds'
+        assert (got['points'][-1].height, got['points'][-1].width) == (480, 640)
+        assert len(got['depth'][-1].data) == 480 * 640 * 4
+    finally:
+        for sub in subs:
+            client.node.destroy_subscription(sub)
 
 
 def any_answered(rig, timeout_s: float) -> bool:
