@@ -4,8 +4,9 @@ Fast DDS reaches subscribers on the same host through shared memory, in a segmen
 per participant by default. One frame's outputs are 7 MB at 640x480 (the 4.9 MB cloud alone):
 they do not fit, fragments are lost, and a reliable subscriber gets them only when the writer's
 next heartbeat has them sent again. Measured with `scripts/bench_node.py flood` (every output
-subscribed against depth only): one frame in six to twenty came 150-250 ms late, a few 2.5 s
-late over UDP alone; with a 16 MB segment in the node none did (docs/PERFORMANCE.md).
+subscribed against depth only): p95 latency +148 to +191 ms, a few frames 2.9 s late over UDP
+alone, and a best-effort subscriber got next to none of them; with a 16 MB segment in the node:
+p95 +3 to -9 ms and every message (docs/PERFORMANCE.md).
 
 `apply(environ)`, called before rclpy.init, points Fast DDS at the packaged profile
 (fastdds_profile.xml: the usual shared-memory and UDPv4 transports, a 16 MB segment) unless the

@@ -3,8 +3,8 @@
 rclpy's `publish()` first converts the Python message into a new C message: it allocates a
 zeroed data sequence as large as the payload and copies the payload into it, all while holding
 the GIL, and keeps holding it while rcl serialises and hands the message to the middleware.
-Measured on the 4.9 MB cloud with a second Python thread: it could not run for 85-95 % of an
-rclpy publish, 20-30 % of an rcl_publish (docs/PERFORMANCE.md). In the node that thread is the
+Measured on the 4.9 MB cloud with a second Python thread (scripts/bench_node.py overhead): it
+could not run for 77-85 % of an rclpy publish, 5-10 % of an rcl_publish. In the node that thread is the
 inference worker, which needs the GIL to dispatch each torch operation.
 
 `RclPublisher` skips the conversion. It keeps one C message per publisher (ctypes structures
