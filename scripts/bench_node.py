@@ -166,10 +166,14 @@ def bench_overhead(args) -> None:
     from metricgold_ros.outputs import Outputs, scaled_camera_info
     from metricgold_ros.params import SPECS
 
+    from metricgold_ros import dds_profile
+
     domain = 1 + os.getpid() % 100
     env = ros_env(domain, args.large_data)
     os.environ.update(env)
     sink = subprocess.Popen([sys.executable, '-c', SUBSCRIBER, '/bench'], env=env)
+    # this process stands in for the node: the node's Fast DDS profile, as the node takes it
+    profile = 'not used (--no-dds-profile)' if args.no_dds_profile else dds_profile.apply()
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_outputs', namespace='/bench')
     outputs = Outputs(node, QoSProfile(depth=2))   # the node's default: rcl_publish
@@ -187,7 +191,8 @@ def bench_overhead(args) -> None:
                                 for p in (out.depth, out.points, out.colored)), 20.0):
             raise SystemExit('the subscriber process never matched')
         path = 'rcl_publish' if outputs.direct else 'rclpy publish() (no rcl_publish here)'
-        print(f'publish path: {path}, against rclpy publish() in the same run')
+        print(f'publish path: {path}, against rclpy publish() in the same run; Fast DDS profile: '
+              f'{profile}')
         stages = {k: [] for k in ('convert', 'depth+info', 'cloud pack', 'cloud publish',
                                   'colorize', 'colored publish', 'total', 'node publish',
                                   'node publish, rclpy')}
@@ -686,6 +691,8 @@ def main() -> None:
                       help='frame period of the paced node-publish loop (30 Hz)')
     over.add_argument('--no-model', action='store_true',
                       help='skip the packaged model timed beside the publish thread')
+    over.add_argument('--no-dds-profile', action='store_true',
+                      help="publish without the node's Fast DDS profile")
     flood = sub.add_parser('flood', help='30 Hz stream into the real node')
     flood.add_argument('--frames', type=int, default=300, help='per phase')
     flood.add_argument('--phases', type=int, default=4,
