@@ -506,10 +506,10 @@ class DepthNode(Node):
 
 
 def main(args=None) -> int:
-    # Ctrl-C / SIGTERM stop the spin here instead of in rclpy's handler, which would shut ROS
-    # down at once: the frames already handed to the publish thread still go out, in order.
     from . import dds_profile
     dds_note = dds_profile.apply()   # before rclpy.init: read when the participant is made
+    # Ctrl-C / SIGTERM stop the spin here instead of in rclpy's handler, which would shut ROS
+    # down at once: the frames already handed to the publish thread still go out, in order.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)

@@ -10,9 +10,9 @@ Message builders fill reusable buffers, and the images and the cloud go out thro
 straight from them (rcl_publish.py: no conversion copy, the GIL released), or through rclpy's
 `publish()`, which copies the data into a C message first. Either way the message is
 serialised before the call returns, so a buffer is free again once it has returned
-(test_messages checks it on the wire). The formats themselves (image
-encodings, CameraInfo rules, the cloud layout and back-projection, the colour map) are
-metricgold_core's, shared with offline processing; nothing here imports torch.
+(test_messages checks it on the wire). The formats themselves (image encodings, CameraInfo
+rules, the cloud layout and back-projection, the colour map) are metricgold_core's, shared with
+offline processing; nothing here imports torch.
 """
 from __future__ import annotations
 

@@ -105,6 +105,42 @@ def test_the_rcl_message_layout_is_checked_against_rosidl(monkeypatch):
 
 
 @pytest.mark.ros
+def test_a_failed_rcl_publish_raises_with_rcl_s_message():
+    import array
+    import ctypes
+
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from metricgold_ros import rcl_publish
+    from node_harness import pick_domain_id
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=pick_domain_id())
+    try:
+        node = rclpy.create_node('rcl_error', context=context)
+        rcl, rcutils = rcl_publish._rcl()
+
+        class FailingRcl:   # rcl_publish that fails as rcl does: error state set, code returned
+            @staticmethod
+            def rcl_publish(*args):
+                rcutils.rcutils_set_error_state.argtypes = [ctypes.c_char_p, ctypes.c_char_p,
+                                                            ctypes.c_size_t]
+                rcutils.rcutils_set_error_state(b'publisher is invalid', b'publisher.c', 7)
+                return 200   # RCL_RET_PUBLISHER_INVALID
+
+        sender = rcl_publish.RclPublisher(node.create_publisher(Image, 'e', 1), Image,
+                                          (FailingRcl, rcutils))
+        msg = Image(height=1, width=4, encoding='mono8', step=4, data=array.array('B', b'abcd'))
+        with pytest.raises(rcl_publish.RclPublishError, match='200.*publisher is invalid'):
+            sender.publish(msg)
+        assert rcutils.rcutils_get_error_string().str == b'error not set'   # reset after
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+@pytest.mark.ros
 def test_every_output_arrives_the_same_through_rcl_publish_and_rclpy_publish():
     """One frame published by Outputs with and without rcl_publish: depth, depth/colored,
     depth/uncertainty and points arrive with the same header, layout and bytes."""
