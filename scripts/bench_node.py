@@ -313,7 +313,6 @@ def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: 
     phases take turns, `rounds` times `per_phase` frames each; the sink process takes its share
     of the two cores in both publishing phases."""
     import queue
-    import threading as _threading
 
     from metricgold_core.metric_depth import estimate_metric_depth, load_estimator
 
@@ -331,7 +330,7 @@ def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: 
                     image, info = camera_messages(4 * 10 ** 9 + i, rgb_src)
                     node_publish(out, image, info, depth, cfg)
 
-            thread = _threading.Thread(target=publish_loop)
+            thread = threading.Thread(target=publish_loop)
             thread.start()
             for i in range(per_phase):
                 t0 = time.perf_counter()
