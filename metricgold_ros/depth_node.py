@@ -66,6 +66,7 @@ class DepthNode(Node):
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                              reliability=RELIABILITY[self.cfg['output_reliability']])
         self.outputs = Outputs(self, out_qos, self.cfg['direct_publish'])
+        self.stats.set(publish_path='rcl_publish' if self.outputs.direct else 'rclpy')
         self.publisher = PublishThread(self.outputs.publish, self._published,
                                        self._publish_failed, self._publish_dropped)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -518,6 +519,7 @@ def main(args=None) -> int:
     try:
         node = DepthNode()
         node.get_logger().info(f'Fast DDS profile: {dds_note}')
+        node.stats.set(dds_profile=dds_note)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok():
