@@ -221,12 +221,11 @@ class Outputs:
         self.points = node.create_publisher(PointCloud2, topics.POINTS_TOPIC, qos)
         self.uncertainty = node.create_publisher(Image, topics.DEPTH_UNCERTAINTY_TOPIC, qos)
         self.relative = node.create_publisher(Image, topics.DEPTH_RELATIVE_TOPIC, qos)
-        self._senders = {}
+        self._senders = {}   # publisher -> RclPublisher.publish (images and the cloud)
         if direct:
-            for publisher, cls in ((self.depth, Image), (self.colored, Image),
-                                   (self.points, PointCloud2), (self.uncertainty, Image),
-                                   (self.relative, Image)):
-                sender = rcl_publisher(publisher, cls)
+            for publisher in (self.depth, self.camera_info, self.colored, self.points,
+                              self.uncertainty, self.relative):
+                sender = rcl_publisher(publisher)
                 if sender is not None:
                     self._senders[publisher] = sender.publish
         self.direct = bool(self._senders)

@@ -74,9 +74,9 @@ class CPointCloud2(ctypes.Structure):       # sensor_msgs__msg__PointCloud2
                 ('is_dense', ctypes.c_bool)]
 
 
-def _set_string(target: RosString, text: str, keep: list) -> None:
+def _set_string(target: RosString, text: str) -> None:
+    # ctypes keeps the bytes object (the C string) alive in the structure until replaced
     raw = text.encode()
-    keep.append(raw)   # the C string lives as long as the bytes object
     target.data, target.size, target.capacity = raw, len(raw), len(raw) + 1
 
 
@@ -93,45 +93,41 @@ def _buffer_address(data) -> tuple[int, int]:
 
 
 class _Filler:
-    """Fills one C structure from a Python message of its type; `keep` holds what the C side
-    points at until the next fill."""
+    """Fills one C structure from a Python message of its type. The data sequence points at
+    the message's buffer, so the message must outlive the use of the structure (one publish
+    call)."""
 
     def __init__(self, cls):
         self.cls = cls
-        self.c_type = CImage if cls is Image else CPointCloud2
-        self.c_msg = self.c_type()
-        self.keep = []
+        self.c_msg = (CImage if cls is Image else CPointCloud2)()
         self._fields_key = None
-        self._fields_array, self._fields_names = None, []
+        self._fields_array = None
 
     def fill(self, msg) -> ctypes.Structure:
-        c, keep = self.c_msg, []
+        c = self.c_msg
         c.header.stamp.sec = msg.header.stamp.sec
         c.header.stamp.nanosec = msg.header.stamp.nanosec
-        _set_string(c.header.frame_id, msg.header.frame_id, keep)
+        _set_string(c.header.frame_id, msg.header.frame_id)
         c.height, c.width = msg.height, msg.width
         c.is_bigendian = msg.is_bigendian
         if self.cls is Image:
-            _set_string(c.encoding, msg.encoding, keep)
+            _set_string(c.encoding, msg.encoding)
             c.step = msg.step
         else:
             self._fill_fields(msg.fields)
             c.point_step, c.row_step, c.is_dense = msg.point_step, msg.row_step, msg.is_dense
         address, length = _buffer_address(msg.data)
         c.data.data, c.data.size, c.data.capacity = address, length, length
-        keep.append(msg.data)
-        self.keep = keep
         return c
 
     def _fill_fields(self, fields) -> None:
         key = tuple((f.name, f.offset, f.datatype, f.count) for f in fields)
         if key != self._fields_key:   # the field table changes only with the cloud's layout
             table = (CPointField * max(len(key), 1))()
-            names = []
             for item, (name, offset, datatype, count) in zip(table, key):
-                _set_string(item.name, name, names)
+                _set_string(item.name, name)
                 item.offset, item.datatype, item.count = offset, datatype, count
-            self._fields_array, self._fields_names, self._fields_key = table, names, key
+            self._fields_array, self._fields_key = table, key
         seq = self.c_msg.fields
         seq.data = ctypes.cast(self._fields_array, ctypes.POINTER(CPointField))
         seq.size = seq.capacity = len(key)
@@ -187,17 +183,16 @@ def layout_matches(cls) -> bool:
     convert = _capsule_function(cls._CONVERT_FROM_PY, ctypes.c_bool, ctypes.py_object,
                                 ctypes.c_void_p, python_api=True)
     sample = _sample(cls)
-    c_type = CImage if cls is Image else CPointCloud2
+    filler = _Filler(cls)
     pointer = create()
     if not pointer:
         return False
     try:
         if not convert(sample, pointer):
             return False
-        by_rosidl = _read(cls, ctypes.cast(pointer, ctypes.POINTER(c_type)).contents)
+        by_rosidl = _read(cls, ctypes.cast(pointer, ctypes.POINTER(type(filler.c_msg))).contents)
     finally:
         destroy(pointer)
-    filler = _Filler(cls)
     by_us = _read(cls, filler.fill(sample))
     return by_rosidl == by_us
 
@@ -239,9 +234,9 @@ class RclPublisher:
     their data as `array.array('B')`: rcl_publish from the message's own buffer, GIL released.
     One thread at a time (the node's publish thread)."""
 
-    def __init__(self, publisher, cls, libraries):
+    def __init__(self, publisher, libraries):
         self._publisher = publisher
-        self._filler = _Filler(cls)
+        self._filler = _Filler(publisher.msg_type)
         self._rcl, self._rcutils = libraries
 
     def publish(self, msg) -> None:
@@ -258,9 +253,10 @@ class RclPublisher:
             raise RclPublishError(f'rcl_publish failed ({ret}): {text.decode(errors="replace")}')
 
 
-def rcl_publisher(publisher, cls) -> RclPublisher | None:
-    """An RclPublisher for `publisher` (messages of `cls`: Image or PointCloud2), or None where
-    this ROS install does not allow it (the caller then uses `publisher.publish`)."""
+def rcl_publisher(publisher) -> RclPublisher | None:
+    """An RclPublisher for `publisher` (of Image or PointCloud2), or None for other types and
+    where this ROS install does not allow it (the caller then uses `publisher.publish`)."""
+    cls = getattr(publisher, 'msg_type', None)
     if cls not in (Image, PointCloud2):
         return None
     try:
@@ -270,4 +266,4 @@ def rcl_publisher(publisher, cls) -> RclPublisher | None:
         getattr(publisher.handle, 'pointer')
     except Exception:   # a probe: whatever fails here, rclpy's publish() stays
         return None
-    return RclPublisher(publisher, cls, libraries)
+    return RclPublisher(publisher, libraries)

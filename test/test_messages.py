@@ -55,7 +55,7 @@ def test_a_reused_buffer_is_free_once_publish_returns(path):
         send = pub.publish
         if path == 'rcl_publish':
             from metricgold_ros.rcl_publish import rcl_publisher
-            send = rcl_publisher(pub, Image).publish
+            send = rcl_publisher(pub).publish
         buffer = ByteBuffer()
         frames = [np.full((480, 640), k, np.float32) for k in (1.0, 2.0, 3.0)]
         header = image_msg(RGB, 'rgb8', 1).header
@@ -99,9 +99,13 @@ def test_the_rcl_message_layout_is_checked_against_rosidl(monkeypatch):
 
     class Publisher:   # what rcl_publisher needs of an rclpy publisher
         handle = None
+        msg_type = Image
 
-    assert rcl_publish.rcl_publisher(Publisher(), Image) is None
-    assert rcl_publish.rcl_publisher(Publisher(), rcl_publish.Header) is None   # not handled
+    class HeaderPublisher(Publisher):
+        msg_type = rcl_publish.Header
+
+    assert rcl_publish.rcl_publisher(Publisher()) is None
+    assert rcl_publish.rcl_publisher(HeaderPublisher()) is None   # not handled
 
 
 @pytest.mark.ros
@@ -129,7 +133,7 @@ def test_a_failed_rcl_publish_raises_with_rcl_s_message():
                 rcutils.rcutils_set_error_state(b'publisher is invalid', b'publisher.c', 7)
                 return 200   # RCL_RET_PUBLISHER_INVALID
 
-        sender = rcl_publish.RclPublisher(node.create_publisher(Image, 'e', 1), Image,
+        sender = rcl_publish.RclPublisher(node.create_publisher(Image, 'e', 1),
                                           (FailingRcl, rcutils))
         msg = Image(height=1, width=4, encoding='mono8', step=4, data=array.array('B', b'abcd'))
         with pytest.raises(rcl_publish.RclPublishError, match='200.*publisher is invalid'):
