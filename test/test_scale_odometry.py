@@ -7,6 +7,7 @@ import pytest
 
 from metricgold_core import poses, scale
 from metricgold_core.geometry import CameraModel
+from metricgold_core.scale import motion
 from test_process import redwood  # noqa: F401 (fixture; test_process needs rosbags)
 
 H, W = 120, 160
@@ -41,7 +42,7 @@ def test_the_motion_fit_recovers_a_wrong_scale(sequence):
     assert len(good) >= 4
     for fit in good:   # depth x 2.5 needs a scale of 0.4
         assert abs(fit.scale * 2.5 - 1.0) < 0.05, fit
-        assert 1.0 <= fit.parallax_px <= scale.MAX_PARALLAX_PX and fit.contrast > 0
+        assert 1.0 <= fit.parallax_px <= motion.MAX_PARALLAX_PX and fit.contrast > 0
 
 
 def test_no_fit_without_translation_or_with_bad_poses(sequence):
@@ -71,18 +72,18 @@ def test_a_second_valley_is_ambiguous_a_bump_on_the_shoulder_is_not():
     valley = lambda centre, width: 1.0 - np.exp(-0.5 * ((grid - centre) / width) ** 2)  # noqa
     one = 0.6 + 0.4 * valley(-0.8, 1.0)
     k, median = int(np.argmin(one)), float(np.median(one))
-    assert scale._second_minimum(one, grid, k, median) is None
+    assert motion._second_minimum(one, grid, k, median) is None
     # a dip of 1 % of the curve's range on the valley's flat shoulder (the Redwood cost
     # curves): low enough to be a second minimum by depth alone, but no ridge parts it
     bumpy, i = one.copy(), k + 4
     bumpy[i] = bumpy[i - 1] - 0.01 * (median - one[k])
-    assert bumpy[i] < bumpy[i + 1] and grid[i] - grid[k] > scale.DISTINCT_LOG
-    assert bumpy[i] - one[k] < scale.MIN_DISTINCT * (median - one[k])
-    assert scale._second_minimum(bumpy, grid, k, median) is None
+    assert bumpy[i] < bumpy[i + 1] and grid[i] - grid[k] > motion.DISTINCT_LOG
+    assert bumpy[i] - one[k] < motion.MIN_DISTINCT * (median - one[k])
+    assert motion._second_minimum(bumpy, grid, k, median) is None
     # two valleys of nearly the same depth a factor 4 apart, a ridge between: ambiguous
     two = 0.6 + 0.4 * np.minimum(valley(-0.8, 0.3), 0.05 + valley(0.6, 0.3))
     k = int(np.argmin(two))
-    second = scale._second_minimum(two, grid, k, float(np.median(two)))
+    second = motion._second_minimum(two, grid, k, float(np.median(two)))
     assert second is not None and abs(grid[second] - 0.6) < 0.15
 
 
