@@ -1,0 +1,257 @@
+"""Local correction: sparse metric points bend the model's depth to the truth where they are.
+
+    out = correct_locally(depth_m, sparse_m)      # depth already at the frame's global scale
+    out.depth        # float32 metres, corrected (NaN where depth was NaN)
+    out.uncertainty  # float32 metres, 1 sigma: small at the points, the global spread away
+    out.ok, out.reason, out.points, out.outliers, out.ms
+
+Each point's residual r = log(z_point / z_model) is spread over the image by normalised
+convolution on a bilateral grid over (v, u, log z_model): a near object and the wall behind it
+are far apart on the grid's depth axis and do not share a correction, while a surface and its
+neighbours of similar depth do. Two kernels are summed: a fine one whose width follows the points'
+mean spacing and a wide one that bridges the gaps where points are few; a prior weight pulls the
+correction to zero (the global fit) away from every point. Outlier points (a residual that its
+neighbours' leave-one-out correction does not explain) are dropped before the spread. Too few
+points, or points bunched in one corner, keep the global fit (`ok` False, `reason` says why).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+import time
+
+import numpy as np
+
+from .sparse import valid_sparse
+
+MIN_LOCAL_POINTS = 12       # fewer points: the global fit only
+MIN_SPREAD = 0.12           # points' spatial spread (std / image size, geometric mean): below it
+MAX_ABS_RESIDUAL = math.log(8.0)   # a point further than this from the global fit: an outlier
+SPACING_FACTOR = 1.0        # the fine kernel's sigma = this x the points' mean spacing (px)
+MIN_SIGMA_FRACTION = 0.02   # ... at least this fraction of the image diagonal
+SIGMA_LOG = 0.12            # fine kernel's width on the log-depth axis
+WIDE_FACTOR = 3.0           # the wide kernel: this x the fine one, spatially and in log depth
+WIDE_WEIGHT = 0.15          # ... weighted this much against the fine one
+PRIOR_WEIGHT = 0.05         # the global fit's weight, in units of one point at its own pixel
+OUTLIER_LOG = 0.25          # a leave-one-out miss above this ...
+OUTLIER_MAD = 4.0           # ... and above this many robust spreads of all misses: an outlier
+MIN_SUPPORT = 0.3           # leave-one-out weight a point needs before it can be judged
+MIN_SIGMA_LOG = 0.02        # floor of the per-pixel uncertainty (log depth)
+WORK_WIDTH = 320            # the correction is computed on every n-th pixel down to this width
+
+
+@dataclass
+class LocalCorrection:
+    """One frame's local correction (depth and uncertainty in metres)."""
+
+    depth: np.ndarray
+    uncertainty: np.ndarray | None
+    ok: bool = False
+    reason: str = ''
+    points: int = 0            # points used
+    outliers: int = 0          # points dropped as outliers
+    ms: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+
+def _points(depth: np.ndarray, sparse_m: np.ndarray) -> tuple:
+    """(v, u, residual) of the sparse pixels where depth is valid."""
+    with np.errstate(invalid='ignore'):
+        mask = valid_sparse(sparse_m) & np.isfinite(depth) & (depth > 0)
+    v, u = np.nonzero(mask)
+    r = np.log(sparse_m[v, u].astype(np.float64)) - np.log(depth[v, u].astype(np.float64))
+    return v, u, r
+
+
+def _spread(v: np.ndarray, u: np.ndarray, shape_hw: tuple) -> float:
+    """How far the points reach over the image: sqrt(std_v / H * std_u / W) (uniform ~0.29)."""
+    return float(math.sqrt(np.std(v) / shape_hw[0] * np.std(u) / shape_hw[1]))
+
+
+class _Kernel:
+    """The sum of the fine and wide Gaussians over (v, u, log z) used by grid and points."""
+
+    def __init__(self, sigma_px: float, sigma_log: float):
+        self.sigmas = ((sigma_px, sigma_log, 1.0),
+                       (sigma_px * WIDE_FACTOR, sigma_log * WIDE_FACTOR, WIDE_WEIGHT))
+
+    def pairwise(self, v, u, g) -> np.ndarray:
+        """(N, N) kernel between the points, zero on the diagonal (leave one out)."""
+        v, u, g = (np.asarray(x, np.float32) for x in (v, u, g))
+        (sp, sl, _), (_, _, wide) = self.sigmas
+        q = ((v[:, None] - v[None]) ** 2 + (u[:, None] - u[None]) ** 2) * np.float32(
+            -0.5 / (sp * sp)) - (g[:, None] - g[None]) ** 2 * np.float32(0.5 / (sl * sl))
+        # the wide kernel is the fine one with WIDE_FACTOR x the widths: q / WIDE_FACTOR^2
+        k = np.exp(q) + np.float32(wide) * np.exp(q * np.float32(1.0 / WIDE_FACTOR ** 2))
+        np.fill_diagonal(k, 0.0)
+        return k.astype(np.float64)
+
+
+def _reject_outliers(k: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Mask of the points kept (k: the pairwise kernel): a point whose residual its neighbours'
+    leave-one-out correction misses by much (and by much more than the others' misses) is
+    dropped."""
+    keep = np.abs(r) <= MAX_ABS_RESIDUAL
+    if keep.sum() < 3:
+        return keep
+    for _ in range(2):
+        kk = k[:, keep]
+        support = kk.sum(axis=1)
+        loo = kk @ r[keep] / np.maximum(support, 1e-12)
+        miss = np.abs(r - loo)
+        judged = support >= MIN_SUPPORT
+        if judged.sum() < 3:
+            break
+        spread = 1.4826 * float(np.median(miss[judged & keep]))
+        bad = judged & (miss > max(OUTLIER_LOG, OUTLIER_MAD * spread))
+        new_keep = keep & ~bad
+        if new_keep.sum() == keep.sum() or new_keep.sum() < MIN_LOCAL_POINTS:
+            break
+        keep = new_keep
+    return keep
+
+
+def _blur(grid: np.ndarray, sigma_cells: float, sigma_bins: float) -> np.ndarray:
+    """Gaussian blur (peak 1, zero outside) of a (Gh, Gw, D, C) grid: spatially, then in depth."""
+    import cv2
+
+    def taps(sigma: float) -> np.ndarray:
+        radius = max(1, int(math.ceil(3.0 * sigma)))
+        x = np.arange(-radius, radius + 1, dtype=np.float32)
+        return np.exp(-0.5 * (x / sigma) ** 2).astype(np.float32)
+
+    gh, gw, d, c = grid.shape
+    one = np.ones(1, np.float32)
+    ts = taps(sigma_cells)
+    flat = grid.reshape(gh, gw, d * c)
+    chunks = range(0, d * c, 128)    # OpenCV filters take at most 128 channels
+    flat = np.concatenate([cv2.sepFilter2D(flat[..., i:i + 128], -1, ts, ts,
+                                           borderType=cv2.BORDER_CONSTANT).reshape(gh, gw, -1)
+                           for i in chunks], axis=2).reshape(gh * gw, d, c)
+    return cv2.sepFilter2D(flat, -1, taps(sigma_bins), one,
+                           borderType=cv2.BORDER_CONSTANT).reshape(gh, gw, d, c)
+
+
+def _slice(grid: np.ndarray, gv: np.ndarray, gu: np.ndarray, gg: np.ndarray) -> np.ndarray:
+    """Trilinear read of `grid` (Gh, Gw, D, C) at grid coordinates (H, W) each -> (H, W, C).
+
+    The depth slices lie side by side in one image, read with OpenCV's bilinear remap at the
+    two slices around each pixel's depth, then blended."""
+    import cv2
+
+    gh, gw, d, c = grid.shape
+    atlas = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(gh, d * gw, c)
+    zi = np.clip(np.floor(gg), 0, d - 2)
+    fz = (gg - zi)[..., None]
+    map_x = zi * np.float32(gw) + gu
+    lower = cv2.remap(atlas, map_x, gv, cv2.INTER_LINEAR)
+    upper = cv2.remap(atlas, map_x + np.float32(gw), gv, cv2.INTER_LINEAR)
+    return lower + fz * (upper - lower)
+
+
+def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
+                    prior_sigma_log: float | None = None) -> LocalCorrection:
+    """The locally corrected depth of `depth` (float32 metres at the frame's global scale,
+    NaN = none) from `sparse_m` (float32 metres on the same grid, NaN / 0 = no point).
+
+    prior_sigma_log: the global fit's spread (log depth) that the uncertainty falls back to away
+    from the points (None: the spread of the points' residuals)."""
+    import cv2
+
+    start = time.perf_counter()
+    depth = np.asarray(depth, dtype=np.float32)
+    sparse_m = np.asarray(sparse_m, dtype=np.float32)
+    if sparse_m.shape != depth.shape:
+        raise ValueError(f'`sparse_m` must be on the depth grid {depth.shape}, got '
+                         f'{sparse_m.shape}.')
+    h, w = depth.shape
+    v, u, r = _points(depth, sparse_m)
+    out = LocalCorrection(depth=depth, uncertainty=None, points=int(r.size))
+
+    def done(reason: str = '') -> LocalCorrection:
+        out.reason, out.ok = reason, not reason
+        out.ms = (time.perf_counter() - start) * 1e3
+        return out
+
+    if r.size < MIN_LOCAL_POINTS:
+        return done(f'{r.size} points (< {MIN_LOCAL_POINTS})')
+    spread = _spread(v, u, (h, w))
+    out.stats['spread'] = round(spread, 3)
+    if spread < MIN_SPREAD:
+        return done(f'the points are bunched (spread {spread:.2f} < {MIN_SPREAD})')
+
+    g_points = np.log(depth[v, u].astype(np.float64))
+    spacing = math.sqrt(h * w / r.size)
+    sigma_px = max(SPACING_FACTOR * spacing, MIN_SIGMA_FRACTION * math.hypot(h, w))
+    kernel = _Kernel(sigma_px, SIGMA_LOG)
+    v, u = v.astype(np.float64), u.astype(np.float64)
+    pairs = kernel.pairwise(v, u, g_points)
+    keep = _reject_outliers(pairs, r)
+    out.outliers = int((~keep).sum())
+    v, u, r, g_points = v[keep], u[keep], r[keep], g_points[keep]
+    pairs = pairs[np.ix_(keep, keep)]
+    out.points = int(r.size)
+    if r.size < MIN_LOCAL_POINTS:
+        return done(f'{r.size} points left after {out.outliers} outliers (< {MIN_LOCAL_POINTS})')
+
+    # The working grid: every `step`-th pixel (the correction is smooth except across depth
+    # edges, which a bilinear upsampling moves by under a full-resolution pixel).
+    step = max(1, int(round(w / WORK_WIDTH)))
+    small = depth[::step, ::step]
+    valid = np.isfinite(small) & (small > 0)
+    log_small = cv2.log(np.where(valid, small, np.float32(1.0)))
+    g_lo = float(min(np.min(log_small[valid]), g_points.min()))
+    g_hi = float(max(np.max(log_small[valid]), g_points.max()))
+    # The bilateral grid: cells of half the fine sigma spatially and in log depth.
+    cell_px, cell_log = sigma_px / 2.0, SIGMA_LOG / 2.0
+    gh = max(int(math.ceil((h - 1) / cell_px)) + 1, 2)
+    gw = max(int(math.ceil((w - 1) / cell_px)) + 1, 2)
+    gd = max(int(math.ceil((g_hi - g_lo) / cell_log)) + 1, 2)
+    # Splat (trilinear) each point's weight and weighted residual into the grid.
+    coords = (v / cell_px, u / cell_px, (g_points - g_lo) / cell_log)
+    base = [np.clip(np.floor(c).astype(np.int64), 0, n - 2)
+            for c, n in zip(coords, (gh, gw, gd))]
+    frac = [np.clip(c - b, 0.0, 1.0) for c, b in zip(coords, base)]
+    splat = np.zeros((gh, gw, gd, 2), np.float32)
+    for corner in range(8):
+        bits = [(corner >> k) & 1 for k in range(3)]
+        wt = np.prod([f if b else 1.0 - f for f, b in zip(frac, bits)], axis=0)
+        index = tuple(b + bit for b, bit in zip(base, bits))
+        np.add.at(splat[..., 0], index, wt)
+        np.add.at(splat[..., 1], index, wt * r)
+    # The two kernels; each blurred splat peaks at 1, so a point weighs about 1 + WIDE_WEIGHT
+    # at its own pixel: normalised so that PRIOR_WEIGHT is in units of one point.
+    (sp, sl, _), (wsp, wsl, wide) = kernel.sigmas
+    grid = _blur(splat, sp / cell_px, sl / cell_log)
+    grid += np.float32(wide) * _blur(splat, wsp / cell_px, wsl / cell_log)
+    grid *= np.float32(1.0 / (1.0 + WIDE_WEIGHT))
+    # Slice at every working pixel: (v, u, log z) -> grid coordinates.
+    sh, sw = small.shape
+    to_cell = np.float32(step / cell_px)
+    gv = np.ascontiguousarray(np.broadcast_to(
+        np.arange(sh, dtype=np.float32)[:, None] * to_cell, (sh, sw)))
+    gu = np.ascontiguousarray(np.broadcast_to(
+        np.arange(sw, dtype=np.float32)[None] * to_cell, (sh, sw)))
+    gg = (log_small - np.float32(g_lo)) * np.float32(1.0 / cell_log)
+    sliced = _slice(grid, gv, gu, gg)
+    weight = np.maximum(sliced[..., 0], np.float32(0.0)) + np.float32(PRIOR_WEIGHT)
+    correction = sliced[..., 1] / weight
+    share = np.float32(PRIOR_WEIGHT) / weight          # 1 far from points, ~0 at them
+
+    # Uncertainty: the global spread where there is no support, the local misses at the points.
+    support = pairs.sum(axis=1)
+    loo = pairs @ r / np.maximum(support, 1e-12)
+    local_sigma = max(1.4826 * float(np.median(np.abs(r - loo))), MIN_SIGMA_LOG)
+    if prior_sigma_log is None or not math.isfinite(prior_sigma_log):
+        prior_sigma_log = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    prior_sigma_log = max(prior_sigma_log, local_sigma)
+    sigma_log = cv2.sqrt(share * np.float32(prior_sigma_log ** 2 - local_sigma ** 2)
+                         + np.float32(local_sigma ** 2))
+    if step > 1:
+        correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
+        sigma_log = cv2.resize(sigma_log, (w, h), interpolation=cv2.INTER_LINEAR)
+    out.depth = depth * cv2.exp(correction)            # NaN stays NaN
+    out.uncertainty = out.depth * sigma_log
+    out.stats.update(sigma_px=round(sigma_px, 1), grid=(gh, gw, gd), step=step,
+                     local_sigma_log=round(local_sigma, 4))
+    return done()
