@@ -1,4 +1,4 @@
-"""Metric scale anchors (README "Metric scale"), ROS-free: the node and the CLIs call these.
+"""Metric scale anchors (docs/NODE.md "Metric scale"), ROS-free: the node and the CLIs call these.
 
     fit = fit_sparse(pred, sparse_m, relative=False)    # robust scale (scale + shift if relative)
     fit = fit_ground_plane(depth_m, K, camera_height_m)  # RANSAC floor plane -> scale
