@@ -1,6 +1,6 @@
 """The checkpoint format's vocabulary, shared by the model and its optional parts (the light
 decoder head): file names, the format version, CheckpointError and JSON helpers. Imports
-nothing of the package, so no module needs to import model.py for these (README "Checkpoint
+nothing of the package, so no module needs to import model.py for these (docs/CORE.md "Checkpoint
 format" describes the layout).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Log-depth codec: metres <-> code in [-1, 1] (README "Log-depth codec", paper equation 3).
+"""Log-depth codec: metres <-> code in [-1, 1] (docs/CORE.md "Log-depth codec", paper equation 3).
 
     n    = log(clip(d, d_min, d_max) / d_min) / log(d_max / d_min)   in [0, 1]
     code = 2 n - 1                                                   in [-1, 1]

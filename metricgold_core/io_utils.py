@@ -89,8 +89,9 @@ def save_npy(path, array: np.ndarray) -> None:
             np.save(f, array)
 
 
-def save_png(path, array: np.ndarray) -> None:
-    """uint8 (H, W) / (H, W, 3) or uint16 (H, W) array -> PNG, atomically."""
+def save_png(path, array: np.ndarray, compress_level: int = 6) -> None:
+    """uint8 (H, W) / (H, W, 3) or uint16 (H, W) array -> PNG, atomically; `compress_level`
+    0..9 is zlib's (lower: faster, larger files)."""
     from PIL import Image
     if array.dtype == np.uint16:
         image = Image.fromarray(array)
@@ -99,7 +100,7 @@ def save_png(path, array: np.ndarray) -> None:
     else:
         raise ValueError(f'PNG arrays must be uint8 or uint16, got {array.dtype}.')
     with atomic_path(path) as tmp:
-        image.save(tmp, format='PNG')
+        image.save(tmp, format='PNG', compress_level=compress_level)
 
 
 def save_text(path, text: str) -> None:

@@ -1,6 +1,6 @@
 """The MetricGold model: diffusers parts + codec + empty-text embedding, and its checkpoint format.
 
-Checkpoint (README "Checkpoint format"), a diffusers-layout directory:
+Checkpoint (docs/CORE.md "Checkpoint format"), a diffusers-layout directory:
 
     model_index.json                  diffusers pipeline index (MarigoldDepthPipeline)
     unet/, vae/, scheduler/           config.json + diffusion_pytorch_model.safetensors

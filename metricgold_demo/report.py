@@ -17,8 +17,14 @@ from metricgold_core.visualize import comparison_panel
 MAX_DEPTH_M = 100.0   # the default codec's far end: ground truth beyond it is not scored
 
 
+# The node's drop counters in its diagnostics, each a reason it publishes no frame.
+NODE_DROPS = ('dropped_stale', 'dropped_busy', 'dropped_bad_input', 'dropped_publish',
+              'inference_errors', 'waiting_for_scale')
+
+
 def load_run(out: Path) -> tuple:
-    """(camera frames, recorded frames matched to them by stamp, diagnostics)."""
+    """(camera frames, recorded frames matched to them by stamp, diagnostics, the recorder's
+    file: every record, received or not, and its write errors)."""
     camera = json.loads((out / 'frames.json').read_text())
     recorded = json.loads((out / 'recorded.json').read_text())
     by_stamp = {rec['stamp_ns']: rec for rec in recorded['frames'] if 'name' in rec}
@@ -27,7 +33,69 @@ def load_run(out: Path) -> tuple:
         rec = by_stamp.get(frame['stamp_ns'])
         if rec is not None:
             matched.append((frame, rec))
-    return camera, matched, recorded.get('diagnostics')
+    return camera, matched, recorded.get('diagnostics'), recorded
+
+
+def _count(values: dict, key: str) -> int | None:
+    try:
+        return int(float(values[key]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def delivery(camera: list, recorded: dict, diagnostics: dict | None) -> dict:
+    """Where the camera's frames went, each loss charged to whoever lost it: the node (its own
+    drop counters), the transport (camera -> node: the camera's count against what the node
+    received; node -> recorder: what the node published against what reached the recorder,
+    confirmed by the gaps in the depth publisher's sequence numbers) or the recorder (received,
+    not saved). None where the node's diagnostics did not come."""
+    values = (diagnostics or {}).get('values', {})
+    stamps = {f['stamp_ns'] for f in camera}
+    mine = [r for r in recorded['frames'] if r['stamp_ns'] in stamps]
+    received = [r for r in mine if 'arrival_ns' in r]
+    seqs = sorted(r['seq'] for r in received if r.get('seq'))
+    node_received = _count(values, 'frames_received')
+    node_published = _count(values, 'frames_published')
+    drops = {key: _count(values, key) for key in NODE_DROPS if _count(values, key)}
+    return {
+        'camera_published': len(camera),
+        'node_received': node_received,
+        'lost_camera_to_node': None if node_received is None else len(camera) - node_received,
+        'node_dropped': sum(drops.values()) if values else None,
+        'node_drop_reasons': drops,
+        'node_published': node_published,
+        'recorder_received': len(received),
+        'lost_node_to_recorder': None if node_published is None
+        else node_published - len(received),
+        'sequence_gaps': sorted(set(range(1, seqs[-1] + 1)) - set(seqs)) if seqs else [],
+        'recorder_saved': sum(1 for r in received if 'name' in r),
+        'write_errors': recorded.get('write_errors', []),
+    }
+
+
+def latency_stages(pairs: list, diagnostics: dict | None) -> dict:
+    """Latency percentiles (ms) per stage of the frames the recorder got: the node's own
+    (diagnostics: its image arrival to published), camera stamp to the node's publish (DDS
+    source timestamp), publish to DDS reception in the recorder, reception to the recorder's
+    callback, end to end (stamp to callback) and the recorder's write time (off the path)."""
+    values = (diagnostics or {}).get('values', {})
+    node = {}
+    for key, name in (('latency_p50_ms', 'p50'), ('latency_p95_ms', 'p95')):
+        try:
+            node[name] = float(values[key])
+        except (KeyError, TypeError, ValueError):
+            node[name] = float('nan')
+    recs = [rec for _, rec in pairs]
+    return {
+        'node': node,
+        'stamp_to_publish': latency_stats([(r['published_ns'] - r['stamp_ns']) / 1e6
+                                           for r in recs if 'published_ns' in r]),
+        'transport': latency_stats([r['transport_ms'] for r in recs if 'transport_ms' in r]),
+        'recorder_wait': latency_stats([r['recorder_wait_ms'] for r in recs
+                                        if 'recorder_wait_ms' in r]),
+        'end_to_end': latency_stats([r['latency_ms'] for r in recs]),
+        'recorder_write': latency_stats([r['write_ms'] for r in recs if 'write_ms' in r]),
+    }
 
 
 def frame_metrics(out: Path, frame: dict, rec: dict) -> dict | None:
@@ -147,7 +215,7 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
 
     The latency budget and the model note default to what the node's diagnostics said.
     """
-    camera, pairs, diagnostics = load_run(out)
+    camera, pairs, diagnostics, recorded = load_run(out)
     if budget_ms is None:
         budget_ms = _budget(diagnostics)
     if note is None:
@@ -160,6 +228,8 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
         'output_rate_hz': output_rate_hz([rec['arrival_ns'] for _, rec in pairs]),
         'input_rate_hz': output_rate_hz([f['stamp_ns'] for f in camera]),
         'latency_ms': latency_stats(latencies),
+        'latency_stages_ms': latency_stages(pairs, diagnostics),
+        'delivery': delivery(camera, recorded, diagnostics),
         'metrics': aggregate(rows) if rows else None,
         'metrics_by_kind': {kind: aggregate([r for r in rows if r['kind'] == kind])
                             for kind in sorted({r['kind'] for r in rows})},
@@ -188,6 +258,7 @@ def _markdown(s: dict, title: str, budget_ms, note: str) -> str:
         + (f' (budget `max_latency_ms` = {budget_ms:.0f})' if budget_ms else ''),
         '',
     ]
+    lines += _delivery_markdown(s['delivery'], s['latency_stages_ms'])
     if s['metrics']:
         lines += ['## Accuracy against ground truth (metric, no alignment)', '',
                   '| set | frames | AbsRel | δ1 | RMSE (m) |', '|---|---:|---:|---:|---:|']
@@ -212,6 +283,42 @@ def _markdown(s: dict, title: str, budget_ms, note: str) -> str:
               + ('; `map.png` and `map_node_depth.ply` (the fused map of the trajectory).'
                  if (s.get('sequence') or {}).get('map') else '.'), '']
     return '\n'.join(lines)
+
+
+def _unknown(value) -> str:
+    return '?' if value is None else str(value)
+
+
+def _delivery_markdown(d: dict, stages: dict) -> list:
+    drops = ', '.join(f'{k} {v}' for k, v in d['node_drop_reasons'].items())
+    gaps = (f' (depth sequence numbers {", ".join(map(str, d["sequence_gaps"]))} never came)'
+            if d['sequence_gaps'] else '')
+    lost_recorder = d['recorder_received'] - d['recorder_saved']
+    lines = ['## Where the frames went', '',
+             '| stage | frames | lost at this stage | whose |', '|---|---:|---:|---|',
+             f'| camera published | {d["camera_published"]} | | |',
+             f'| node received (its diagnostics) | {_unknown(d["node_received"])} | '
+             f'{_unknown(d["lost_camera_to_node"])} | transport camera -> node |',
+             f'| node published (its diagnostics) | {_unknown(d["node_published"])} | '
+             f'{_unknown(d["node_dropped"])} | node{": " + drops if drops else ""} |',
+             f'| recorder received | {d["recorder_received"]} | '
+             f'{_unknown(d["lost_node_to_recorder"])} | transport node -> recorder{gaps} |',
+             f'| recorder saved | {d["recorder_saved"]} | {lost_recorder} | recorder'
+             + (f': {"; ".join(d["write_errors"][:3])}' if d['write_errors'] else '') + ' |',
+             '', '## Where the time went (ms)', '',
+             '| stage | p50 | p95 | max |', '|---|---:|---:|---:|']
+    names = (('node', "node: image arrival to published (its diagnostics, last 200 frames)"),
+             ('stamp_to_publish', 'camera stamp to the node\'s publish (DDS source timestamp)'),
+             ('transport', 'node\'s publish to DDS reception in the recorder'),
+             ('recorder_wait', 'DDS reception to the recorder\'s callback'),
+             ('end_to_end', '**camera stamp to the recorder\'s callback (end to end)**'),
+             ('recorder_write', 'recorder: converting and writing a frame (its own thread, '
+              'not in the latency)'))
+    for key, label in names:
+        st = stages[key]
+        lines.append(f'| {label} | {st["p50"]:.0f} | {st["p95"]:.0f} | '
+                     + (f'{st["max"]:.0f} |' if 'max' in st else '|'))
+    return lines + ['']
 
 
 def sequence_report(out: Path, pairs: list) -> dict | None:

@@ -9,11 +9,14 @@ layout (a ground robot indoors, or a car); the report fuses the node's depth of 
 along the true poses into a map (map.png, map_node_depth.ply, accuracy / completeness /
 F-score; Open3D, the `map` extra) and measures TAE and scale stability.
 
-Everything runs in a private ROS domain over Fast DDS with its LARGE_DATA transports (so large
-images reach best-effort subscribers too). The camera starts once the ROS graph shows the node
-and the recorder subscribed; the run ends by itself: after the camera's last frame the recorder
-waits for the depth of the frames in flight, then the node is stopped. Where ROS' launch tools
-are installed, launch/demo.launch.py starts the same three processes.
+Everything runs in a private ROS domain. The node starts Fast DDS with its own profile (a 16 MB
+shared-memory segment, metricgold_ros/fastdds_profile.xml), and the camera and the recorder,
+which send and receive messages as large, get the same file: with Fast DDS' LARGE_DATA
+transports instead, depth frames reached the recorder up to 2.5 s after the node published them,
+and 2 of 40 never did (the node's outputs are keep-last 2). The camera starts once the ROS graph
+shows the node and the recorder subscribed; the run ends by itself: after the camera's last
+frame the recorder waits for the depth of the frames in flight, then the node is stopped. Where
+ROS' launch tools are installed, launch/demo.launch.py starts the same three processes.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import sys
 import time
 
 from metricgold_core.ros_format import DEPTH_TOPIC
+from metricgold_ros import dds_profile
 from . import CAMERA_NAMESPACE, NODE_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +79,11 @@ def main(argv=None) -> int:
     logs.mkdir(parents=True)
     # This process joins the private domain too, to watch the graph.
     os.environ.update(ROS_DOMAIN_ID=str(random.Random(os.getpid()).randint(101, 200)),
-                      ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-                      FASTDDS_BUILTIN_TRANSPORTS='LARGE_DATA', PYTHONUNBUFFERED='1')
+                      ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
+    # The node applies its Fast DDS profile itself (and says so in its diagnostics); where the
+    # user chose a profile or transports of their own, apply leaves them alone.
+    peer_env = dict(os.environ)
+    dds_profile.apply(peer_env)
     image, info = f'{CAMERA_NAMESPACE}/image', f'{CAMERA_NAMESPACE}/camera_info'
     node_args = ['metricgold_ros.depth_node', '--ros-args', '--params-file',
                  str(args.params or params_file()), '-r', f'__ns:={NODE_NAMESPACE}',
@@ -94,7 +101,8 @@ def main(argv=None) -> int:
     recorder = _spawn(['metricgold_demo.recorder', '--out', str(out), '--count',
                        str(total), '--timeout', str(args.timeout), '--camera-topic', image,
                        '--grace', str(5.0 + (args.max_latency_ms or 2000) / 1e3),
-                       '--ros-args', '-r', f'__ns:={NODE_NAMESPACE}'], logs / 'recorder.log')
+                       '--ros-args', '-r', f'__ns:={NODE_NAMESPACE}'], logs / 'recorder.log',
+                      peer_env)
     camera, ready = None, False
     try:
         # The node subscribes to its image topic once its model is loaded, the recorder to the
@@ -111,7 +119,8 @@ def main(argv=None) -> int:
             if args.images:
                 camera_args += ['--images', str(Path(args.images).resolve())]
             camera = _spawn(camera_args + ['--ros-args', '-r', f'image:={image}', '-r',
-                                           f'camera_info:={info}'], logs / 'camera.log')
+                                           f'camera_info:={info}'], logs / 'camera.log',
+                            peer_env)
             # The recorder ends by itself: every frame in, or the camera gone plus a grace.
             recorder.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -127,10 +136,12 @@ def main(argv=None) -> int:
         return 1
     from .report import build_report
     summary = build_report(out)   # budget and model from the node's recorded diagnostics
-    lat = summary['latency_ms']
-    print(f'demo: {summary["received"]}/{summary["published"]} frames, '
-          f'{summary["output_rate_hz"]:.2f} Hz, latency p50 {lat["p50"]:.0f} ms '
-          f'p95 {lat["p95"]:.0f} ms', flush=True)
+    lat, node = summary['latency_ms'], summary['latency_stages_ms']['node']
+    print(f'demo: {summary["received"]}/{summary["published"]} frames (the node published '
+          f'{summary["delivery"]["node_published"]}), {summary["output_rate_hz"]:.2f} Hz, '
+          f'latency p50 {lat["p50"]:.0f} ms p95 {lat["p95"]:.0f} ms (the node\'s own: p50 '
+          f'{node["p50"]:.0f} ms p95 {node["p95"]:.0f} ms); report.md says where frames and '
+          'time went', flush=True)
     if summary['metrics']:
         m = summary['metrics']
         print(f'demo: AbsRel {m["abs_rel"]:.3f}, delta1 {m["delta1"]:.3f} over '
@@ -161,10 +172,10 @@ def wait_for_subscribers(topics: dict, deadline: float) -> bool:
         rclpy.try_shutdown()
 
 
-def _spawn(args: list, log: Path) -> subprocess.Popen:
+def _spawn(args: list, log: Path, env: dict | None = None) -> subprocess.Popen:
     with open(log, 'wb') as handle:   # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, '-m', *args], cwd=ROOT, stdout=handle,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, env=env)
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:

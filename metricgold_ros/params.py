@@ -110,7 +110,7 @@ PARAMETERS = (
          (0.0, 10000.0)),
     Spec('publish_uncertainty', False, 'Publish depth/uncertainty (|2-step - 1-step| depth, '
          'm) on frames run with 2 steps.'),
-    # Metric scale (README "Metric scale").
+    # Metric scale (docs/NODE.md "Metric scale").
     Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
          'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
          '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image) or ground_plane '

@@ -55,6 +55,13 @@ def test_demo_writes_every_artefact(demo_run):
     summary = json.loads((out / 'summary.json').read_text())
     # 4 scenes, then 4 frames of a trajectory
     assert summary['published'] == 8 and summary['received'] == 8 and summary['dropped'] == 0
+    # every frame the node published (its own diagnostics) reached the recorder, in order
+    delivery = summary['delivery']
+    assert delivery['node_published'] == delivery['recorder_received'] == 8
+    assert delivery['sequence_gaps'] == [] and delivery['recorder_saved'] == 8
+    stages = summary['latency_stages_ms']
+    assert stages['end_to_end']['p50'] >= stages['stamp_to_publish']['p50'] > 0
+    assert 'Where the frames went' in (out / 'report.md').read_text()
     assert len(list((out / 'depth_png').glob('*.png'))) == 8
     assert len(list((out / 'depth_colored').glob('*.png'))) == 8
     assert (out / 'clouds' / '0000.ply').is_file()
@@ -157,3 +164,43 @@ def test_demo_on_a_folder_of_own_images(tmp_path, shared_data):
     assert [f['name'] for f in camera] == ['00000', '00001']
     depth = np.load(out / 'depth' / '0000.npy')
     assert depth.shape == (480, 640) and np.isfinite(depth).all()
+
+
+def test_report_charges_each_lost_frame_to_whoever_lost_it(tmp_path):
+    """6 camera frames: the node received 5 (one lost on the way to it), dropped one as stale
+    and published 4; 3 reached the recorder (depth sequence number 2 never came), 2 were saved."""
+    from metricgold_demo.report import build_report
+    stamp = 10**18
+    camera = [{'index': i, 'name': f'indoor_{i}', 'stamp_ns': stamp + i * 10**9,
+               'has_gt': False} for i in range(6)]
+    recorded = []
+    for i, seq in ((0, 1), (2, 3), (3, 4)):   # frames 1 (node: stale) and 4 (transport) missing
+        rec = {'stamp_ns': stamp + i * 10**9, 'index': i, 'seq': seq,
+               'arrival_ns': stamp + i * 10**9 + 150 * 10**6, 'latency_ms': 150.0,
+               'published_ns': stamp + i * 10**9 + 120 * 10**6, 'transport_ms': 10.0,
+               'recorder_wait_ms': 20.0}
+        if i != 3:
+            rec.update(name=f'{i:04d}', write_ms=40.0)
+        recorded.append(rec)
+    diagnostics = {'name': 'metricgold_depth', 'level': 0, 'message': 'ok', 'values': {
+        'frames_received': '5', 'frames_published': '4', 'dropped_stale': '1',
+        'dropped_busy': '0', 'latency_p50_ms': '118.5', 'latency_p95_ms': '140',
+        'max_latency_ms': '1000'}}
+    (tmp_path / 'frames.json').write_text(json.dumps(camera))
+    (tmp_path / 'recorded.json').write_text(json.dumps(
+        {'frames': recorded, 'diagnostics': diagnostics,
+         'write_errors': ["frame 3: OSError('disk full')"]}))
+    summary = build_report(tmp_path)
+    d = summary['delivery']
+    assert (d['camera_published'], d['node_received'], d['lost_camera_to_node']) == (6, 5, 1)
+    assert d['node_dropped'] == 1 and d['node_drop_reasons'] == {'dropped_stale': 1}
+    assert (d['node_published'], d['recorder_received'], d['lost_node_to_recorder']) == (4, 3, 1)
+    assert d['sequence_gaps'] == [2] and d['recorder_saved'] == 2
+    stages = summary['latency_stages_ms']
+    assert stages['node'] == {'p50': 118.5, 'p95': 140.0}
+    assert stages['stamp_to_publish']['p50'] == pytest.approx(120.0)
+    assert stages['transport']['p50'] == 10.0 and stages['recorder_wait']['p50'] == 20.0
+    report = (tmp_path / 'report.md').read_text()
+    assert '| node published (its diagnostics) | 4 | 1 | node: dropped_stale 1 |' in report
+    assert 'transport node -> recorder (depth sequence numbers 2 never came)' in report
+    assert '| recorder saved | 2 | 1 | recorder: frame 3: OSError' in report

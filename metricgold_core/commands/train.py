@@ -1,5 +1,5 @@
 """`metricgold train`: run a training recipe, resumably (under `accelerate launch --multi_gpu
---num_processes N -m metricgold_core.cli train ...` for N processes: README, Training)."""
+--num_processes N -m metricgold_core.cli train ...` for N processes: docs/TRAINING.md)."""
 from __future__ import annotations
 
 import argparse

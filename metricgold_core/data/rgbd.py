@@ -139,7 +139,7 @@ class GenericFolderDataset(DepthDataset):
         config_path = path / 'dataset.yaml' if path.is_dir() else path
         if not config_path.is_file():
             raise FileNotFoundError(f'folder: {config_path} does not exist; write a YAML with '
-                                    f'keys rgb, depth, depth_scale, intrinsics (see README).')
+                                    'keys rgb, depth, depth_scale, intrinsics (see docs/DATA.md).')
         try:
             config = yaml.safe_load(config_path.read_text()) or {}
         except yaml.YAMLError as exc:

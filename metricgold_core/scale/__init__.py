@@ -1,5 +1,5 @@
 """Metric scale: sparse metres, a known camera height or the camera's own motion anchor the
-model's depth (README "Metric scale"). ROS-free: the node and the CLIs call these.
+model's depth (docs/NODE.md "Metric scale"). ROS-free: the node and the CLIs call these.
 
     fit = fit_sparse(pred, sparse_m, relative=False)    # robust scale (scale + shift if relative)
     fit = fit_ground_plane(depth_m, K, camera_height_m)  # RANSAC floor plane -> scale
