@@ -25,7 +25,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from metricgold_core import rectify
 from metricgold_core.ros_format import BadInput
@@ -78,13 +78,18 @@ class DepthNode(Node):
                 (CompressedImage if compressed else Image, self._on_image, 2),
             'camera_info': (CameraInfo, self._on_camera_info, 10),
             'sparse_depth': (Image, self._on_sparse_depth, 5),
+            'sparse_points': (PointCloud2, self._on_sparse_points, 5),
         }
         from .odometry import OdometryInput, odometry_type
+        from .sparse_points import PointsInput
         self.odometry = OdometryInput(self)   # scale_source odometry
+        self.points_input = PointsInput(self.odometry.tf_buffer)   # sparse_points clouds
+        self._camera_frame = ''   # frame_id of the newest image: where clouds are placed
         odometry_msg = odometry_type()
         if odometry_msg is not None:
             self._inputs['odom'] = (odometry_msg, self._on_odometry, 50)
-        self.sparse = StampCache(10)   # sparse_depth images by stamp (SparseEntry)
+        # sparse_depth images (SparseEntry) and sparse_points clouds (CloudEntry) by stamp
+        self.sparse = StampCache(10)
         self._scale = None   # (key, ScaleAnchor, ScaleFilter, MotionHistory): worker only
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
@@ -196,6 +201,7 @@ class DepthNode(Node):
                                 f'({self._last_stamp_ns / 1e9:.3f} s -> {stamp_ns / 1e9:.3f} s);'
                                 ' camera_info history cleared')
         self._last_stamp_ns = stamp_ns
+        self._camera_frame = msg.header.frame_id
         try:
             rgb = compressed_to_rgb8(msg) if isinstance(msg, CompressedImage) \
                 else image_to_rgb8(msg)
@@ -230,25 +236,61 @@ class DepthNode(Node):
         self.sparse.add(stamp_ns, SparseEntry(metres))
         self.stats.count('sparse_depth_received')
 
+    def _on_sparse_points(self, msg: PointCloud2) -> None:
+        try:
+            stamp_ns, entry = self.points_input.to_camera(msg, self._camera_frame, self.cfg)
+        except BadInput as exc:   # malformed, or a frame nothing places: dropped and counted
+            self._bad_input(exc)
+            if exc.kind == 'sparse_points_frame':
+                self.stats.set(sparse_points_transform='unknown frame', sparse_points_warning=(
+                    f'sparse_points clouds dropped: frame {msg.header.frame_id!r} unknown (no TF '
+                    'to the image frame, no sparse_points_mount)'))
+            return
+        self.sparse.add(stamp_ns, entry)
+        self.stats.count('sparse_points_received')
+        self.stats.set(sparse_points_transform=entry.how, sparse_points_warning='')
+
     def _on_odometry(self, msg) -> None:
         why = self.odometry.on_odometry(msg)
         self.stats.count('odometry_refused' if why else 'odometry_received')
         if why:
             self._log_throttled('odometry', f'dropped an odometry message: {why}')
 
-    def _sparse_for(self, frame: ReceivedFrame, cfg: dict):
-        """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest)."""
+    def _sparse_for(self, frame: ReceivedFrame, cfg: dict, depth_camera):
+        """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest):
+        a sparse_depth image, or a sparse_points cloud projected into `depth_camera` (the
+        CameraModel of the depth image this frame will have)."""
         entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
         if entry is None:
             entry = self.sparse.latest
             if entry is None:
                 self.stats.count('sparse_depth_missing')
                 self._log_throttled('sparse_missing', 'scale_source is sparse_depth but no '
-                                    'sparse_depth image has arrived: keeping the last good '
-                                    'scale')
+                                    'sparse_depth image or sparse_points cloud has arrived: '
+                                    'keeping the last good scale')
                 return None
             self.stats.count('sparse_depth_unmatched')
-        return entry.metres
+        if isinstance(entry, SparseEntry):
+            return entry.metres
+        return self._project_cloud(entry, depth_camera, cfg)
+
+    def _project_cloud(self, entry, camera, cfg: dict):
+        """A sparse_points cloud (CloudEntry) as a sparse depth image of `camera`."""
+        from metricgold_core.lidar import project_cloud
+
+        start = time.monotonic()
+        projection = project_cloud(entry.points_cam, camera, entry.origin_cam,
+                                   cfg['sparse_points_occlusion_gap'])
+        self.stats.set(sparse_points_kept=projection.kept,
+                       sparse_points_in_cloud=projection.points,
+                       sparse_points_occluded=projection.occluded,
+                       sparse_points_project_ms=round((time.monotonic() - start) * 1e3, 2))
+        if projection.kept == 0:
+            self.stats.count('sparse_points_none_in_view')
+            self._log_throttled('sparse_points_view', 'no point of the sparse_points cloud is '
+                                f'in view: {projection.summary()}; keeping the last good '
+                                'scale')
+        return projection.depth_m
 
     def _resolve_anchor(self, cfg: dict):
         """The scale.ScaleAnchor of these parameters (its `note`: why no metres)."""
@@ -350,7 +392,9 @@ class DepthNode(Node):
         want_uncertainty = plan.steps == 2 and self.outputs.wants_uncertainty(cfg)
         from metricgold_core.metric_depth import estimate_metric_depth
 
-        anchor, measurement, scale_filter = self._anchor(frame, cfg)
+        depth_hw = (height, width) if cfg['depth_resolution'] == 'input' else \
+            self.estimator.processing_hw(height, width, plan.processing_resolution)
+        anchor, measurement, scale_filter = self._anchor(frame, cfg, camera, depth_hw)
         rejected_before = scale_filter.rejected if scale_filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
@@ -417,8 +461,9 @@ class DepthNode(Node):
         self._log_throttled('publish_drop', 'publishing is slower than inference (a slow '
                             'subscriber?): dropped a finished frame')
 
-    def _anchor(self, frame: ReceivedFrame, cfg: dict):
-        """(ScaleAnchor, this frame's measurement, ScaleFilter or None) for this frame."""
+    def _anchor(self, frame: ReceivedFrame, cfg: dict, camera, depth_hw: tuple):
+        """(ScaleAnchor, this frame's measurement, ScaleFilter or None) for this frame, whose
+        image has the CameraModel `camera` and whose depth will be (height, width) depth_hw."""
         key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
                                      'ground_max_tilt_deg'))
         if self._scale is None or self._scale[0] != key:
@@ -429,7 +474,9 @@ class DepthNode(Node):
         _, anchor, scale_filter, history = self._scale
         measurement = None
         if anchor.active and anchor.source == 'sparse_depth':
-            measurement = self._sparse_for(frame, cfg)
+            depth_camera = camera if (camera.height, camera.width) == tuple(depth_hw) else \
+                camera.scaled(*depth_hw)
+            measurement = self._sparse_for(frame, cfg, depth_camera)
         elif anchor.active and anchor.source == 'odometry':
             from metricgold_core.scale import Motion
 

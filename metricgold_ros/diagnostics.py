@@ -121,6 +121,11 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     for key in ('odometry_parallax_px', 'scale_fit_ms'):
         if key in last:
             values[key] = last[key]
+    for key in sorted(k for k in counts if k.startswith('sparse_points_')):   # LiDAR clouds
+        values[key] = counts[key]
+    for key in sorted(k for k in last if k.startswith('sparse_points_') and
+                      k != 'sparse_points_warning'):
+        values[key] = last[key]
     values.update(static)
     for kind in sorted(bad):
         values[f'bad_input.{kind}'] = bad[kind]
@@ -143,6 +148,8 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     if last.get('holding_for_scale'):
         problems.append((DiagnosticStatus.WARN, 'wait_for_scale: no accepted scale fit yet, '
                          'depth held back'))
+    if last.get('sparse_points_warning'):
+        problems.append((DiagnosticStatus.WARN, last['sparse_points_warning']))
     if last.get('scale_warning'):
         problems.append((DiagnosticStatus.WARN, last['scale_warning']))
     level = max((lvl for lvl, _ in problems), default=DiagnosticStatus.OK)

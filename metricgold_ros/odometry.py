@@ -50,6 +50,11 @@ class OdometryInput:
         except ImportError:
             self._tf = None
 
+    @property
+    def tf_buffer(self):
+        """The node's tf2_ros.Buffer (None without tf2_ros), shared with other inputs."""
+        return self._tf
+
     def on_odometry(self, msg) -> str:
         """Keep one Odometry message; '' or why it was refused (the caller counts it)."""
         p, q = msg.pose.pose.position, msg.pose.pose.orientation

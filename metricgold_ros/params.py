@@ -113,12 +113,23 @@ PARAMETERS = (
     # Metric scale (docs/NODE.md "Metric scale").
     Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
          'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
-         '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image) or ground_plane '
+         '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image; or the '
+         '`sparse_points` PointCloud2, e.g. a LiDAR, projected into the image) or ground_plane '
          '(camera_height_m over a fitted floor; metric models only) or odometry (the camera\'s '
          'motion from the `odom` nav_msgs/Odometry topic and the camera mount; metric models '
          'only).'),
-    Spec('sparse_depth_wait_ms', 50.0, 'How long a frame waits for the sparse_depth image with '
-         'its exact stamp before the newest one is used.', (0.0, 1000.0)),
+    Spec('sparse_depth_wait_ms', 50.0, 'How long a frame waits for the sparse_depth image (or '
+         'sparse_points cloud) with its exact stamp before the newest one is used.',
+         (0.0, 1000.0)),
+    Spec('sparse_points_mount', '', 'sparse_points: pose of the cloud\'s frame in the camera '
+         'optical frame as "x y z qx qy qz qw" (m), so that p_camera = R p_cloud + t (what '
+         '`ros2 run tf2_ros tf2_echo <camera optical frame> <cloud frame>` prints); used when TF '
+         'has no transform at the cloud\'s stamp. Empty: TF only (docs/LIDAR.md).'),
+    Spec('sparse_points_occlusion_gap', 0.1, 'sparse_points: a projected point is dropped as '
+         'hidden from the camera when a point this much (relative) nearer lies within their '
+         'parallax towards the LiDAR\'s side (a LiDAR mounted apart from the camera sees '
+         'background past the edges of nearer objects); 0: nearest point per pixel only.',
+         (0.0, 10.0)),
     Spec('camera_height_m', 0.0, 'ground_plane: height of the camera over the floor / road '
          '(m).', (0.0, 1000.0)),
     Spec('ground_max_tilt_deg', 15.0, 'ground_plane: largest angle between the floor normal '
@@ -182,6 +193,14 @@ def normalise(name: str, value):
         except ValueError as exc:
             raise ParameterError(f'`camera_mount` must be "x y z qx qy qz qw" or empty (TF), '
                                  f'got {value!r}: {exc}') from exc
+    if name == 'sparse_points_mount':
+        from metricgold_core.lidar import parse_mount
+
+        try:
+            parse_mount(value)
+        except ValueError as exc:
+            raise ParameterError(f'`sparse_points_mount` must be "x y z qx qy qz qw" or empty '
+                                 f'(TF only), got {value!r}: {exc}') from exc
     if name == 'device':
         try:
             check_device(value)

@@ -262,6 +262,40 @@ def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = 
     return msg
 
 
+def cloud_msg(points: np.ndarray, stamp_ns: int = 0, frame_id: str = 'lidar',
+              dtype: str = 'f4', bigendian: bool = False, point_pad: int = 0,
+              row_pad: int = 0, organised: tuple | None = None):
+    """A sensor_msgs/PointCloud2 of (N, 3) x y z as a LiDAR driver might lay it out: x y z of
+    `dtype` (f4 / f8) after a 4-byte float32 intensity, `point_pad` bytes after each point,
+    `row_pad` after each row, `organised` (height, width) or one row, either byte order."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    height, width = organised if organised is not None else (1, len(points))
+    order = '>' if bigendian else '<'
+    size = np.dtype(dtype).itemsize
+    layout = np.dtype({'names': ['intensity', 'x', 'y', 'z'],
+                       'formats': [order + 'f4'] + [order + dtype] * 3,
+                       'offsets': [0, 4, 4 + size, 4 + 2 * size],
+                       'itemsize': 4 + 3 * size + point_pad})
+    rows = np.zeros((height, width), layout)
+    for i, name in enumerate('xyz'):
+        rows[name] = points[:, i].reshape(height, width)
+    rows['intensity'] = 7.0
+    data = rows.view(np.uint8).reshape(height, width * layout.itemsize)
+    data = np.concatenate([data, np.full((height, row_pad), 0xCD, np.uint8)], axis=1)
+    datatype = {'f4': PointField.FLOAT32, 'f8': PointField.FLOAT64}[dtype]
+    fields = [PointField(name='intensity', offset=0, datatype=PointField.FLOAT32, count=1)] + \
+        [PointField(name=name, offset=4 + i * size, datatype=datatype, count=1)
+         for i, name in enumerate('xyz')]
+    msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=bigendian,
+                      point_step=layout.itemsize, row_step=data.shape[1], is_dense=False)
+    set_stamp(msg.header, stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.data = data.tobytes()
+    return msg
+
+
 def camera_info_msg(intr: dict, stamp_ns: int, frame_id: str = 'camera', scale: float = 1.0):
     from sensor_msgs.msg import CameraInfo
 

@@ -1,4 +1,5 @@
-"""The organized PointCloud2 of a depth image: layout, the one back-projection, packed colour.
+"""PointCloud2: the organized cloud of a depth image (layout, the one back-projection, packed
+colour) and the x y z of any cloud a sensor publishes (cloud_to_xyz, e.g. a LiDAR scan).
 
 Layout (the node's `points` topic and the offline bags alike): 16 bytes per point, x y z
 float32 at 0/4/8 and rgb at 12, a float32 whose bits are 0x00RRGGBB (the PCL / depth_image_proc
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import BadInput
 from ..geometry import nearest_indices, pixel_rays
 
 CLOUD_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
@@ -126,3 +128,73 @@ def cloud_xyz_rgb(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(..., 4) x y z rgb cloud -> xyz (N, 3) float32 and rgb (N, 3) uint8 (for ply.write_ply)."""
     flat = points.reshape(-1, 4)
     return flat[:, :3], unpack_rgb_float(flat[:, 3])
+
+
+# sensor_msgs/PointField datatypes of the coordinates a cloud may carry (the others are
+# integers: not coordinates in metres).
+POINT_FIELD_FLOATS = {7: 'f4', 8: 'f8'}   # FLOAT32, FLOAT64
+MAX_CLOUD_POINTS = 10_000_000
+
+
+def cloud_to_xyz(msg) -> np.ndarray:
+    """A sensor_msgs/PointCloud2's x, y, z -> float64 (N, 3) in the cloud's header frame.
+
+    Any layout the message format allows: float32 or float64 coordinates at any offset,
+    padding inside a point (point_step) and at the end of a row (row_step), big- or
+    little-endian, organised (height > 1) or not. Points are read through one strided,
+    structured numpy view of the data (no copy, no per-point loop); NaN points are kept (the
+    projection drops them). BadInput `sparse_points` names what is wrong with a malformed cloud.
+    """
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    fields = {}
+    for field in msg.fields:
+        fields.setdefault(field.name, field)   # the first of a repeated name
+    missing = [name for name in 'xyz' if name not in fields]
+    if missing:
+        raise BadInput('sparse_points', f'sparse_points cloud has no {", ".join(missing)} '
+                       f'field (fields: {", ".join(fields) or "none"})')
+    if height * width > MAX_CLOUD_POINTS:
+        raise BadInput('sparse_points', f'sparse_points cloud of {width}x{height} points is '
+                       f'more than {MAX_CLOUD_POINTS} points')
+    order = '>' if msg.is_bigendian else '<'
+    names, formats, offsets = [], [], []
+    for name in 'xyz':
+        field = fields[name]
+        kind = POINT_FIELD_FLOATS.get(int(field.datatype))
+        if kind is None:
+            raise BadInput('sparse_points', f'sparse_points field {name} has datatype '
+                           f'{field.datatype}; expected FLOAT32 (7) or FLOAT64 (8)')
+        if int(field.count) < 1:
+            raise BadInput('sparse_points', f'sparse_points field {name} has count '
+                           f'{field.count}')
+        offset = int(field.offset)
+        if offset < 0 or offset + np.dtype(kind).itemsize > point_step:
+            raise BadInput('sparse_points', f'sparse_points field {name} at offset {offset} '
+                           f'does not fit in point_step {point_step}')
+        names.append(name)
+        formats.append(order + kind)
+        offsets.append(offset)
+    if row_step < width * point_step:
+        raise BadInput('sparse_points', f'sparse_points row_step {row_step} is smaller than '
+                       f'width x point_step = {width} x {point_step}')
+    data = msg.data
+    size = len(data)
+    if height * width == 0:
+        return np.empty((0, 3), np.float64)
+    if size != height * row_step:
+        raise BadInput('sparse_points', f'sparse_points data has {size} bytes; height x '
+                       f'row_step = {height} x {row_step} = {height * row_step}')
+    layout = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
+                       'itemsize': point_step})
+    if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
+        data = memoryview(data)   # array.array (rclpy) and other buffers
+    try:
+        points = np.ndarray((height, width), dtype=layout, buffer=data,
+                            strides=(row_step, point_step))
+    except (TypeError, ValueError) as exc:   # data that is not a byte buffer
+        raise BadInput('sparse_points', f'unreadable sparse_points data: {exc}') from exc
+    xyz = np.empty((height * width, 3), np.float64)
+    for column, name in enumerate('xyz'):
+        xyz[:, column] = points[name].reshape(-1)
+    return xyz
