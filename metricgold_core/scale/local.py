@@ -27,16 +27,20 @@ from .sparse import valid_sparse
 MIN_LOCAL_POINTS = 12       # fewer points: the global fit only
 MIN_SPREAD = 0.12           # points' spatial spread (std / image size, geometric mean): below it
 MAX_ABS_RESIDUAL = math.log(8.0)   # a point further than this from the global fit: an outlier
-SPACING_FACTOR = 1.0        # the fine kernel's sigma = this x the points' mean spacing (px)
+SPACING_FACTOR = 0.4        # the fine kernel's sigma = this x the points' mean spacing (px)
 MIN_SIGMA_FRACTION = 0.02   # ... at least this fraction of the image diagonal
 SIGMA_LOG = 0.12            # fine kernel's width on the log-depth axis
 WIDE_FACTOR = 3.0           # the wide kernel: this x the fine one, spatially and in log depth
-WIDE_WEIGHT = 0.15          # ... weighted this much against the fine one
-PRIOR_WEIGHT = 0.05         # the global fit's weight, in units of one point at its own pixel
+WIDE_WEIGHT = 0.005         # ... weighted this much against the fine one
+PRIOR_WEIGHT = 0.002        # the global fit's weight, in units of one point at its own pixel
 OUTLIER_LOG = 0.25          # a leave-one-out miss above this ...
 OUTLIER_MAD = 4.0           # ... and above this many robust spreads of all misses: an outlier
 MIN_SUPPORT = 0.3           # leave-one-out weight a point needs before it can be judged
 MIN_SIGMA_LOG = 0.02        # floor of the per-pixel uncertainty (log depth)
+GUIDE_WEIGHT = 1.0          # brightness's share of the grid's depth axis (log depth units)
+TREND = True
+MIN_TREND_LOG = 0.3         # the points span at least this much log depth for a trend
+MAX_TREND_SLOPE = 0.8       # |d r / d log z| at most this
 WORK_WIDTH = 320            # the correction is computed on every n-th pixel down to this width
 
 
@@ -149,7 +153,43 @@ def _slice(grid: np.ndarray, gv: np.ndarray, gu: np.ndarray, gg: np.ndarray) -> 
     return lower + fz * (upper - lower)
 
 
-def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
+def _trend(log_z: np.ndarray, r: np.ndarray) -> tuple:
+    """(a, b, lo, hi): the robust line r = a + b (log z - lo) over the points' log depths, the
+    model's depth-dependent error (near too far, far too near), or (median r, 0) when the
+    points span too little depth to tell."""
+    lo, hi = float(np.min(log_z)), float(np.max(log_z))
+    if not TREND or hi - lo < MIN_TREND_LOG:
+        return float(np.median(r)), 0.0, lo, hi
+    x = log_z - lo
+    w = np.ones_like(r)
+    a, b = float(np.median(r)), 0.0
+    for _ in range(5):
+        sw = np.sqrt(w)
+        A = np.stack([sw, sw * x], axis=1)
+        (a, b), *_ = np.linalg.lstsq(A, sw * r, rcond=None)
+        e = r - a - b * x
+        sigma = max(1.4826 * float(np.median(np.abs(e))), 1e-3)
+        uu = e / (4.685 * sigma)
+        w = np.where(np.abs(uu) < 1.0, (1.0 - uu * uu) ** 2, 0.0)
+    b = float(np.clip(b, -MAX_TREND_SLOPE, MAX_TREND_SLOPE))
+    return float(a), b, lo, hi
+
+
+def _brightness(image, shape_hw: tuple):
+    """The image's brightness in [0, 1] on the depth grid (float32), or None."""
+    import cv2
+
+    if image is None or GUIDE_WEIGHT <= 0:
+        return None
+    image = np.asarray(image)
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if grey.shape != shape_hw:
+        grey = cv2.resize(grey, (shape_hw[1], shape_hw[0]), interpolation=cv2.INTER_AREA)
+    scale = 1.0 / 255.0 if grey.dtype == np.uint8 else 1.0 / max(float(np.max(grey)), 1e-6)
+    return grey.astype(np.float32) * np.float32(scale)
+
+
+def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
                     prior_sigma_log: float | None = None) -> LocalCorrection:
     """The locally corrected depth of `depth` (float32 metres at the frame's global scale,
     NaN = none) from `sparse_m` (float32 metres on the same grid, NaN / 0 = no point).
@@ -180,7 +220,14 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
     if spread < MIN_SPREAD:
         return done(f'the points are bunched (spread {spread:.2f} < {MIN_SPREAD})')
 
-    g_points = np.log(depth[v, u].astype(np.float64))
+    # The grid's third coordinate: log depth, plus the image's brightness times GUIDE_WEIGHT
+    # when an image is given (an image edge then parts the correction where the model's depth
+    # runs smoothly across it).
+    bright = _brightness(image, (h, w))
+    log_points = np.log(depth[v, u].astype(np.float64))
+    g_points = log_points.copy()
+    if bright is not None:
+        g_points += GUIDE_WEIGHT * bright[v, u]
     spacing = math.sqrt(h * w / r.size)
     sigma_px = max(SPACING_FACTOR * spacing, MIN_SIGMA_FRACTION * math.hypot(h, w))
     kernel = _Kernel(sigma_px, SIGMA_LOG)
@@ -188,18 +235,24 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
     pairs = kernel.pairwise(v, u, g_points)
     keep = _reject_outliers(pairs, r)
     out.outliers = int((~keep).sum())
-    v, u, r, g_points = v[keep], u[keep], r[keep], g_points[keep]
+    v, u, r, g_points, log_points = v[keep], u[keep], r[keep], g_points[keep], log_points[keep]
     pairs = pairs[np.ix_(keep, keep)]
     out.points = int(r.size)
     if r.size < MIN_LOCAL_POINTS:
         return done(f'{r.size} points left after {out.outliers} outliers (< {MIN_LOCAL_POINTS})')
 
+    # The model's depth-dependent error first, as one line in log depth; the grid spreads what
+    # it leaves.
+    a, b, t_lo, t_hi = _trend(log_points, r)
+    r = r - (a + b * (log_points - t_lo))
     # The working grid: every `step`-th pixel (the correction is smooth except across depth
     # edges, which a bilinear upsampling moves by under a full-resolution pixel).
     step = max(1, int(round(w / WORK_WIDTH)))
     small = depth[::step, ::step]
     valid = np.isfinite(small) & (small > 0)
     log_small = cv2.log(np.where(valid, small, np.float32(1.0)))
+    if bright is not None:
+        log_small += bright[::step, ::step] * np.float32(GUIDE_WEIGHT)
     g_lo = float(min(np.min(log_small[valid]), g_points.min()))
     g_hi = float(max(np.max(log_small[valid]), g_points.max()))
     # The bilateral grid: cells of half the fine sigma spatially and in log depth.
@@ -226,7 +279,7 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
     grid += np.float32(wide) * _blur(splat, wsp / cell_px, wsl / cell_log)
     grid *= np.float32(1.0 / (1.0 + WIDE_WEIGHT))
     # Slice at every working pixel: (v, u, log z) -> grid coordinates.
-    sh, sw = small.shape
+    sh, sw = log_small.shape
     to_cell = np.float32(step / cell_px)
     gv = np.ascontiguousarray(np.broadcast_to(
         np.arange(sh, dtype=np.float32)[:, None] * to_cell, (sh, sw)))
@@ -236,6 +289,9 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, *,
     sliced = _slice(grid, gv, gu, gg)
     weight = np.maximum(sliced[..., 0], np.float32(0.0)) + np.float32(PRIOR_WEIGHT)
     correction = sliced[..., 1] / weight
+    log_model = log_small if bright is None else cv2.log(np.where(valid, small, np.float32(1)))
+    correction += np.float32(a) + np.float32(b) * (np.clip(log_model, t_lo, t_hi)
+                                                   - np.float32(t_lo))
     share = np.float32(PRIOR_WEIGHT) / weight          # 1 far from points, ~0 at them
 
     # Uncertainty: the global spread where there is no support, the local misses at the points.
