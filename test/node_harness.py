@@ -50,9 +50,11 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
-def node_command(params_file: Path, extra=(), program=('-m', 'metricgold_ros.depth_node')
-                 ) -> list:
-    return [sys.executable, *program, '--ros-args',
+def node_command(params_file: Path, extra=(), program=('-m', 'metricgold_ros.depth_node'),
+                 interpreter: str | None = sys.executable) -> list:
+    """The node's command line; `interpreter` None runs `program` itself (an installed
+    executable, as `ros2 run` does)."""
+    return [*([interpreter] if interpreter else []), *program, '--ros-args',
             '--params-file', str(params_file), '-r', '__ns:=/test',
             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info',
             '-r', 'image/compressed:=/cam/image/compressed', *extra]
@@ -62,11 +64,13 @@ class NodeProcess:
     """The depth node as a child process, its output in a log file."""
 
     def __init__(self, params_file: Path, env: dict, log_path: Path, extra=(),
-                 program=('-m', 'metricgold_ros.depth_node')):
+                 program=('-m', 'metricgold_ros.depth_node'),
+                 interpreter: str | None = sys.executable, cwd: Path = ROOT):
         self.log_path = log_path
         self._log = open(log_path, 'wb')
-        self.proc = subprocess.Popen(node_command(params_file, extra, program), cwd=ROOT,
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(node_command(params_file, extra, program, interpreter),
+                                     cwd=cwd, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -235,7 +239,8 @@ class Client:
 # ------------------------------------------------------------------ camera data
 
 def load_sequence(folder: Path, count: int = 3):
-    """[(rgb uint8 (H, W, 3), intrinsics dict)] of the first `count` frames of a real sequence."""
+    """([rgb uint8 (H, W, 3)], intrinsics dict) of the first `count` frames of a recording
+    (rgb/ and intrinsics.json, as in ../shared/data/real and the generated sample_frames)."""
     intr = json.loads((folder / 'intrinsics.json').read_text())
     files = sorted((folder / 'rgb').iterdir(), key=lambda p: (len(p.name), p.name))[:count]
     return [np.asarray(PILImage.open(f).convert('RGB')) for f in files], intr
@@ -334,15 +339,16 @@ def answering(node, client, first, timeout_s: float, log_tail: int = 3000):
 
 
 @contextlib.contextmanager
-def started_rig(tmp: Path, params: dict, shared_data: Path, frames: int, log_tail: int = 3000):
-    """The node with `params` on a reliable camera of `frames` TUM images, answering and
+def started_rig(tmp: Path, params: dict, folder: Path, frames: int, log_tail: int = 3000):
+    """The node with `params` on a reliable camera of the first `frames` images of the
+    recording in `folder` (load_sequence), answering and
     settled (subscriptions matched to the publishers' QoS, camera_info paired): a Rig; stopped
     with SIGINT afterwards, which must exit cleanly."""
     domain = pick_domain_id()
     node = NodeProcess(write_params(tmp / 'params.yaml', params), ros_env(domain),
                        tmp / 'node.log')
     client = Client(domain, camera_reliable=True)
-    rgbs, intr = load_sequence(shared_data / 'real' / 'tum', frames)
+    rgbs, intr = load_sequence(folder, frames)
     rig = Rig(node, client, rgbs, intr)
 
     def settled():

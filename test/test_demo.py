@@ -146,11 +146,11 @@ def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_demo_on_a_folder_of_own_images(tmp_path, shared_data):
+def test_demo_on_a_folder_of_own_images(tmp_path, sample_frames):
     out = tmp_path / 'own'
     result = subprocess.run([sys.executable, '-m', 'metricgold_demo.run', '--out', str(out),
                              '--count', '2', '--rate', '2', '--mode', 'fast', '--images',
-                             str(shared_data / 'real' / 'redwood' / 'rgb')],
+                             str(sample_frames / 'rgb')],
                             cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / 'summary.json').read_text())

@@ -1,9 +1,9 @@
 """Camera-driver encodings (Bayer, YUV, 16-bit colour) and rectification of raw images.
 
-Every frame here is made from a real image by the test's own encoder (mosaic by slicing,
-YUV by the BT.601 formulas, distortion by the model's own equations inverted in numpy), not by
-the code under test; decoding and rectification must give back the original (and the same
-depth as the original gives).
+Every frame here is made from a camera image (the generated sample_frames) by the test's own
+encoder (mosaic by slicing, YUV by the BT.601 formulas, distortion by the model's own equations
+inverted in numpy), not by the code under test; decoding and rectification must give back the
+original (and the same depth as the original gives).
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ CHANNEL = {'r': 0, 'g': 1, 'b': 2}
 
 
 @pytest.fixture(scope='module')
-def real(shared_data):
-    """(rgb uint8 480x640x3, intrinsics) of a real TUM frame."""
-    rgbs, intr = load_sequence(shared_data / 'real' / 'tum', 1)
+def camera_frame(sample_frames):
+    """(rgb uint8 480x640x3, intrinsics) of a textured indoor frame."""
+    rgbs, intr = load_sequence(sample_frames, 1)
     return rgbs[0], intr
 
 
@@ -124,8 +124,8 @@ def interior_error(decoded, rgb):
 # ------------------------------------------------------------------ decoding
 
 @pytest.mark.parametrize('encoding', sorted(ENCODERS))
-def test_driver_encodings_decode_to_the_rgb8_original(real, encoding):
-    rgb = real[0]
+def test_driver_encodings_decode_to_the_rgb8_original(camera_frame, encoding):
+    rgb = camera_frame[0]
     pad = 0 if encoding == 'nv21' else 6   # nv21's planes are `step` apart too: tested below
     bigendian = encoding.endswith('16')
     out = image_to_rgb8(frame(rgb, encoding, pad=pad, bigendian=bigendian))
@@ -140,8 +140,8 @@ def test_driver_encodings_decode_to_the_rgb8_original(real, encoding):
         assert interior_error(image_to_rgb8(msg), rgb) > 3 * error + 3
 
 
-def test_nv21_rows_are_step_apart_and_16_bit_endianness_is_honoured(real):
-    rgb = real[0][:64, :80]
+def test_nv21_rows_are_step_apart_and_16_bit_endianness_is_honoured(camera_frame):
+    rgb = camera_frame[0][:64, :80]
     planes = nv21(rgb)
     padded = np.concatenate([planes, np.full((planes.shape[0], 16), 7, np.uint8)], axis=1)
     msg = image_msg(padded, 'nv21', 0)
@@ -154,8 +154,8 @@ def test_nv21_rows_are_step_apart_and_16_bit_endianness_is_honoured(real):
 
 
 @pytest.mark.parametrize('encoding', sorted(ENCODERS))
-def test_bad_sizes_of_driver_encodings_raise_bad_input(real, encoding):
-    rgb = real[0][:16, :20]
+def test_bad_sizes_of_driver_encodings_raise_bad_input(camera_frame, encoding):
+    rgb = camera_frame[0][:16, :20]
     cases = []
     short = frame(rgb, encoding)
     short.data = bytes(short.data)[:-1]
@@ -195,8 +195,8 @@ def abs_rel(a, b):
     return float(np.mean(np.abs(a[valid] - b[valid]) / b[valid]))
 
 
-def test_every_driver_encoding_gives_the_depth_of_the_rgb8_frame(real, estimator):
-    rgb = real[0]
+def test_every_driver_encoding_gives_the_depth_of_the_rgb8_frame(camera_frame, estimator):
+    rgb = camera_frame[0]
 
     def depth(image):
         return estimator(image, steps=1, processing_resolution=128, seed=0).depth
@@ -258,9 +258,9 @@ def raw_info(intr, model, D):
 
 
 @pytest.mark.parametrize('model,D', [('plumb_bob', PLUMB_BOB), ('equidistant', EQUIDISTANT)])
-def test_rectification_undoes_a_known_lens_and_reports_the_pinhole_of_p(real, model, D,
+def test_rectification_undoes_a_known_lens_and_reports_the_pinhole_of_p(camera_frame, model, D,
                                                                         estimator):
-    rgb, intr = real
+    rgb, intr = camera_frame
     info = raw_info(intr, model, D)
     K = np.reshape(info.k, (3, 3))
     raw = distort(rgb, K, model, D)
@@ -295,8 +295,8 @@ def test_rectification_undoes_a_known_lens_and_reports_the_pinhole_of_p(real, mo
     assert rectifier.maps_computed == 2
 
 
-def test_rectify_modes_unknown_models_and_undistorted_cameras(real):
-    rgb, intr = real
+def test_rectify_modes_unknown_models_and_undistorted_cameras(camera_frame):
+    rgb, intr = camera_frame
     rectifier = rectify.Rectifier()
     plain = camera_info_msg(intr, 0)
     result = rectifier.apply(rgb, plain, 'auto')   # d zero, R identity: nothing to do
@@ -322,8 +322,8 @@ def test_rectify_modes_unknown_models_and_undistorted_cameras(real):
         rectifier.apply(rgb, plain, 'sometimes')
 
 
-def test_rational_polynomial_is_rectified_like_plumb_bob_with_zero_extra_terms(real):
-    rgb, intr = real
+def test_rational_polynomial_is_rectified_like_plumb_bob_with_zero_extra_terms(camera_frame):
+    rgb, intr = camera_frame
     pb = raw_info(intr, 'plumb_bob', PLUMB_BOB)
     rp = raw_info(intr, 'rational_polynomial', PLUMB_BOB + [0.0, 0.0, 0.0])
     raw = distort(rgb, np.reshape(pb.k, (3, 3)), 'plumb_bob', PLUMB_BOB)

@@ -17,13 +17,13 @@ def focal_checkpoint(checkpoint_with_meta):
 
 
 @pytest.fixture(scope='module')
-def reference(focal_checkpoint, shared_data):
-    """Core prediction x the focal factor computed here by hand (redwood: fx 525 at 640 px)."""
+def reference(focal_checkpoint, sample_frames):
+    """Core prediction x the focal factor computed here by hand (fx 525 at 640 px)."""
     from metricgold_core.io_utils import read_rgb
     from metricgold_core.model import MetricGoldModel
     from metricgold_core.pipeline import DepthEstimator
 
-    rgb = read_rgb(shared_data / 'real/redwood/rgb/00000.jpg')
+    rgb = read_rgb(sample_frames / 'rgb/00000.jpg')
     est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
     pred = est(rgb, steps=1, processing_resolution=RES, seed=0)
     factor = 525.0 * pred.processing_hw[1] / 640 / CANONICAL_FX
@@ -32,7 +32,7 @@ def reference(focal_checkpoint, shared_data):
 
 
 def test_estimate_metric_depth_applies_the_focal_factor_once(focal_checkpoint, reference,
-                                                             shared_data):
+                                                             sample_frames):
     from metricgold_core.geometry import make_K
     from metricgold_core.io_utils import read_rgb
     from metricgold_core.metric_depth import estimate_metric_depth
@@ -40,7 +40,7 @@ def test_estimate_metric_depth_applies_the_focal_factor_once(focal_checkpoint, r
     from metricgold_core.pipeline import DepthEstimator
 
     est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
-    rgb = read_rgb(shared_data / 'real/redwood/rgb/00000.jpg')
+    rgb = read_rgb(sample_frames / 'rgb/00000.jpg')
     for camera in (525.0, make_K(525.0, 525.0, 319.5, 239.5)):
         out = estimate_metric_depth(est, rgb, camera, processing_resolution=RES, seed=0)
         assert out.focal_factor == pytest.approx(reference[1])
@@ -50,17 +50,16 @@ def test_estimate_metric_depth_applies_the_focal_factor_once(focal_checkpoint, r
 
 
 def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, reference,
-                                                         shared_data, tmp_path, capsys):
-    redwood = shared_data / 'real/redwood'
-    image = redwood / 'rgb/00000.jpg'
+                                                         sample_frames, tmp_path, capsys):
+    image = sample_frames / 'rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),
               '--seed', '0', '--device', 'cpu', '--dtype', 'float32']
     assert main(['infer', *common, '--output', str(tmp_path / 'infer'),
-                 '--intrinsics', str(redwood / 'intrinsics.json'), str(image)]) == 0
+                 '--intrinsics', str(sample_frames / 'intrinsics.json'), str(image)]) == 0
     infer = np.load(tmp_path / 'infer/00000_depth.npy')
     np.testing.assert_allclose(infer, reference[0], rtol=1e-4)
 
-    assert main(['evaluate', *common, '--dataset', 'redwood', '--root', str(redwood),
+    assert main(['evaluate', *common, '--dataset', 'redwood', '--root', str(sample_frames),
                  '--output', str(tmp_path / 'eval'), '--limit', '1', '--save-predictions',
                  '--no-progress']) == 0
     evaluate = np.load(tmp_path / 'eval/predictions/rgb__00000.npy')
@@ -69,18 +68,18 @@ def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, refer
     folder = tmp_path / 'frames'
     (folder / 'rgb').mkdir(parents=True)
     shutil.copy(image, folder / 'rgb' / image.name)
-    shutil.copy(redwood / 'intrinsics.json', folder / 'intrinsics.json')
+    shutil.copy(sample_frames / 'intrinsics.json', folder / 'intrinsics.json')
     assert main(['process', str(folder / 'rgb'), *common, '--output', str(tmp_path / 'proc'),
                  '--cloud-every', '0', '--no-progress']) == 0
     process = np.load(tmp_path / 'proc/depth/00000.npy')
     np.testing.assert_allclose(process, reference[0], rtol=1e-4)
 
 
-def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, shared_data, tmp_path, capsys):
+def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, sample_frames, tmp_path, capsys):
     from metricgold_core.geometry import intrinsics_from_hfov
     from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 
-    image = shared_data / 'real/redwood/rgb/00000.jpg'
+    image = sample_frames / 'rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),
               '--device', 'cpu', str(image)]
     # --hfov giving fx 525 at 640 px is the same camera as the intrinsics file
@@ -98,7 +97,7 @@ def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, shared_data, tmp_p
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_the_node_gives_the_same_metres(focal_checkpoint, reference, shared_data, tmp_path):
+def test_the_node_gives_the_same_metres(focal_checkpoint, reference, sample_frames, tmp_path):
     from metricgold_core.ros_format.images import image_to_array
     from node_harness import camera_info_msg, Client, image_msg, load_sequence, NodeProcess
     from node_harness import pick_domain_id, ros_env, wait_until, write_params
@@ -111,7 +110,7 @@ def test_the_node_gives_the_same_metres(focal_checkpoint, reference, shared_data
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp_path / 'node.log')
     client = Client(domain)
-    rgbs, intr = load_sequence(shared_data / 'real' / 'redwood', 1)
+    rgbs, intr = load_sequence(sample_frames, 1)
     stamps = iter(range(1_600_000_000 * 10 ** 9, 1_700_000_000 * 10 ** 9, 10 ** 8))
     try:
         def answered():

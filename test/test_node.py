@@ -26,9 +26,9 @@ PARAMS = {'processing_resolution': RES, 'min_processing_resolution': 64, 'steps'
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, tiny_checkpoint, shared_data):
+def rig(tmp_path_factory, tiny_checkpoint, sample_frames):
     with started_rig(tmp_path_factory.mktemp('node'),
-                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, shared_data,
+                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, sample_frames,
                      frames=2, log_tail=4000) as rig:
         yield rig
 

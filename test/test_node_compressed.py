@@ -28,7 +28,7 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
+def rig(tmp_path_factory, checkpoint_with_meta, sample_frames):
     tmp = tmp_path_factory.mktemp('node_compressed')
     checkpoint = checkpoint_with_meta('focal', canonical_focal_px=CANONICAL_FX)
     params = write_params(tmp / 'params.yaml', {
@@ -39,7 +39,7 @@ def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
     client = Client(domain, camera_reliable=False, compressed=True)
-    rgbs, _ = load_sequence(shared_data / 'real' / 'redwood', 2)
+    rgbs, _ = load_sequence(sample_frames, 2)
     with answering(node, client, lambda: roundtrip(client, jpeg_bytes(rgbs[0]), timeout_s=1.0),
                    90.0):
         yield node, client, rgbs, checkpoint

@@ -23,7 +23,7 @@ def test_depth_does_not_follow_exposure_steps(tmp_path, shared_data):
     params = {'checkpoint': '', 'steps': 1, 'max_latency_ms': 20000.0,
               'max_frame_age_ms': 20000.0, 'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
               'publish_points': False}
-    with started_rig(tmp_path, params, shared_data, frames=1) as rig:
+    with started_rig(tmp_path, params, shared_data / 'real' / 'tum', frames=1) as rig:
         medians = []
         for gain in GAINS:
             pixels = rig.rgbs[0] if gain == 1.0 else ph.exposure(rig.rgbs[0], gain)

@@ -1,7 +1,8 @@
 """The node as a real process fed as a raw camera driver feeds it: Bayer and YUYV frames, and
 distorted `image_raw` with its camera_info (rectified as image_proc does; `rectify: off` not).
 
-Frames are built by the test's own encoders and lens models (test_encodings) from a real image.
+Frames are built by the test's own encoders and lens models (test_encodings) from a generated
+camera image.
 """
 import numpy as np
 import pytest
@@ -20,9 +21,9 @@ OUTPUTS = ('depth', 'depth/camera_info', 'points')
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, tiny_checkpoint, shared_data):
+def rig(tmp_path_factory, tiny_checkpoint, sample_frames):
     with started_rig(tmp_path_factory.mktemp('node_raw'),
-                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, shared_data,
+                     {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, sample_frames,
                      frames=1) as rig:
         yield rig
 

@@ -28,7 +28,7 @@ class ScaleClient(Client):
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
+def rig(tmp_path_factory, checkpoint_with_meta, sample_frames):
     tmp = tmp_path_factory.mktemp('node_scale')
     ckpt = checkpoint_with_meta('relative', depth_type='affine_invariant')
     params = write_params(tmp / 'params.yaml', {
@@ -39,7 +39,7 @@ def rig(tmp_path_factory, checkpoint_with_meta, shared_data):
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp / 'node.log')
     client = ScaleClient(domain)
-    rgbs, intr = load_sequence(shared_data / 'real' / 'redwood', 1)
+    rgbs, intr = load_sequence(sample_frames, 1)
     rig = Rig(node, client, rgbs[0], intr)
     with answering(node, client, lambda: rig.send(wait='depth/relative', timeout_s=2.0), 120.0):
         yield rig

@@ -23,7 +23,7 @@ from rosbags.typesys import get_typestore, Stores  # noqa: E402
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 TYPES = TYPESTORE.types
-HW = (120, 160)                      # test frames: redwood 640x480 resized, for speed
+HW = (120, 160)                      # test frames: 640x480 resized, for speed
 FIRST_STAMP_NS = 1_700_000_000 * 10 ** 9 + 123
 PERIOD_NS = 100_000_000
 RES = '64'
@@ -41,15 +41,15 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope='module')
-def redwood(shared_data):
-    """Four real frames at HW and their K (640x480 intrinsics scaled to HW)."""
-    folder = shared_data / 'real' / 'redwood'
-    intr = json.loads((folder / 'intrinsics.json').read_text())
+def frames_K(sample_frames):
+    """Four generated frames (sample_frames) at HW and their K (640x480 intrinsics scaled to
+    HW)."""
+    intr = json.loads((sample_frames / 'intrinsics.json').read_text())
     K = scale_intrinsics(make_K(intr['fx'], intr['fy'], intr['cx'], intr['cy']),
                          (intr['height'], intr['width']), HW)
     frames = []
     for i in range(4):
-        with PILImage.open(folder / 'rgb' / f'{i:05d}.jpg') as image:
+        with PILImage.open(sample_frames / 'rgb' / f'{i:05d}.jpg') as image:
             frames.append(np.asarray(image.convert('RGB').resize(HW[::-1], PILImage.BILINEAR)))
     return frames, K
 
@@ -89,10 +89,10 @@ def compressed_msg(index: int, rgb: np.ndarray, corrupt=False):
                                                     data=data.copy())
 
 
-def write_bag(path, storage, redwood, image_topic='/camera/color/image_raw', compressed=False,
+def write_bag(path, storage, frames_K, image_topic='/camera/color/image_raw', compressed=False,
               corrupt=(), info_topic='/camera/color/camera_info'):
     """A bag like a camera driver records: images, camera_info, and a depth topic to ignore."""
-    frames, K = redwood
+    frames, K = frames_K
     plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[storage]
     make = compressed_msg if compressed else image_msg
     with Writer(path, version=9, storage_plugin=plugin) as writer:
@@ -150,10 +150,10 @@ def process(*args) -> int:
 
 @pytest.mark.parametrize('storage,depth_resolution',
                          [('sqlite3', 'processing'), ('mcap', 'input')])
-def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwood, storage,
+def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, frames_K, storage,
                                                 depth_resolution):
-    frames, K = redwood
-    bag = write_bag(tmp_path / 'in', storage, redwood)
+    frames, K = frames_K
+    bag = write_bag(tmp_path / 'in', storage, frames_K)
     out = tmp_path / 'out'
     status = process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', 2,
                      '--depth-resolution', depth_resolution)
@@ -213,8 +213,8 @@ def test_bag_gives_depth_info_and_points_topics(tmp_path, tiny_checkpoint, redwo
 
 
 def test_corrupt_compressed_frame_is_reported_and_skipped(tmp_path, tiny_checkpoint,
-                                                          redwood, caplog):
-    bag = write_bag(tmp_path / 'in', 'mcap', redwood, image_topic='/cam/image_raw/compressed',
+                                                          frames_K, caplog):
+    bag = write_bag(tmp_path / 'in', 'mcap', frames_K, image_topic='/cam/image_raw/compressed',
                     compressed=True, corrupt={1}, info_topic='/cam/camera_info')
     out = tmp_path / 'out'
     status = process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', 0)
@@ -233,8 +233,8 @@ def test_corrupt_compressed_frame_is_reported_and_skipped(tmp_path, tiny_checkpo
     assert not (out / 'clouds').exists()
 
 
-def test_topic_choice_errors_tell_what_to_pass(tmp_path, redwood, caplog):
-    bag = write_bag(tmp_path / 'in', 'sqlite3', redwood)
+def test_topic_choice_errors_tell_what_to_pass(tmp_path, frames_K, caplog):
+    bag = write_bag(tmp_path / 'in', 'sqlite3', frames_K)
     with Reader(bag) as reader:
         assert len(reader.connections) == 3
     status = process(bag, '--output', tmp_path / 'out', '--image-topic', '/nope')
@@ -246,8 +246,8 @@ def test_topic_choice_errors_tell_what_to_pass(tmp_path, redwood, caplog):
 
 
 def test_a_model_that_cannot_load_stops_the_run_instead_of_failing_each_frame(
-        tmp_path, tiny_checkpoint, redwood, caplog):
-    bag = write_bag(tmp_path / 'in', 'mcap', redwood)
+        tmp_path, tiny_checkpoint, frames_K, caplog):
+    bag = write_bag(tmp_path / 'in', 'mcap', frames_K)
     out = tmp_path / 'out'
     assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--mode', 'fast') == 2
     assert 'cannot load the model' in caplog.text and 'light decoder' in caplog.text
@@ -255,14 +255,14 @@ def test_a_model_that_cannot_load_stops_the_run_instead_of_failing_each_frame(
     assert not (out / 'bag').exists() and not list(out.rglob('*.tmp*'))
 
 
-def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, shared_data, caplog):
+def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, sample_frames, caplog):
     folder = tmp_path / 'scene' / 'rgb'
     folder.mkdir(parents=True)
     for i in (0, 2):
-        shutil.copy(shared_data / 'real/redwood/rgb' / f'{i:05d}.jpg', folder)
+        shutil.copy(sample_frames / 'rgb' / f'{i:05d}.jpg', folder)
     (folder / 'zz_broken.png').write_bytes(b'\x89PNG\r\n\x1a\n garbage')
     # intrinsics.json beside the rgb folder is found, as in the shared data layout.
-    shutil.copy(shared_data / 'real/redwood/intrinsics.json', tmp_path / 'scene')
+    shutil.copy(sample_frames / 'intrinsics.json', tmp_path / 'scene')
     out = tmp_path / 'out'
     status = process(folder, '--output', out, '--checkpoint', tiny_checkpoint,
                      '--cloud-every', 2)
@@ -277,16 +277,16 @@ def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, shared_data
     ply = ply_points(out / 'clouds' / '00000.ply')
     expected = backproject(depth, make_K(525.0, 525.0, 319.5, 239.5)).reshape(-1, 3)
     np.testing.assert_allclose(ply[:, :3], expected, rtol=1e-5, atol=0)
-    with PILImage.open(shared_data / 'real/redwood/rgb/00000.jpg') as image:
+    with PILImage.open(sample_frames / 'rgb/00000.jpg') as image:
         np.testing.assert_array_equal(ply[:, 3:], np.asarray(image.convert('RGB')).reshape(-1, 3))
     assert not (out / 'bag').exists()
 
 
-def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, redwood,
+def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, frames_K,
                                                      monkeypatch):
     from metricgold_core.pipeline import DepthEstimator
 
-    bag = write_bag(tmp_path / 'in', 'sqlite3', redwood)
+    bag = write_bag(tmp_path / 'in', 'sqlite3', frames_K)
     reference = tmp_path / 'reference'
     assert process(bag, '--output', reference, '--checkpoint', tiny_checkpoint) == 0
 
@@ -340,9 +340,9 @@ def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, 
     assert not list(out.rglob('*.tmp'))
 
 
-def test_video_file(tmp_path, tiny_checkpoint, redwood):
+def test_video_file(tmp_path, tiny_checkpoint, frames_K):
     av = pytest.importorskip('av')
-    frames, _ = redwood
+    frames, _ = frames_K
     video = tmp_path / 'clip.mp4'
     with av.open(str(video), 'w') as container:
         stream = container.add_stream('mpeg4', rate=10)

@@ -296,20 +296,20 @@ def test_scannet_resizes_colour_to_depth(tmp_path):
 
 
 # --- errors a user can cause ---------------------------------------------------------------
-def test_errors_name_the_file(shared_data, tmp_path):
+def test_errors_name_the_file(sample_frames, tmp_path):
     with pytest.raises(FileNotFoundError, match=r'tum: dataset root .*nowhere is not a dir'):
         make_dataset('tum', tmp_path / 'nowhere')
     with pytest.raises(ValueError, match='unknown dataset .nyu.; choose one of'):
         dataset_class('nyu')
     with pytest.raises(FileNotFoundError, match='split file .*missing.txt does not exist'):
-        make_dataset('redwood', shared_data / 'real/redwood', split=tmp_path / 'missing.txt')
+        make_dataset('redwood', sample_frames, split=tmp_path / 'missing.txt')
     split = tmp_path / 'split.txt'
     split.write_text('# comment\nrgb/00000.jpg\n')
     with pytest.raises(ValueError, match=r'split.txt:2: expected 2 columns'):
-        make_dataset('redwood', shared_data / 'real/redwood', split=split)
+        make_dataset('redwood', sample_frames, split=split)
     split.write_text('rgb/00000.jpg depth/00009.png\n')
     with pytest.raises(FileNotFoundError, match=r'depth/00009.png: no such file'):
-        make_dataset('redwood', shared_data / 'real/redwood', split=split)[0]
+        make_dataset('redwood', sample_frames, split=split)[0]
     for sub in ('rgb', 'depth'):
         (tmp_path / 'rec' / sub).mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'rec' / 'rgb' / 'a.png')

@@ -7,10 +7,10 @@ from PIL import Image
 import pytest
 
 from metricgold_core.cli import main
-from test_process import redwood  # noqa: F401 (fixture; test_process needs rosbags)
+from test_process import frames_K  # noqa: F401 (fixture; test_process needs rosbags)
 
 RES = '64'
-IMAGE = 'real/redwood/rgb/00000.jpg'
+IMAGE = 'rgb/00000.jpg'
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +34,8 @@ def sample(target, n, seed=0):
 
 
 def test_relative_checkpoint_writes_relative_files_and_says_so(tmp_path, relative_checkpoint,
-                                                               shared_data, capsys):
-    image = shared_data / IMAGE
+                                                               sample_frames, capsys):
+    image = sample_frames / IMAGE
     assert infer(relative_checkpoint, tmp_path, image) == 0
     printed = capsys.readouterr().out
     assert 'relative depth' in printed and '00000_relative.npy' in printed
@@ -58,8 +58,8 @@ def test_relative_checkpoint_writes_relative_files_and_says_so(tmp_path, relativ
 
 
 def test_metric_checkpoint_sparse_depth_png_and_other_grid(tmp_path, tiny_checkpoint,
-                                                           shared_data):
-    image = shared_data / IMAGE
+                                                           sample_frames):
+    image = sample_frames / IMAGE
     assert infer(tiny_checkpoint, tmp_path / 'own', image) == 0
     own = np.load(tmp_path / 'own' / '00000_depth.npy')
     # a 16-bit PNG in mm on a 240x320 grid (a ToF camera) of a scene 1.7x the model's metres
@@ -73,8 +73,8 @@ def test_metric_checkpoint_sparse_depth_png_and_other_grid(tmp_path, tiny_checkp
     np.testing.assert_allclose(ratio, np.median(ratio), rtol=1e-4)   # one scale, no shift
 
 
-def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, shared_data, caplog):
-    image = shared_data / IMAGE
+def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, sample_frames, caplog):
+    image = sample_frames / IMAGE
     (tmp_path / 'junk.png').write_bytes(b'not a png')
     assert infer(tiny_checkpoint, tmp_path, image, '--sparse-depth', tmp_path / 'junk.png') == 2
     assert 'cannot read sparse depth' in caplog.text
@@ -98,14 +98,14 @@ def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, shared_da
 # ----------------------------------------------------------------------- process (bags)
 
 def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint,
-                                                     redwood):  # noqa: F811
+                                                     frames_K):  # noqa: F811
     from rosbags.rosbag2 import StoragePlugin, Writer
     from test_process import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
     from test_process import process, read_bag, TYPES, TYPESTORE, write_bag
 
-    frames, K = redwood
+    frames, K = frames_K
     plain = tmp_path / 'plain'
-    assert process(write_bag(tmp_path / 'in0', 'sqlite3', redwood), '--output', plain,
+    assert process(write_bag(tmp_path / 'in0', 'sqlite3', frames_K), '--output', plain,
                    '--checkpoint', tiny_checkpoint, '--cloud-every', '0') == 0
     own = [np.load(plain / 'depth' / f'frame_{i:06d}.npy') for i in range(len(frames))]
 

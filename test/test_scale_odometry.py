@@ -8,7 +8,7 @@ import pytest
 from metricgold_core import poses, scale
 from metricgold_core.geometry import CameraModel
 from metricgold_core.scale import motion
-from test_process import redwood  # noqa: F401 (fixture; test_process needs rosbags)
+from test_process import frames_K  # noqa: F401 (fixture; test_process needs rosbags)
 
 H, W = 120, 160
 
@@ -159,8 +159,8 @@ def test_infer_with_poses_checks_its_arguments(tmp_path, tiny_checkpoint, sequen
     assert written == sorted(written)           # once written, every later image is
 
 
-def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, shared_data,
-                                    redwood):  # noqa: F811
+def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, sample_frames,
+                                    frames_K):  # noqa: F811
     import json
 
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -169,8 +169,8 @@ def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, shared_data,
 
     from metricgold_core.data.poses import read_sequence_poses
 
-    frames, K = redwood
-    trajectory = read_sequence_poses(shared_data / 'real' / 'redwood')
+    frames, K = frames_K
+    trajectory = read_sequence_poses(sample_frames)
     bag = tmp_path / 'in'
     with Writer(bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
         conns = {topic: writer.add_connection(topic, kind, typestore=TYPESTORE) for topic, kind
