@@ -1,6 +1,6 @@
 """One call from an RGB image and its camera intrinsics to depth in metres.
 
-    out = estimate_metric_depth(estimator, rgb, camera, steps=1, seed=0, anchor=anchor)
+    out = estimate_metric_depth(estimator, rgb, camera, steps=1, seed=0, session=session)
     out.depth          # float32 metres (NaN = invalid), the focal rescale applied once
     out.camera         # CameraModel of the depth image (its size may differ from the input's)
     out.focal_factor   # fx' / canonical_focal_px (1.0 for checkpoints without a canonical focal)
@@ -35,6 +35,7 @@ class MetricDepth:
     fit: object = None                 # this frame's scale.ScaleFit (None: no scale source)
     scale: float = 1.0                 # depth = scale * model output (+ shift)
     shift: float = 0.0
+    local: object = None               # scale.local.LocalCorrection tried on this frame, or None
     camera: object = None              # geometry.CameraModel of the depth image
 
     @property
@@ -70,46 +71,27 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
     return DepthEstimator(model, device=device, dtype=dtype, mode=mode, **options)
 
 
-def anchor_frame(anchor, depth: np.ndarray, camera, measurement, rgb: np.ndarray,
-                 scale_filter=None) -> tuple:
-    """(fit, scale, shift) of one frame's depth from `anchor` and its `measurement`, through
-    `scale_filter` when given: fit None without a measurement (a late or lost sparse image),
-    when the filter's last good scale is kept; scale None until there is a good fit (the
-    model's own scale stays). Step 4 of estimate_metric_depth, also for callers that apply
-    several anchors to one prediction (scripts/odometry_scale_bench.py)."""
-    fit = anchor.fit(depth, camera, measurement, rgb,
-                     None if scale_filter is None else scale_filter.scale)
-    if fit is None:
-        if scale_filter is None:
-            return None, None, 0.0
-        return None, scale_filter.scale, scale_filter.shift
-    if scale_filter is not None:
-        s = scale_filter.update(fit)
-        return fit, s, scale_filter.shift
-    return (fit, fit.scale, fit.shift) if fit.ok else (fit, None, 0.0)
-
-
 def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
                           processing_resolution: int | None = None, seed: int | None = None,
                           output_uncertainty: bool = False,
-                          match_input_resolution: bool = True, anchor=None, measurement=None,
+                          match_input_resolution: bool = True, session=None, measurement=None,
                           sparse_m: np.ndarray | None = None,
-                          camera_height_m: float | None = None, ground_max_tilt_deg: float = 15.0,
-                          scale_filter=None) -> MetricDepth:
+                          camera_height_m: float | None = None,
+                          ground_max_tilt_deg: float | None = None) -> MetricDepth:
     """Run `estimator` on uint8 RGB (H, W, 3) and return metres for the camera `camera`.
 
     `camera` is a CameraModel of `rgb` (or its 3x3 K, or its focal length fx in px); the
     result's `camera` is the depth image's. The focal factor is fx at the processing width /
     the checkpoint's canonical focal (1.0 when the checkpoint has none).
 
-    Scale: `anchor` (a scale.ScaleAnchor, resolved against this model) with this frame's
-    `measurement` (sparse_depth: sparse metres on any grid; odometry: a scale.Motion). The
-    shorthands `sparse_m` / `camera_height_m` build the anchor here. `scale_filter` (a
-    scale.ScaleFilter) carries the scale across frames; without a good fit the last good scale
-    is kept. Affine-invariant checkpoints give their linear [0, 1] output (near = 0) and
-    `relative=True` until a sparse fit anchors them.
+    Scale: `session` (a scale.ScaleSession: the run's anchor, filter and correction level)
+    with this frame's `measurement` (sparse_depth: sparse metres on any grid; odometry:
+    session.motion(pose, stamp)). The shorthands `sparse_m` / `camera_height_m` build a
+    one-frame session here. Without a good fit the session's last good scale is kept.
+    Affine-invariant checkpoints give their linear [0, 1] output (near = 0) and `relative=True`
+    until a sparse fit anchors them.
     """
-    from .scale import ScaleAnchor
+    from .scale import GROUND_MAX_TILT_DEG, ScaleAnchor, ScaleSession
 
     # 1. Check the inputs
     height, width = rgb.shape[:2]
@@ -118,16 +100,19 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
     if not (math.isfinite(fx) and fx > 0):
         raise ValueError(f'fx must be a finite focal length > 0 px, got {fx}.')
     relative = estimator.model.is_relative
-    if anchor is None:
+    if session is None:
         if sparse_m is not None and camera_height_m is not None:
             raise ValueError('give one scale anchor: sparse_m or camera_height_m, not both.')
         source = 'sparse_depth' if sparse_m is not None else \
             'ground_plane' if camera_height_m is not None else 'none'
-        anchor = ScaleAnchor.resolve(estimator.model, source, camera_height_m=camera_height_m,
-                                     ground_max_tilt_deg=ground_max_tilt_deg)
+        anchor = ScaleAnchor.resolve(
+            estimator.model, source, camera_height_m=camera_height_m,
+            ground_max_tilt_deg=GROUND_MAX_TILT_DEG if ground_max_tilt_deg is None
+            else ground_max_tilt_deg)
+        session = ScaleSession(anchor, carry=False)
         measurement = sparse_m
     elif sparse_m is not None or camera_height_m is not None:
-        raise ValueError('give the scale anchor once: `anchor` or sparse_m / camera_height_m.')
+        raise ValueError('give the scale anchor once: `session` or sparse_m / camera_height_m.')
 
     # 2. The network's depth (metres at the canonical focal, or relative [0, 1])
     pred = estimator(rgb, steps=steps, processing_resolution=processing_resolution, seed=seed,
@@ -150,14 +135,9 @@ def estimate_metric_depth(estimator, rgb: np.ndarray, camera, *, steps: int = 1,
     out = MetricDepth(depth=depth, uncertainty=uncertainty, prediction=pred,
                       focal_factor=float(factor), relative=relative, camera=depth_camera)
 
-    # 4. The scale anchor of this frame (or the filter's last good scale)
-    fit, s, t = anchor_frame(anchor, depth, depth_camera, measurement, rgb, scale_filter)
-    if fit is not None:
-        out.fit = fit
-    if s is None:   # no good fit yet: the model's own scale (relative stays relative)
-        return out
-    out.scale, out.shift, out.relative = float(s), float(t), False
-    out.depth = (depth * np.float32(s) + np.float32(t)).astype(np.float32)
-    if uncertainty is not None:
-        out.uncertainty = (uncertainty * np.float32(s)).astype(np.float32)
+    # 4. The scale anchor of this frame (or the session's last good scale)
+    scaled = session.apply(depth, depth_camera, measurement, rgb, uncertainty, relative)
+    out.fit, out.local = scaled.fit, scaled.local
+    out.depth, out.uncertainty, out.relative = scaled.depth, scaled.uncertainty, scaled.relative
+    out.scale, out.shift = scaled.scale, scaled.shift
     return out

@@ -90,7 +90,7 @@ class DepthNode(Node):
             self._inputs['odom'] = (odometry_msg, self._on_odometry, 50)
         # sparse_depth images (SparseEntry) and sparse_points clouds (CloudEntry) by stamp
         self.sparse = StampCache(10)
-        self._scale = None   # (key, ScaleAnchor, ScaleFilter, MotionHistory): worker only
+        self._scale = None   # (key, scale.ScaleSession): worker only
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None
@@ -301,14 +301,24 @@ class DepthNode(Node):
                                    ground_max_tilt_deg=cfg['ground_max_tilt_deg'],
                                    smoothing=cfg['scale_smoothing'], strict=False)
 
+    def _new_session(self, cfg: dict):
+        """The scale.ScaleSession of these parameters (its `note`: why no metres)."""
+        from metricgold_core.scale import ScaleSession
+
+        return ScaleSession(self._resolve_anchor(cfg), cfg['scale_correction'],
+                            cfg['wait_for_scale'])
+
     def _say_scale_source(self, cfg: dict) -> None:
         """Log (and keep for diagnostics) why the outputs are what they are."""
-        anchor = self._resolve_anchor(cfg)
+        session = self._new_session(cfg)
+        anchor = session.anchor
         warning = anchor.note
         if warning and anchor.relative_model:
             warning += ': publishing depth/relative only, no depth or points'
         elif warning:
             warning += ': using the model scale'
+        else:
+            warning = session.note
         self.stats.set(scale_warning=warning, scale_source=anchor.source)
         if warning:
             self.get_logger().warning(warning)
@@ -322,7 +332,8 @@ class DepthNode(Node):
             check_consistency(config)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        changed = any(config[k] != self.cfg[k] for k in ('scale_source', 'camera_height_m'))
+        changed = any(config[k] != self.cfg[k]
+                      for k in ('scale_source', 'camera_height_m', 'scale_correction'))
         self.cfg = config   # one assignment: the worker sees the old or the new set, never half
         if changed:
             self._say_scale_source(config)
@@ -394,14 +405,15 @@ class DepthNode(Node):
 
         depth_hw = (height, width) if cfg['depth_resolution'] == 'input' else \
             self.estimator.processing_hw(height, width, plan.processing_resolution)
-        anchor, measurement, scale_filter = self._anchor(frame, cfg, camera, depth_hw)
+        session, measurement = self._anchor(frame, cfg, camera, depth_hw)
+        scale_filter = session.filter
         rejected_before = scale_filter.rejected if scale_filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
             output_uncertainty=want_uncertainty,
             match_input_resolution=cfg['depth_resolution'] == 'input',
-            anchor=anchor, measurement=measurement, scale_filter=scale_filter)
+            session=session, measurement=measurement)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
         fit_ms = getattr(measurement, 'fit_ms', None)   # odometry: the fit, inside the budget
@@ -410,8 +422,12 @@ class DepthNode(Node):
         else:
             fit_ms = 0.0
         self._scale_stats(out, cfg, scale_filter, rejected_before)
-        holding = bool(cfg['wait_for_scale'] and anchor.waiting(scale_filter, out.relative))
-        self.stats.set(holding_for_scale=holding)
+        holding = session.holding(out.relative)
+        self.stats.set(holding_for_scale=holding, waiting_for=(
+            f'a first accepted {cfg["scale_source"]} scale fit'
+            + ('' if out.fit is None or out.fit.ok else f' (last: {out.fit.reason})')
+            + ('' if out.fit is not None else ' (no measurement for this frame)'))
+            if holding else '')
         if holding:
             self.stats.count('waiting_for_scale')
             self._log_throttled('wait_for_scale', 'no accepted scale fit yet: holding the '
@@ -462,30 +478,28 @@ class DepthNode(Node):
                             'subscriber?): dropped a finished frame')
 
     def _anchor(self, frame: ReceivedFrame, cfg: dict, camera, depth_hw: tuple):
-        """(ScaleAnchor, this frame's measurement, ScaleFilter or None) for this frame, whose
-        image has the CameraModel `camera` and whose depth will be (height, width) depth_hw."""
+        """(scale.ScaleSession, this frame's measurement) for this frame, whose image has the
+        CameraModel `camera` and whose depth will be (height, width) depth_hw. A change of the
+        scale parameters starts a new session."""
         key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
-                                     'ground_max_tilt_deg'))
+                                     'ground_max_tilt_deg', 'scale_correction',
+                                     'wait_for_scale'))
         if self._scale is None or self._scale[0] != key:
-            from metricgold_core.scale import MotionHistory
-
-            anchor = self._resolve_anchor(cfg)
-            self._scale = (key, anchor, anchor.new_filter(), MotionHistory())
-        _, anchor, scale_filter, history = self._scale
+            self._scale = (key, self._new_session(cfg))
+        session = self._scale[1]
+        anchor = session.anchor
         measurement = None
         if anchor.active and anchor.source == 'sparse_depth':
             depth_camera = camera if (camera.height, camera.width) == tuple(depth_hw) else \
                 camera.scaled(*depth_hw)
             measurement = self._sparse_for(frame, cfg, depth_camera)
         elif anchor.active and anchor.source == 'odometry':
-            from metricgold_core.scale import Motion
-
             pose, how = self.odometry.camera_pose(frame.stamp_ns, frame.header.frame_id, cfg)
             if pose is None:
                 self._log_throttled('odometry_pose', f'no camera pose for a frame ({how}): '
                                     'keeping the last good scale')
-            measurement = Motion(pose, frame.stamp_ns, history)
-        return anchor, measurement, scale_filter
+            measurement = session.motion(pose, frame.stamp_ns)
+        return session, measurement
 
     def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
         fit = out.fit
@@ -500,7 +514,16 @@ class DepthNode(Node):
             self.stats.count('odometry_fits_accepted' if fit.ok else
                              f'odometry_rejected_{fit.reject or "other"}')
             self.stats.set(odometry_parallax_px=fit.parallax_px)
+        local = out.local
+        if local is not None:
+            self.stats.count('local_corrections' if local.ok else 'local_fallbacks')
+            if not local.ok:
+                self._log_throttled('local', f'local scale correction not applied '
+                                    f'({local.reason}): global scale only')
+            self.stats.set(local_points=local.points, local_outliers=local.outliers,
+                           local_ms=round(local.ms, 2), local_fallback=local.reason)
         self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
+                       scale_correction=cfg['scale_correction'],
                        scale_points=0 if fit is None else fit.points,
                        scale_residual=float('nan') if fit is None else fit.residual,
                        output='depth/relative' if out.relative else 'depth')

@@ -12,7 +12,7 @@ from rcl_interfaces.msg import ParameterType
 from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from metricgold_core.rectify import RECTIFY_MODES
 from metricgold_core.run_options import check_device, COMPILE_MODES, DTYPES, MODES
-from metricgold_core.scale import SOURCES
+from metricgold_core.scale import CORRECTIONS, SOURCES
 
 CHOICES = {
     'device': None,   # run_options.check_device: auto, cpu, cuda, cuda:N
@@ -26,6 +26,7 @@ CHOICES = {
     'depth_resolution': ('input', 'processing'),
     'steps': ('auto', '1', '2'),
     'scale_source': SOURCES,
+    'scale_correction': CORRECTIONS,
 }
 
 
@@ -108,8 +109,10 @@ PARAMETERS = (
     Spec('points_min_depth_m', 0.0, 'Points nearer than this (z, m) are NaN.', (0.0, 10000.0)),
     Spec('points_max_depth_m', 0.0, 'Points farther than this (z, m) are NaN; 0: no limit.',
          (0.0, 10000.0)),
-    Spec('publish_uncertainty', False, 'Publish depth/uncertainty (|2-step - 1-step| depth, '
-         'm) on frames run with 2 steps.'),
+    Spec('publish_uncertainty', False, 'Publish depth/uncertainty (m, one sigma): with a local '
+         'scale correction its per-pixel uncertainty (small at the metric points, the global '
+         "fit's spread away from them) on every frame, combined with |2-step - 1-step| depth on "
+         'frames run with 2 steps; without one, |2-step - 1-step| on 2-step frames only.'),
     # Metric scale (docs/NODE.md "Metric scale").
     Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
          'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
@@ -139,11 +142,18 @@ PARAMETERS = (
     Spec('odometry_wait_ms', 30.0, 'odometry: how long a frame waits for the odometry message '
          'after its stamp (the pose is interpolated between the two around it).',
          (0.0, 1000.0)),
-    Spec('wait_for_scale', False, 'With a scale source: publish depth, points and '
+    Spec('scale_correction', 'local', 'How the metric points of a frame (sparse_depth image, '
+         'sparse_points cloud, points triangulated from odometry) correct the depth: global (one '
+         'scale, or scale + shift for relative models, per frame) or local (on top of the global '
+         'fit, an edge-aware per-pixel correction spread from the points, pulled to the global '
+         'fit away from them; falls back to global when a frame has too few or bunched points, '
+         'see the local_* diagnostics). ground_plane gives no points: global only.'),
+    Spec('wait_for_scale', True, 'With a scale source: publish depth, points and '
          'depth/colored only once a fit has been accepted (until then the depth is at the '
-         "model's own scale, which would enter a map at another scale than what follows); held "
-         'frames are counted as waiting_for_scale (also when the source cannot work, e.g. '
-         'ground_plane without camera_height_m). No effect with scale_source none.'),
+         "model's own scale, which would enter a map at another scale than what follows; "
+         'diagnostics waiting_for says what it waits for); held frames are counted as '
+         'waiting_for_scale (also when the source cannot work, e.g. ground_plane without '
+         'camera_height_m). No effect with scale_source none.'),
     Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
          'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
 )

@@ -5,7 +5,7 @@
 
 Each trajectory (render_trajectory seeds seed..seed+count-1, true poses as odometry) runs once
 through the model (scale_source none); the odometry source is then applied to that depth exactly
-as estimate_metric_depth's step 4 does (metric_depth.anchor_frame: ScaleAnchor.fit with a Motion,
+as estimate_metric_depth's step 4 does (scale.ScaleSession.apply: ScaleAnchor.fit with a Motion,
 then the ScaleFilter), for:
 - the model's own depth;
 - the same with wait_for_scale (the node's parameter): frames before the first accepted fit are
@@ -35,7 +35,7 @@ from metricgold_core import scale  # noqa: E402
 from metricgold_core.data.trajectory import render_trajectory  # noqa: E402
 from metricgold_core.geometry import CameraModel  # noqa: E402
 from metricgold_core.io_utils import save_text  # noqa: E402
-from metricgold_core.metric_depth import anchor_frame, estimate_metric_depth  # noqa: E402
+from metricgold_core.metric_depth import estimate_metric_depth  # noqa: E402
 from metricgold_core.metric_depth import load_estimator  # noqa: E402
 from metricgold_core.metrics import masked_abs_rel  # noqa: E402
 from metricgold_core.sequences import frame_scales  # noqa: E402
@@ -47,24 +47,26 @@ class Source:
 
     def __init__(self, anchor, factor: float, poses, wait: bool = False):
         self.anchor, self.factor, self.poses = anchor, np.float32(factor), poses
-        self.wait = wait        # wait_for_scale: nothing published before the first good fit
-        self.held = 0
-        self.history = scale.MotionHistory()
-        self.filter = anchor.new_filter() if anchor is not None else None
+        # wait_for_scale: nothing published before the first good fit
+        self.session = None if anchor is None else scale.ScaleSession(
+            anchor, 'global', wait_for_scale=wait)
         self.ratios, self.errors, self.abs_rel, self.fits, self.fit_ms = [], [], [], [], []
 
     def publish(self, i: int, depth: np.ndarray, camera, rgb, stamp_ns: int) -> np.ndarray:
         depth = depth * self.factor
         if self.anchor is None:
             return depth
-        motion = scale.Motion(self.poses[i], stamp_ns, self.history)
-        fit, s, t = anchor_frame(self.anchor, depth, camera, motion, rgb, self.filter)
-        self.fits.append(fit)
+        motion = self.session.motion(self.poses[i], stamp_ns)
+        scaled = self.session.apply(depth, camera, motion, rgb)
+        self.fits.append(scaled.fit)
         self.fit_ms.append(motion.fit_ms)
-        if self.wait and self.anchor.waiting(self.filter):
-            self.held += 1
+        if self.session.holding():
             return None
-        return depth if s is None else depth * np.float32(s) + np.float32(t)
+        return scaled.depth
+
+    @property
+    def held(self) -> int:
+        return 0 if self.session is None else self.session.held
 
     def score(self, i: int, published, gt, valid) -> None:
         if published is None:   # held back (wait_for_scale)

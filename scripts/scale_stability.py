@@ -27,18 +27,18 @@ SETTINGS = (('none', 0, 0.0), ('sparse 100', 100, 0.0), ('sparse 100, smoothing 
 def run_sequence(estimator, dataset, points: int, smoothing: float, seed: int = 0) -> dict:
     from metricgold_core.metric_depth import estimate_metric_depth
     from metricgold_core.metrics import compute_metrics
-    from metricgold_core.scale import ScaleFilter, sparse_sample
+    from metricgold_core.scale import ScaleAnchor, ScaleSession, sparse_sample
 
-    scale_filter = ScaleFilter(smoothing) if points else None
+    anchor = ScaleAnchor.resolve(estimator.model, 'sparse_depth' if points else 'none',
+                                 smoothing=smoothing)
+    session = ScaleSession(anchor, 'global')
     ratios, abs_rels = [], []
     for index in range(len(dataset)):
         sample = dataset[index]
-        anchor = {}
-        if points:
-            anchor['sparse_m'] = sparse_sample(sample['depth'], sample['valid'], points,
-                                               seed + index)
+        sparse = sparse_sample(sample['depth'], sample['valid'], points, seed + index) \
+            if points else None
         out = estimate_metric_depth(estimator, sample['rgb'], sample['K'], seed=0,
-                                    scale_filter=scale_filter, **anchor)
+                                    session=session, measurement=sparse)
         gt, pred = sample['depth'], out.depth
         valid = sample['valid'] & np.isfinite(pred) & (pred > 0)
         ratios.append(float(np.median(gt[valid] / pred[valid])))

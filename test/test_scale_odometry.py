@@ -144,14 +144,13 @@ def test_infer_with_poses_checks_its_arguments(tmp_path, tiny_checkpoint, sequen
     assert main(base + ['--scale-source', 'odometry', '--poses', str(tmp_path / 'poses.txt'),
                         '--camera-height', '1.0', *images]) == 2
     assert main(base + ['--scale-source', 'odometry', '--poses', str(tmp_path / 'poses.txt'),
-                        *images]) == 0
+                        '--no-wait-for-scale', *images]) == 0
     for i in range(3):
         depth = np.load(tmp_path / 'out' / f'{i}_depth.npy')
         assert depth.shape == (H, W) and np.isfinite(depth).any()
-    # --wait-for-scale: nothing for the images before the first accepted fit
+    # wait for scale (the default): nothing for the images before the first accepted fit
     held = ['infer', '--output', str(tmp_path / 'held'), '--checkpoint', str(tiny_checkpoint),
-            '--processing-resolution', '64', '--wait-for-scale']
-    assert main(held + images) == 2                                 # needs odometry
+            '--processing-resolution', '64']
     assert main(held + ['--scale-source', 'odometry', '--poses', str(tmp_path / 'poses.txt'),
                         *images]) == 0
     written = [(tmp_path / 'held' / f'{i}_depth.npy').exists() for i in range(3)]
@@ -198,7 +197,8 @@ def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, sample_frames,
                    '--odometry-topic', '/cam/image_raw', '--camera-mount',
                    *'0 0 0 0 0 0 1'.split()) == 2              # not an Odometry topic
     assert process(bag, '--output', out, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
-                   '--odometry-topic', '/odom', '--camera-mount', *'0 0 0 0 0 0 1'.split()) == 0
+                   '--odometry-topic', '/odom', '--camera-mount', *'0 0 0 0 0 0 1'.split(),
+                   '--no-wait-for-scale') == 0
     report = json.loads((out / 'process_report.json').read_text())
     assert report['scale']['source'] == 'odometry'
     assert report['scale']['odometry']['messages'] == len(frames)
@@ -207,10 +207,9 @@ def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, sample_frames,
     assert report['inferred'] == len(frames)
     fitted = report['scale']['frames_fitted']
 
-    # --wait-for-scale: nothing written before the first accepted fit, every frame after it
+    # wait for scale (the default): nothing written before the first accepted fit, every
+    # frame after it
     held = tmp_path / 'held'
-    assert process(bag, '--output', held, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
-                   '--wait-for-scale') == 2               # no scale source: refused
     assert process(bag, '--output', held, '--checkpoint', tiny_checkpoint, '--cloud-every', '0',
                    '--odometry-topic', '/odom', '--camera-mount', *'0 0 0 0 0 0 1'.split(),
                    '--wait-for-scale') == 0
@@ -293,6 +292,6 @@ def test_every_depth_range_has_its_say_in_the_scale(monkeypatch):
     assert len(turning) >= 3 and len(sideways) >= 4
     assert np.median(turning) < 0.04, turning
     assert max(sideways) < 0.05, sideways
-    monkeypatch.setattr(scale, 'MOTION_DEPTH_BINS', 0)   # the joint fit alone
+    monkeypatch.setattr(motion, 'MOTION_DEPTH_BINS', 0)   # the joint fit alone
     joint = errors(1)
     assert np.median(joint) > 2 * np.median(turning), (turning, joint)

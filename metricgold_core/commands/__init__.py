@@ -1,5 +1,8 @@
 """`metricgold` subcommands: one module each, with add_parser(sub, name) and run(args)."""
+import argparse
+
 from ..run_options import DTYPES, MODES
+from ..scale.ground import GROUND_MAX_TILT_DEG
 
 
 def add_model_arguments(parser, sampling: bool = True,
@@ -32,7 +35,8 @@ def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
     """--camera-height and --ground-max-tilt: the ground_plane scale source (scale.py)."""
     parser.add_argument('--camera-height', type=height_type, default=None,
                         metavar=height_metavar, help=height_help)
-    parser.add_argument('--ground-max-tilt', type=float, default=15.0, metavar='DEG',
+    parser.add_argument('--ground-max-tilt', type=float, default=GROUND_MAX_TILT_DEG,
+                        metavar='DEG',
                         help='--camera-height: largest angle between the floor normal and the '
                         "camera's down direction (default 15; set it just above the mount's "
                         'pitch)')
@@ -75,10 +79,41 @@ def _anchor_problem(args, given: list) -> str | None:
     return f'`--camera-height`: {problem}.' if problem else None
 
 
+def add_scale_session_arguments(parser, wait_help: str) -> None:
+    """--scale-correction and --wait-for-scale / --no-wait-for-scale (scale.ScaleSession)."""
+    add_scale_correction_argument(parser)
+    parser.add_argument('--wait-for-scale', action=argparse.BooleanOptionalAction, default=True,
+                        help=wait_help)
+
+
+def add_scale_correction_argument(parser) -> None:
+    """--scale-correction global|local (scale.ScaleSession)."""
+    from ..scale import CORRECTIONS
+
+    parser.add_argument('--scale-correction', choices=CORRECTIONS, default='local',
+                        help='how the metric points of a frame (sparse depth; points '
+                        'triangulated from odometry) correct the depth: global (one scale, or '
+                        'scale + shift, per frame) or local (on top of the global fit, an '
+                        'edge-aware per-pixel correction spread from the points; global when a '
+                        'frame has too few points). Default local')
+
+
 def resolve_anchor(model, args, source: str, camera_height_m: float | None = None):
     """The run's scale.ScaleAnchor from the command's arguments (AnchorError: the message)."""
-    from ..scale import ScaleAnchor
+    from ..scale import GROUND_MAX_TILT_DEG, ScaleAnchor
 
     return ScaleAnchor.resolve(model, source, camera_height_m=camera_height_m,
-                               ground_max_tilt_deg=getattr(args, 'ground_max_tilt', 15.0),
+                               ground_max_tilt_deg=getattr(args, 'ground_max_tilt',
+                                                           GROUND_MAX_TILT_DEG),
                                smoothing=getattr(args, 'scale_smoothing', 0.0))
+
+
+def scale_session(model, args, source: str, camera_height_m: float | None = None,
+                  carry: bool = True):
+    """The run's scale.ScaleSession from the command's arguments (AnchorError: the message);
+    carry: the scale carries from frame to frame (a sequence)."""
+    from ..scale import ScaleSession
+
+    return ScaleSession(resolve_anchor(model, args, source, camera_height_m),
+                        getattr(args, 'scale_correction', 'global'),
+                        getattr(args, 'wait_for_scale', False), carry=carry)

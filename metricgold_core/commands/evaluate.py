@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import chosen_anchor, evaluate_sequences
+from . import add_ground_plane_arguments, add_model_arguments, add_scale_correction_argument
+from . import chosen_anchor, evaluate_sequences, resolve_anchor
 from ..data.registry import DATASETS
 
 LOG = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def add_parser(sub, name: str) -> None:
         height_help="scale source ground_plane: the camera's height over the floor in metres, "
         "or `gt` for the dataset's true height (procedural scenes)")
     p.add_argument('--sparse-seed', type=int, default=0, help='seed of the sparse samples')
+    add_scale_correction_argument(p)
     p.add_argument('--odometry', action='store_true',
                    help="scale source odometry on posed sequences (--sequence, trajectory): "
                    "each frame's scale from the camera's motion since earlier frames (the "
@@ -176,7 +177,7 @@ def run(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     rows, failed, times, fits, held = [], 0, [], [], 0
-    motion = {}   # odometry: the sequence, its MotionHistory and ScaleFilter
+    motion = {}   # odometry: the sequence and its ScaleSession
     for i in tqdm(range(count), desc=f'evaluate {args.dataset}', unit='img',
                   disable=args.no_progress):
         try:
@@ -191,14 +192,15 @@ def run(args) -> int:
                 priors[hw] = mean_log_depth(ProceduralScenes(args.prior_baseline, *hw, seed=0))
             depth_pred, factor, time_ms, fit, anchor_scale = priors[hw], 1.0, 0.0, None, 1.0
         else:
-            kwargs = scale_anchor(args, anchor, sample, i, motion)
+            session, measurement = frame_session(args, anchor, sample, i, motion)
             out = estimate_metric_depth(est, sample['rgb'], sample['K'], steps=args.steps,
                                         processing_resolution=args.processing_resolution,
-                                        seed=args.seed, **kwargs)
+                                        seed=args.seed, session=session,
+                                        measurement=measurement)
             depth_pred, factor, fit, anchor_scale = out.depth, out.focal_factor, out.fit, \
                 out.scale
             time_ms = out.timings['total']
-            if args.wait_for_scale and anchor.waiting(kwargs.get('scale_filter')):
+            if args.wait_for_scale and session.waiting():
                 held += 1   # not published before the first accepted fit
                 if fit is not None:
                     fits.append(fit)
@@ -287,29 +289,28 @@ def mean_log_depth(scenes) -> np.ndarray:
     return np.exp(total / np.maximum(count, 1)).astype(np.float32)
 
 
-def scale_anchor(args, anchor, sample: dict, index: int, motion: dict) -> dict:
-    """estimate_metric_depth keyword arguments (anchor, measurement[, scale_filter]) of one
-    sample; `motion` carries the odometry source's state through a sequence."""
+def frame_session(args, anchor, sample: dict, index: int, motion: dict) -> tuple:
+    """(scale.ScaleSession, measurement) of one sample: one session per sample, or per
+    sequence for odometry (`motion` carries it through the sequence)."""
     import dataclasses
 
+    from ..scale import ScaleSession
+
+    correction = getattr(args, 'scale_correction', 'global')
     if anchor.source == 'odometry':
-        from ..scale import Motion, MotionHistory
-
         if motion.get('sequence') != sample['sequence']:   # a new sequence: start again
-            motion.update(sequence=sample['sequence'], history=MotionHistory(),
-                          filter=anchor.new_filter())
+            motion.update(sequence=sample['sequence'], session=ScaleSession(anchor, correction))
         stamp_s = sample.get('timestamp', index * 0.1)
-        return {'anchor': anchor, 'scale_filter': motion['filter'],
-                'measurement': Motion(sample['pose'], round(stamp_s * 1e9), motion['history'])}
-
+        session = motion['session']
+        return session, session.motion(sample['pose'], round(stamp_s * 1e9))
+    measurement = None
     if args.sparse_points:
         from ..scale import sparse_sample
-        return {'anchor': anchor,
-                'measurement': sparse_sample(sample['depth'], sample.get('valid'),
-                                             args.sparse_points, args.sparse_seed + index)}
-    if args.camera_height == 'gt':
+        measurement = sparse_sample(sample['depth'], sample.get('valid'), args.sparse_points,
+                                    args.sparse_seed + index)
+    elif args.camera_height == 'gt':
         if 'camera_height_m' not in sample:
             raise ValueError('--camera-height gt needs a dataset that knows the camera '
                              'height (procedural)')
         anchor = dataclasses.replace(anchor, camera_height_m=float(sample['camera_height_m']))
-    return {'anchor': anchor}
+    return ScaleSession(anchor, correction, carry=False), measurement

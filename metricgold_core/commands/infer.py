@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import chosen_anchor
+from . import add_ground_plane_arguments, add_model_arguments, add_scale_session_arguments
+from . import chosen_anchor, scale_session
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..scale import SOURCES
 
@@ -48,10 +48,10 @@ def add_parser(sub, name: str) -> None:
                    'IMAGE in order: `timestamp tx ty tz qx qy qz qw`, camera-to-world of the '
                    "camera's optical frame in metres (the scale comes from the motion between "
                    'images; metric checkpoints only)')
-    p.add_argument('--wait-for-scale', action='store_true',
-                   help='--scale-source odometry: write nothing for the images before the '
-                   "first accepted fit (their depth is at the model's own scale), as the node's "
-                   'wait_for_scale')
+    add_scale_session_arguments(
+        p, 'with a scale source: write nothing for an image without an accepted fit (with '
+        '--scale-source odometry: the images before the first one), as the node\'s '
+        "wait_for_scale: its depth would be at the model's own scale. Default on")
     p.set_defaults(func=run)
 
 
@@ -99,7 +99,7 @@ def run(args) -> int:
     from ..io_utils import depth_to_mm_png, read_rgb, save_npy, save_png
     from ..metric_depth import estimate_metric_depth, load_estimator
     from ..offline.sources import check_unique_stems, DefaultCamera, load_intrinsics
-    from ..scale import AnchorError, Motion, MotionHistory
+    from ..scale import AnchorError
     from ..visualize import colorize_depth
 
     try:
@@ -123,10 +123,6 @@ def run(args) -> int:
     source, problem = infer_source(args, given, problem)
     if problem:
         LOG.error('%s', problem)
-        return 2
-    if args.wait_for_scale and source != 'odometry':
-        LOG.error('--wait-for-scale goes with --scale-source odometry (--poses): the source '
-                  'whose scale carries from image to image.')
         return 2
     if args.sparse_depth is not None:
         if len(args.sparse_depth) not in (1, len(args.images)):
@@ -154,13 +150,14 @@ def run(args) -> int:
                    else fallback_camera_said(args))
     est = load_estimator(args.checkpoint, args.device, args.dtype, args.mode)
     try:
-        anchor = resolve_anchor(est.model, args, source, args.camera_height)
+        # odometry is a sequence: the scale (and the earlier frames) carry from image to image
+        session = scale_session(est.model, args, source, args.camera_height,
+                                carry=source == 'odometry')
     except AnchorError as exc:
         LOG.error('%s', exc)
         return 2
-    # odometry is a sequence: the scale (and the earlier frames) carry from image to image
-    scale_filter = anchor.new_filter() if source == 'odometry' else None
-    history = MotionHistory() if source == 'odometry' else None
+    if session.note:
+        LOG.warning('%s', session.note)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = held = 0
@@ -182,11 +179,10 @@ def run(args) -> int:
         if sparse is not None:
             measurement = sparse[index if len(sparse) > 1 else 0]
         elif motion is not None:
-            measurement = Motion(motion[1][index], round(motion[0][index] * 1e9), history)
+            measurement = session.motion(motion[1][index], round(motion[0][index] * 1e9))
         pred = estimate_metric_depth(est, rgb, image_camera, steps=args.steps,
                                      processing_resolution=args.processing_resolution,
-                                     seed=args.seed, anchor=anchor, measurement=measurement,
-                                     scale_filter=scale_filter)
+                                     seed=args.seed, session=session, measurement=measurement)
         stem = out_dir / Path(name).stem
         fit = pred.fit
         if fit is not None:
@@ -194,7 +190,11 @@ def run(args) -> int:
                      name, source, pred.scale, pred.shift, fit.points, fit.residual,
                      '' if fit.ok else f' -- fit rejected ({fit.reason}): last good (or the '
                      'model) scale kept')
-        if args.wait_for_scale and anchor.waiting(scale_filter):
+        if pred.local is not None:
+            LOG.info('%s: local scale correction %s', name,
+                     f'from {pred.local.points} points ({pred.local.outliers} outliers dropped)'
+                     if pred.local.ok else f'not applied ({pred.local.reason}): global scale')
+        if session.holding():
             held += 1
             print(f'{name}: no accepted scale fit yet: nothing written (--wait-for-scale)')
             continue

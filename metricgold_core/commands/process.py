@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import add_ground_plane_arguments, add_model_arguments, resolve_anchor
-from . import chosen_anchor
+from . import add_ground_plane_arguments, add_model_arguments, add_scale_session_arguments
+from . import chosen_anchor, scale_session
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import remove_temporaries
 
@@ -65,10 +65,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
                    help='weight of the past in the log-space scale filter across frames, '
                    'outliers rejected (0 = a new scale per frame; default 0)')
-    p.add_argument('--wait-for-scale', action='store_true',
-                   help='with a scale source: write nothing for the frames before its first '
-                   "accepted fit (their depth is at the model's own scale, which would enter a "
-                   'map at another scale than the rest); counted in process_report.json')
+    add_scale_session_arguments(
+        p, 'with a scale source: write nothing for the frames before its first accepted fit '
+        "(their depth is at the model's own scale, which would enter a map at another scale "
+        'than the rest); counted in process_report.json. Default on')
     p.add_argument('--output-namespace', default=None,
                    help="namespace of the output bag topics (default: the image topic's)")
     p.add_argument('--bag-storage', choices=('same', 'sqlite3', 'mcap'), default='same',
@@ -153,10 +153,6 @@ def run(args) -> int:
     if not 0.0 <= args.scale_smoothing < 1.0:
         LOG.error('`--scale-smoothing` must be in [0, 1), got %g.', args.scale_smoothing)
         return 2
-    if args.wait_for_scale and source == 'none':
-        LOG.error('--wait-for-scale needs a scale source (--sparse-depth-topic, '
-                  '--odometry-topic or --camera-height).')
-        return 2
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if remove_stale_temporaries(out_dir):
@@ -216,7 +212,7 @@ def _process(args, out_dir: Path, source: str) -> int:
               'clouds_written': runner.clouds}
     if args.wait_for_scale:
         report['waiting_for_scale'] = runner.waiting
-    if runner.scale is not None:
+    if runner.source != 'none' and runner.session is not None:
         report['scale'] = runner.scale_report(bag)
     if bag_out is not None:
         report['bag'] = {'path': str(bag_out.final_path), 'storage': bag_out.storage,
@@ -250,13 +246,9 @@ class FrameRunner:
         self.done = self.resumed = self.clouds = 0
         self.waiting = 0        # frames held back by --wait-for-scale
         self.source = source    # scale source (commands.chosen_anchor)
-        self.anchor = None      # scale.ScaleAnchor, resolved when the model loads
-        self.scale = None       # ScaleFilter when a scale anchor is given
+        self.session = None     # scale.ScaleSession, built when the model loads
         self.scales = []        # per inferred frame: (scale used, this frame's fit was good)
-        if self.source != 'none':
-            from ..scale import MotionHistory, ScaleFilter
-            self.scale = ScaleFilter(args.scale_smoothing)
-            self.history = MotionHistory()
+        self.local = {'applied': 0, 'fallback': 0}   # local corrections tried, by outcome
         self.bag = None         # BagInput (odometry)
         self.rejects = {}       # odometry fits rejected, by reason
         self.mount = None       # 4x4 camera optical frame in the odometry child frame
@@ -268,8 +260,10 @@ class FrameRunner:
         values = np.array([s for s, _ in self.scales], dtype=np.float64)
         report = {'source': self.source,
                   'smoothing': self.args.scale_smoothing,
+                  'correction': self.args.scale_correction,
                   'frames_fitted': sum(1 for _, ok in self.scales if ok),
-                  'rejected': self.scale.rejected}
+                  'rejected': self.session.filter.rejected if self.session else 0,
+                  'local_corrections': dict(self.local)}
         if values.size:
             report.update(scale_median=float(np.median(values)),
                           scale_cv=float(values.std() / values.mean()) if values.size > 1
@@ -291,14 +285,16 @@ class FrameRunner:
             except (OSError, ValueError) as exc:   # not a frame's fault: stop the run
                 raise SetupError(f'cannot load the model: {exc}') from exc
             try:
-                self.anchor = resolve_anchor(estimator.model, self.args, self.source,
+                self.session = scale_session(estimator.model, self.args, self.source,
                                              self.args.camera_height)
             except AnchorError as exc:
                 raise SetupError(f'{exc} (--sparse-depth-topic, a bag with sparse metric '
                                  'depth)') from exc
-            if self.anchor.note:
-                raise SetupError(f'{self.anchor.note}; process writes metres: anchor it with '
-                                 '--sparse-depth-topic (a bag with sparse metric depth)')
+            if self.session.anchor.note:
+                raise SetupError(f'{self.session.anchor.note}; process writes metres: anchor it '
+                                 'with --sparse-depth-topic (a bag with sparse metric depth)')
+            if self.session.note:
+                LOG.warning('%s', self.session.note)
             self.estimator = estimator
         return self.estimator
 
@@ -323,16 +319,18 @@ class FrameRunner:
             estimator, frame.rgb, camera, steps=self.args.steps,
             processing_resolution=self.args.processing_resolution, seed=self.args.seed,
             match_input_resolution=self.args.depth_resolution == 'input',
-            anchor=self.anchor, measurement=self.measurement(frame), scale_filter=self.scale)
+            session=self.session, measurement=self.measurement(frame))
         if out.relative:   # a relative model before its first good sparse fit: no metres
             raise ValueError('no metric scale yet for this affine-invariant checkpoint (no '
                              'good sparse depth fit so far)')
         if out.fit is not None and not out.fit.ok and out.fit.reject:
             self.rejects[out.fit.reject] = self.rejects.get(out.fit.reject, 0) + 1
-        if self.args.wait_for_scale and self.anchor.waiting(self.scale):
+        if out.local is not None:
+            self.local['applied' if out.local.ok else 'fallback'] += 1
+        if self.session.holding():
             self.waiting += 1
             raise NoScaleYet(frame.name)
-        if self.scale is not None:
+        if self.source != 'none':
             self.scales.append((out.scale, bool(out.fit is not None and out.fit.ok)))
         depth = out.depth
         K_depth = out.camera.K
@@ -348,12 +346,10 @@ class FrameRunner:
     def measurement(self, frame):
         """This frame's scale measurement for the anchor (None: none this frame)."""
         if self.source == 'odometry':
-            from ..scale import Motion
-
             pose = self.bag.odometry.at(frame.stamp_ns)
             if pose is not None:
                 pose = pose @ self.mount
-            return Motion(pose, frame.stamp_ns, self.history)
+            return self.session.motion(pose, frame.stamp_ns)
         return frame.sparse_m if self.source == 'sparse_depth' else None
 
     def points(self, frame, depth: np.ndarray, K_depth: np.ndarray) -> np.ndarray:

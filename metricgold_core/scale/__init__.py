@@ -15,20 +15,25 @@ Modules (each imports only numpy / OpenCV, the core's geometry and the modules a
     ground   fit_ground_plane: the known camera height over a floor plane
     motion   fit_motion, MotionHistory, Motion: the scale from odometry
     anchor   ScaleAnchor: a run's source, resolved against the model once
+    local    correct_locally: metric points bend the depth where they are (per pixel)
+    session  ScaleSession: a run's anchor + filter + odometry history + wait rule + correction
 """
 from .anchor import AnchorError, camera_height_problem, METRIC_ONLY, RELATIVE_UNANCHORED
 from .anchor import ScaleAnchor, SOURCES
 from .fit import fit_sparse, MAX_LOG_RESIDUAL, MIN_POINTS, ScaleFilter, ScaleFit
 from .ground import fit_ground_plane, GROUND_MAX_TILT_DEG
+from .local import correct_locally, LocalCorrection
 from .motion import fit_motion, Motion, motion_grey, motion_grid_hw, MotionFrame
 from .motion import MotionHistory, valid_pose
+from .session import CORRECTIONS, Scaled, ScaleSession
 from .sparse import MAX_SPARSE_DEPTH_M, project_points, register_to, sparse_sample
 from .sparse import valid_sparse
 
 __all__ = [
-    'AnchorError', 'camera_height_problem', 'fit_ground_plane', 'fit_motion', 'fit_sparse',
+    'AnchorError', 'camera_height_problem', 'correct_locally', 'CORRECTIONS', 'LocalCorrection',
+    'fit_ground_plane', 'fit_motion', 'fit_sparse',
     'GROUND_MAX_TILT_DEG', 'MAX_LOG_RESIDUAL', 'MAX_SPARSE_DEPTH_M', 'METRIC_ONLY',
     'MIN_POINTS', 'Motion', 'motion_grey', 'motion_grid_hw', 'MotionFrame', 'MotionHistory',
-    'project_points', 'register_to', 'RELATIVE_UNANCHORED', 'ScaleAnchor', 'ScaleFilter',
-    'ScaleFit', 'SOURCES', 'sparse_sample', 'valid_pose', 'valid_sparse',
+    'project_points', 'register_to', 'RELATIVE_UNANCHORED', 'ScaleAnchor', 'Scaled', 'ScaleFilter',
+    'ScaleFit', 'ScaleSession', 'SOURCES', 'sparse_sample', 'valid_pose', 'valid_sparse',
 ]

@@ -33,7 +33,8 @@ SIGMA_LOG = 0.12            # fine kernel's width on the log-depth axis
 WIDE_FACTOR = 3.0           # the wide kernel: this x the fine one, spatially and in log depth
 WIDE_WEIGHT = 0.005         # ... weighted this much against the fine one
 PRIOR_WEIGHT = 0.002        # the global fit's weight, in units of one point at its own pixel
-OUTLIER_LOG = 0.25          # a leave-one-out miss above this ...
+JUDGE_FACTOR = 1.5          # outliers: judged by neighbours within this x the spacing (px)
+OUTLIER_LOG = 0.7           # a leave-one-out miss above this ...
 OUTLIER_MAD = 4.0           # ... and above this many robust spreads of all misses: an outlier
 MIN_SUPPORT = 0.3           # leave-one-out weight a point needs before it can be judged
 MIN_SIGMA_LOG = 0.02        # floor of the per-pixel uncertainty (log depth)
@@ -95,7 +96,7 @@ def _reject_outliers(k: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Mask of the points kept (k: the pairwise kernel): a point whose residual its neighbours'
     leave-one-out correction misses by much (and by much more than the others' misses) is
     dropped."""
-    keep = np.abs(r) <= MAX_ABS_RESIDUAL
+    keep = np.ones(r.shape, bool)
     if keep.sum() < 3:
         return keep
     for _ in range(2):
@@ -232,19 +233,21 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
     sigma_px = max(SPACING_FACTOR * spacing, MIN_SIGMA_FRACTION * math.hypot(h, w))
     kernel = _Kernel(sigma_px, SIGMA_LOG)
     v, u = v.astype(np.float64), u.astype(np.float64)
-    pairs = kernel.pairwise(v, u, g_points)
-    keep = _reject_outliers(pairs, r)
+    # The model's depth-dependent error first, as one robust line in log depth; the grid
+    # spreads what it leaves.
+    a, b, t_lo, t_hi = _trend(log_points, r)
+    detrended = r - (a + b * (log_points - t_lo))
+    # Outliers are judged against a wider neighbourhood than the spread uses, so that every
+    # point has neighbours to be judged by.
+    judge = _Kernel(max(JUDGE_FACTOR * spacing, sigma_px), SIGMA_LOG)
+    keep = (np.abs(r) <= MAX_ABS_RESIDUAL) & _reject_outliers(judge.pairwise(v, u, g_points),
+                                                              detrended)
     out.outliers = int((~keep).sum())
-    v, u, r, g_points, log_points = v[keep], u[keep], r[keep], g_points[keep], log_points[keep]
-    pairs = pairs[np.ix_(keep, keep)]
+    v, u, r, g_points = v[keep], u[keep], detrended[keep], g_points[keep]
+    pairs = kernel.pairwise(v, u, g_points)
     out.points = int(r.size)
     if r.size < MIN_LOCAL_POINTS:
         return done(f'{r.size} points left after {out.outliers} outliers (< {MIN_LOCAL_POINTS})')
-
-    # The model's depth-dependent error first, as one line in log depth; the grid spreads what
-    # it leaves.
-    a, b, t_lo, t_hi = _trend(log_points, r)
-    r = r - (a + b * (log_points - t_lo))
     # The working grid: every `step`-th pixel (the correction is smooth except across depth
     # edges, which a bilinear upsampling moves by under a full-resolution pixel).
     step = max(1, int(round(w / WORK_WIDTH)))

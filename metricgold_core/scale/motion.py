@@ -284,7 +284,7 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
     `prior_scale` (the last good scale) picks the earlier frames; the caller adds this frame
     to `history` afterwards.
     """
-    from .geometry import as_camera, pixel_rays
+    from ..geometry import as_camera, pixel_rays
 
     if not valid_pose(pose):
         return _rejected('pose', 'the pose is not a finite rigid transform')
