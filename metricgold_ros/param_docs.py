@@ -1,4 +1,5 @@
-"""config/depth.yaml and the parameter table of docs/NODE.md, generated from params.PARAMETERS.
+"""config/depth.yaml and the parameter tables of docs/NODE.md and README.md, generated from
+params.PARAMETERS.
 
     python -m metricgold_ros.param_docs            # rewrite both from the table
     python -m metricgold_ros.param_docs --check    # exit 1 naming what is out of date
@@ -22,10 +23,17 @@ from .params import CHOICES, full_description, PARAMETERS, SECTIONS, Spec
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'config' / 'depth.yaml'
 NODE_DOC = ROOT / 'docs' / 'NODE.md'
+README = ROOT / 'README.md'
 COMMAND = 'python -m metricgold_ros.param_docs'
 TABLE_BEGIN = (f'<!-- parameter table: generated from metricgold_ros/params.py by `{COMMAND}`;'
                ' edit it there -->')
 TABLE_END = '<!-- end of the generated parameter table -->'
+# README.md's short table: the parameters people change most (their rows come from PARAMETERS).
+README_PARAMETERS = ('checkpoint', 'device', 'mode', 'max_latency_ms', 'steps',
+                     'processing_resolution', 'rectify', 'input_transport', 'scale_source',
+                     'points_max_depth_m')
+README_BEGIN = TABLE_BEGIN.replace('parameter table', 'table of the most used parameters')
+README_END = TABLE_END.replace('parameter table', 'table of the most used parameters')
 WIDTH = 99   # the project's line length (setup.cfg)
 
 YAML_HEADER = (
@@ -114,19 +122,34 @@ def render_table(parameters=PARAMETERS) -> str:
     return '\n'.join(lines + ['', TABLE_END])
 
 
-def with_table(page: str, table: str) -> str:
-    """`page` with the text between the table markers (markers included) replaced by `table`."""
-    begin, end = page.find(TABLE_BEGIN), page.find(TABLE_END)
+def render_readme_table(names=README_PARAMETERS, parameters=PARAMETERS) -> str:
+    """README.md's table of the parameters `names`, markers included."""
+    specs = {spec.name: spec for spec in parameters}
+    lines = [README_BEGIN, '', '| parameter | default | description |', '|---|---|---|']
+    for name in names:
+        spec = specs[name]
+        read_only = ' (read-only)' if spec.read_only else ''
+        lines.append(f'| `{name}` | `{yaml_scalar(spec.default)}` | '
+                     f'{_cell(full_description(spec))}{read_only} |')
+    return '\n'.join(lines + ['', README_END])
+
+
+def with_table(path: Path, table: str, begin_marker: str = TABLE_BEGIN,
+               end_marker: str = TABLE_END) -> str:
+    """The text of `path` with the part between the markers (included) replaced by `table`."""
+    page = path.read_text(encoding='utf-8')
+    begin, end = page.find(begin_marker), page.find(end_marker)
     if begin < 0 or end < begin:
-        raise ValueError(f'{NODE_DOC.name} has no generated-table markers: put the lines\n'
-                         f'{TABLE_BEGIN}\n{TABLE_END}\nwhere the parameter table belongs.')
-    return page[:begin] + table + page[end + len(TABLE_END):]
+        raise ValueError(f'{path.name} has no generated-table markers: put the lines\n'
+                         f'{begin_marker}\n{end_marker}\nwhere the table belongs.')
+    return page[:begin] + table + page[end + len(end_marker):]
 
 
 def expected_files() -> dict:
     """{path: the text it should have} for every generated file."""
     return {CONFIG: render_yaml(),
-            NODE_DOC: with_table(NODE_DOC.read_text(encoding='utf-8'), render_table())}
+            NODE_DOC: with_table(NODE_DOC, render_table()),
+            README: with_table(README, render_readme_table(), README_BEGIN, README_END)}
 
 
 def stale_files() -> list:

@@ -34,6 +34,15 @@ def test_the_yaml_lists_every_parameter_with_its_description_in_order():
         assert ' '.join(spec.description.split()) in comments, spec.name
 
 
+def test_the_readme_table_shows_the_chosen_parameters_as_described():
+    text = param_docs.README.read_text()
+    table = text.split(param_docs.README_BEGIN, 1)[1].split(param_docs.README_END, 1)[0]
+    rows = re.findall(r'^\| `(\w+)` \| `[^`]*` \| (.*) \|$', table, re.M)
+    assert [name for name, _ in rows] == list(param_docs.README_PARAMETERS)
+    for name, text in rows:
+        assert text.startswith(SPECS[name].description.replace('|', '\\|')), name
+
+
 def test_the_node_reference_table_has_one_row_per_parameter():
     text = param_docs.NODE_DOC.read_text()
     table = text.split(param_docs.TABLE_BEGIN, 1)[1].split(param_docs.TABLE_END, 1)[0]
@@ -101,17 +110,20 @@ def test_a_new_parameter_is_one_spec():
 
 def test_check_names_the_command_and_writing_brings_the_files_up_to_date(
         tmp_path, monkeypatch, capsys):
-    config, doc = tmp_path / 'depth.yaml', tmp_path / 'NODE.md'
+    config, doc, readme = tmp_path / 'depth.yaml', tmp_path / 'NODE.md', tmp_path / 'README.md'
     config.write_text(param_docs.CONFIG.read_text().replace('seed: 0', 'seed: 7'))
     shutil.copy(param_docs.NODE_DOC, doc)
+    shutil.copy(param_docs.README, readme)
     monkeypatch.setattr(param_docs, 'CONFIG', config)
     monkeypatch.setattr(param_docs, 'NODE_DOC', doc)
+    monkeypatch.setattr(param_docs, 'README', readme)
     monkeypatch.setattr(param_docs, 'ROOT', tmp_path)
     doc_before = doc.read_text()
     assert param_docs.main(['--check']) == 1
     err = capsys.readouterr().err
     assert 'depth.yaml is out of date' in err and param_docs.COMMAND in err
-    assert 'NODE.md' not in err and 'seed: 7' in config.read_text()   # --check writes nothing
+    assert 'NODE.md' not in err and 'README' not in err
+    assert 'seed: 7' in config.read_text()   # --check writes nothing
     assert param_docs.main([]) == 0
     assert capsys.readouterr().out == 'wrote depth.yaml\n'
     assert config.read_text() == param_docs.render_yaml() and doc.read_text() == doc_before
