@@ -1,6 +1,9 @@
 """The node's parameters: one table with defaults, descriptions, ranges and validation.
 
-The table is plain data so tests (and the YAML check) can read it without starting ROS.
+The table is plain data so tests (and the YAML check) can read it without starting ROS. It is
+the one place a parameter is described: config/depth.yaml and the table of docs/NODE.md are
+generated from it (`python -m metricgold_ros.param_docs`), and the texts of options the
+`metricgold` commands share come from metricgold_core.run_options.DESCRIPTIONS.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from rcl_interfaces.msg import ParameterType
 
 from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from metricgold_core.rectify import RECTIFY_MODES
-from metricgold_core.run_options import check_device, COMPILE_MODES, DTYPES, MODES
+from metricgold_core.run_options import check_device, COMPILE_MODES, DESCRIPTIONS, DTYPES, MODES
 from metricgold_core.scale import CORRECTIONS, SOURCES
 
 CHOICES = {
@@ -44,17 +47,12 @@ PARAMETERS = (
     # Model (a change needs a restart: read-only).
     Spec('checkpoint', '', 'Checkpoint directory (diffusers layout). Empty: the packaged model.',
          read_only=True),
-    Spec('device', 'auto', 'Torch device: auto (cuda if available), cpu, cuda or cuda:N.',
-         read_only=True),
-    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA; on CPU bfloat16 where it has '
-         'AVX512-BF16 or AMX, else float32), float32, float16, bfloat16.', read_only=True),
-    Spec('mode', 'exact', "exact: diffusers' maths; fast: the checkpoint's distilled light "
-         'decoder and pooled VAE attention (faster, approximate).', read_only=True),
-    Spec('compile', 'off', 'torch.compile of the encoder, UNet and decoder (static shapes): '
-         'off, default, reduce-overhead (CUDA graphs on a GPU) or max-autotune. The start-up '
-         'warm-up compiles the configured processing resolution; one the latency control picks '
-         'later compiles at its first frame. Slower on CPU (docs/PERFORMANCE.md).',
-         read_only=True),
+    Spec('device', 'auto', DESCRIPTIONS['device'], read_only=True),
+    Spec('dtype', 'auto', DESCRIPTIONS['dtype'], read_only=True),
+    Spec('mode', 'exact', DESCRIPTIONS['mode'], read_only=True),
+    Spec('compile', 'off', DESCRIPTIONS['compile'] + ' The warm-up compiles the configured '
+         'processing resolution; one the latency control picks later compiles at its first '
+         'frame.', read_only=True),
     Spec('channels_last', True, 'channels_last memory format for the VAE (and the UNet on '
          'CUDA); false keeps NCHW.', read_only=True),
     Spec('torch_threads', 0, "CPU threads torch may use; 0 keeps torch's default.", (0, 256),
@@ -73,29 +71,27 @@ PARAMETERS = (
     Spec('rectify', 'auto', 'Rectify raw images with camera_info K, D, R, P (as image_proc): '
          'auto (when D has a non-zero coefficient or R is not identity), on or off (the driver '
          'already publishes image_rect). Rectified outputs live in the geometry of P.'),
-    Spec('fallback_hfov_deg', DEFAULT_FALLBACK_HFOV_DEG, 'Horizontal field of view assumed '
-         'when no camera_info has arrived (warned once).', (1.0, 179.0)),
+    Spec('fallback_hfov_deg', DEFAULT_FALLBACK_HFOV_DEG, DESCRIPTIONS['fallback_hfov_deg'] +
+         ': until a camera_info has arrived (warned once).', (1.0, 179.0)),
     # Inference and latency.
-    Spec('steps', 'auto', 'Denoising steps: auto (2 when they fit max_latency_ms, else 1), 1 '
-         'or 2.', dynamic=True),
+    Spec('steps', 'auto', DESCRIPTIONS['steps'] + ': auto (2 when they fit max_latency_ms, '
+         'else 1), 1 or 2.', dynamic=True),
     Spec('processing_resolution', 0,
-         "Long side (px) the network sees; 0: the checkpoint's own.", (0, 4096)),
+         DESCRIPTIONS['processing_resolution'] + "; 0: the checkpoint's own.", (0, 4096)),
     Spec('min_processing_resolution', 128, 'Smallest long side the latency control may go '
          'down to.', (16, 4096)),
     Spec('max_latency_ms', 1000.0, 'Budget from image arrival to published outputs; steps '
          'and resolution are chosen to fit it.', (1.0, 600000.0)),
     Spec('max_frame_age_ms', 1000.0, 'Frames that waited longer than this since arrival are '
          'dropped as stale.', (1.0, 600000.0)),
-    Spec('seed', 0, 'Seed of the initial noise (same image + seed = same depth).',
-         (0, 2 ** 31 - 1)),
+    Spec('seed', 0, DESCRIPTIONS['seed'], (0, 2 ** 31 - 1)),
     # Outputs.
     Spec('output_reliability', 'reliable', 'Reliability of all outputs (RViz subscribes '
          'reliable by default).', read_only=True),
     Spec('direct_publish', True, "Publish the images and the cloud through rcl's C API straight "
          "from the node's buffers (no conversion copy, the GIL released; used where the "
          "message layout checks out); false: rclpy's publish().", read_only=True),
-    Spec('depth_resolution', 'input', 'Size of the depth outputs: input (the camera image) '
-         'or processing (what the network saw; smaller and faster).'),
+    Spec('depth_resolution', 'input', DESCRIPTIONS['depth_resolution']),
     Spec('publish_colored', True, 'Publish depth/colored (bgr8 turbo) when subscribed.'),
     Spec('colored_min_m', 0.0, 'Near end of the colour range (m); 0: 2nd percentile of each '
          'frame.', (0.0, 10000.0)),
@@ -114,13 +110,12 @@ PARAMETERS = (
          "fit's spread away from them) on every frame, combined with |2-step - 1-step| depth on "
          'frames run with 2 steps; without one, |2-step - 1-step| on 2-step frames only.'),
     # Metric scale (docs/NODE.md "Metric scale").
-    Spec('scale_source', 'none', "Anchor of the metric scale: none (the model's own; relative "
-         'models then publish depth/relative only), sparse_depth (the `sparse_depth` image: '
-         '32FC1 m or 16UC1 mm, 0/NaN = none, registered to the camera image; or the '
-         '`sparse_points` PointCloud2, e.g. a LiDAR, projected into the image) or ground_plane '
-         '(camera_height_m over a fitted floor; metric models only) or odometry (the camera\'s '
-         'motion from the `odom` nav_msgs/Odometry topic and the camera mount; metric models '
-         'only).'),
+    Spec('scale_source', 'none', DESCRIPTIONS['scale_source'] + ' The node reads sparse_depth '
+         'from the `sparse_depth` image (32FC1 m or 16UC1 mm, 0/NaN = none) or the '
+         '`sparse_points` PointCloud2 projected into the image (docs/LIDAR.md), ground_plane '
+         'from camera_height_m, odometry from the `odom` nav_msgs/Odometry topic and the camera '
+         "mount. With none a relative model publishes depth/relative only (docs/NODE.md "
+         '"Metric scale").'),
     Spec('sparse_depth_wait_ms', 50.0, 'How long a frame waits for the sparse_depth image (or '
          'sparse_points cloud) with its exact stamp before the newest one is used.',
          (0.0, 1000.0)),
@@ -133,43 +128,42 @@ PARAMETERS = (
          'parallax towards the LiDAR\'s side (a LiDAR mounted apart from the camera sees '
          'background past the edges of nearer objects); 0: nearest point per pixel only.',
          (0.0, 10.0)),
-    Spec('camera_height_m', 0.0, 'ground_plane: height of the camera over the floor / road '
-         '(m).', (0.0, 1000.0)),
-    Spec('ground_max_tilt_deg', 15.0, 'ground_plane: largest angle between the floor normal '
-         'and the camera down direction.', (0.0, 89.0)),
-    Spec('camera_mount', '', 'odometry: the camera optical frame in the odometry child frame '
-         'as "x y z qx qy qz qw" (m); empty: from TF (child_frame_id -> the image frame_id).'),
+    Spec('camera_height_m', 0.0, DESCRIPTIONS['camera_height_m'], (0.0, 1000.0)),
+    Spec('ground_max_tilt_deg', 15.0, DESCRIPTIONS['ground_max_tilt_deg'], (0.0, 89.0)),
+    Spec('camera_mount', '', DESCRIPTIONS['camera_mount'] + ' as one string "x y z qx qy qz '
+         'qw"; empty: from TF (child_frame_id -> the image frame_id).'),
     Spec('odometry_wait_ms', 30.0, 'odometry: how long a frame waits for the odometry message '
          'after its stamp (the pose is interpolated between the two around it).',
          (0.0, 1000.0)),
-    Spec('scale_correction', 'local', 'How the metric points of a frame (sparse_depth image, '
-         'sparse_points cloud, points triangulated from odometry) correct the depth: global (one '
-         'scale, or scale + shift for relative models, per frame) or local (on top of the global '
-         'fit, an edge-aware per-pixel correction spread from the points, pulled to the global '
-         'fit away from them; falls back to global when a frame has too few or bunched points, '
-         'see the local_* diagnostics). ground_plane gives no points: global only.'),
-    Spec('wait_for_scale', True, 'With a scale source: publish depth, points and '
-         'depth/colored only once a fit has been accepted (until then the depth is at the '
-         "model's own scale, which would enter a map at another scale than what follows; "
-         'diagnostics waiting_for says what it waits for); held frames are counted as '
-         'waiting_for_scale (also when the source cannot work, e.g. ground_plane without '
-         'camera_height_m). No effect with scale_source none.'),
-    Spec('scale_smoothing', 0.0, 'Weight of the past in the log-space scale filter (0 = a '
-         'new scale per frame); outlier scales are rejected.', (0.0, 0.99)),
+    Spec('scale_correction', 'local', DESCRIPTIONS['scale_correction'] + ' The node reports '
+         'it in the local_* diagnostics; ground_plane gives no points: global only.'),
+    Spec('wait_for_scale', True, DESCRIPTIONS['wait_for_scale'] + ' The node then holds '
+         'depth, points and depth/colored, counts the frames as waiting_for_scale and says in '
+         'the diagnostics (waiting_for) what it waits for (also when the source cannot work, '
+         'e.g. ground_plane without camera_height_m). No effect with scale_source none.'),
+    Spec('scale_smoothing', 0.0, DESCRIPTIONS['scale_smoothing'], (0.0, 0.99)),
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
+# Sections of config/depth.yaml and of docs/NODE.md's table, by the parameter that opens each;
+# a parameter belongs to the section of the one before it in PARAMETERS.
+SECTIONS = {'checkpoint': 'model', 'input_transport': 'inputs',
+            'steps': 'inference and latency', 'output_reliability': 'outputs',
+            'scale_source': 'metric scale'}
 
 
 class ParameterError(ValueError):
     """A parameter value the node cannot use (message names the parameter and the fix)."""
 
 
+def full_description(spec: Spec) -> str:
+    """The description `ros2 param describe` shows: the spec's, then its choices."""
+    choices = CHOICES.get(spec.name)
+    return spec.description + (' One of: ' + ', '.join(choices) + '.' if choices else '')
+
+
 def descriptor(spec: Spec) -> ParameterDescriptor:
     """ParameterDescriptor with description, type, range and read-only flag."""
-    extra = ''
-    if spec.name in CHOICES and CHOICES[spec.name]:
-        extra = ' One of: ' + ', '.join(CHOICES[spec.name]) + '.'
-    desc = ParameterDescriptor(name=spec.name, description=spec.description + extra,
+    desc = ParameterDescriptor(name=spec.name, description=full_description(spec),
                                read_only=spec.read_only, dynamic_typing=spec.dynamic)
     if spec.dynamic:
         return desc

@@ -1,8 +1,8 @@
 """Launch file, parameter YAML and start-up checks (the `launch` package is not installed here).
 
 What can be checked without `launch`: the launch file names an executable, package, node name
-and config file that exist; config/depth.yaml lists exactly the node's parameters with valid
-values (and the real node accepts it); invalid values stop the node at start with a message.
+and config file that exist; the real node accepts config/depth.yaml (its content is checked in
+test_param_docs.py); invalid values stop the node at start with a message.
 """
 import ast
 import configparser
@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from metricgold_ros.depth_node import NODE_NAME
-from metricgold_ros.params import check_consistency, normalise, PARAMETERS
 from node_harness import node_command, pick_domain_id, ros_env, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,22 +68,6 @@ def test_rviz_config_shows_the_depth_image_and_the_cloud():
     topics = [d['Topic']['Value'] for d in rviz['Visualization Manager']['Displays']
               if d['Class'] == 'rviz_default_plugins/Image']
     assert '/depth/colored' in topics
-
-
-def test_config_yaml_lists_every_parameter_with_its_default_and_a_comment():
-    data = yaml.safe_load(CONFIG.read_text())
-    assert list(data) == [f'/**/{NODE_NAME}']
-    values = data[f'/**/{NODE_NAME}']['ros__parameters']
-    assert list(values) == [spec.name for spec in PARAMETERS]
-    for spec in PARAMETERS:
-        value = values[spec.name]
-        assert type(value) is type(spec.default), spec.name
-        assert value == spec.default, spec.name
-        normalise(spec.name, value)
-    check_consistency(values)
-    lines = {line.split(':')[0].strip(): line for line in CONFIG.read_text().splitlines()}
-    for spec in PARAMETERS:
-        assert '#' in lines[spec.name], f'{spec.name} has no comment'
 
 
 def run_node(tmp_path, params: dict, files=(), timeout_s=60):

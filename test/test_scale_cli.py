@@ -87,12 +87,16 @@ def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, sample_fr
                  tmp_path / 'a.npy') == 2   # two files for one image
     assert infer(tiny_checkpoint, tmp_path, image, '--sparse-depth', tmp_path / 'a.npy',
                  '--camera-height', '1.0') == 2
-    # garbage values (all NaN / negative / huge): the fit is rejected, the model scale is kept
+    # garbage values (all NaN / negative / huge): the fit is rejected; waiting for a scale (the
+    # default) nothing is written, else the model scale is kept
     for value in (np.nan, -2.0, 1e9):
         np.save(tmp_path / 'g.npy', np.full((48, 64), value, np.float32))
         assert infer(tiny_checkpoint, tmp_path / 'g', image, '--sparse-depth',
-                     tmp_path / 'g.npy') == 0
+                     tmp_path / 'g.npy', '--no-wait-for-scale') == 0
         assert np.isfinite(np.load(tmp_path / 'g' / '00000_depth.npy')).all()
+    assert infer(tiny_checkpoint, tmp_path / 'held', image, '--sparse-depth',
+                 tmp_path / 'g.npy') == 0
+    assert not (tmp_path / 'held' / '00000_depth.npy').exists()
     assert not list(tmp_path.glob('**/.*.tmp'))
 
 

@@ -1,7 +1,7 @@
 """`metricgold` subcommands: one module each, with add_parser(sub, name) and run(args)."""
 import argparse
 
-from ..run_options import DTYPES, MODES
+from ..run_options import cli_help, MODES
 from ..scale.ground import GROUND_MAX_TILT_DEG
 
 
@@ -10,36 +10,31 @@ def add_model_arguments(parser, sampling: bool = True,
                         'default model)') -> None:
     """The options of a model run, the same for every command that runs one: --checkpoint,
     --steps, --device, --dtype, --mode and, with `sampling`, --processing-resolution, --seed
-    (metric_depth.load_estimator / estimate_metric_depth take them as they are)."""
+    (metric_depth.load_estimator / estimate_metric_depth take them as they are). Their texts
+    are the node's parameter descriptions (run_options.DESCRIPTIONS)."""
     parser.add_argument('--checkpoint', default=None, help=checkpoint_help)
-    parser.add_argument('--steps', type=int, choices=(1, 2), default=1, help='DDIM steps')
+    parser.add_argument('--steps', type=int, choices=(1, 2), default=1,
+                        help=cli_help('steps', ': 1 or 2 (default 1).'))
     if sampling:
         parser.add_argument('--processing-resolution', type=int, default=None,
-                            help="long side the network sees (0 = native; default: the "
-                            "checkpoint's)")
-        parser.add_argument('--seed', type=int, default=0,
-                            help='noise seed (deterministic output)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--dtype', default='auto',
-                        help=f'{", ".join(DTYPES)} (auto: float16 on CUDA; bfloat16 on a CPU with '
-                        'AVX512-BF16 or AMX; else float32)')
-    parser.add_argument('--mode', choices=MODES, default='exact',
-                        help="exact (diffusers' maths) or fast (the checkpoint's light decoder "
-                        'and pooled VAE attention: approximate)')
+                            help=cli_help('processing_resolution', "; 0: the image's own size "
+                                          "(default: the checkpoint's)."))
+        parser.add_argument('--seed', type=int, default=0, help=cli_help('seed'))
+    parser.add_argument('--device', default='auto', help=cli_help('device'))
+    parser.add_argument('--dtype', default='auto', help=cli_help('dtype'))
+    parser.add_argument('--mode', choices=MODES, default='exact', help=cli_help('mode'))
 
 
 def add_ground_plane_arguments(parser, height_type=float, height_metavar='M',
-                               height_help='height of the camera over a visible floor / road '
-                               '(m): the scale comes from a fitted ground plane (metric '
-                               'checkpoints only)') -> None:
+                               height_help=cli_help('camera_height_m', ' The scale comes from '
+                                                    'a ground plane fitted to the depth (metric '
+                                                    'checkpoints only).')) -> None:
     """--camera-height and --ground-max-tilt: the ground_plane scale source (scale.py)."""
     parser.add_argument('--camera-height', type=height_type, default=None,
                         metavar=height_metavar, help=height_help)
     parser.add_argument('--ground-max-tilt', type=float, default=GROUND_MAX_TILT_DEG,
                         metavar='DEG',
-                        help='--camera-height: largest angle between the floor normal and the '
-                        "camera's down direction (default 15; set it just above the mount's "
-                        'pitch)')
+                        help=cli_help('ground_max_tilt_deg', ' Default: %(default)g.'))
 
 
 def scale_anchor_error(args, sparse_option: str, sparse_given: bool,
@@ -80,10 +75,11 @@ def _anchor_problem(args, given: list) -> str | None:
 
 
 def add_scale_session_arguments(parser, wait_help: str) -> None:
-    """--scale-correction and --wait-for-scale / --no-wait-for-scale (scale.ScaleSession)."""
+    """--scale-correction and --wait-for-scale / --no-wait-for-scale (scale.ScaleSession);
+    `wait_help` says what waiting means for the command."""
     add_scale_correction_argument(parser)
     parser.add_argument('--wait-for-scale', action=argparse.BooleanOptionalAction, default=True,
-                        help=wait_help)
+                        help=cli_help('wait_for_scale', ' ' + wait_help + ' Default: on.'))
 
 
 def add_scale_correction_argument(parser) -> None:
@@ -91,11 +87,7 @@ def add_scale_correction_argument(parser) -> None:
     from ..scale import CORRECTIONS
 
     parser.add_argument('--scale-correction', choices=CORRECTIONS, default='local',
-                        help='how the metric points of a frame (sparse depth; points '
-                        'triangulated from odometry) correct the depth: global (one scale, or '
-                        'scale + shift, per frame) or local (on top of the global fit, an '
-                        'edge-aware per-pixel correction spread from the points; global when a '
-                        'frame has too few points). Default local')
+                        help=cli_help('scale_correction', ' Default: %(default)s.'))
 
 
 def resolve_anchor(model, args, source: str, camera_height_m: float | None = None):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from . import add_model_arguments
-from ..run_options import COMPILE_MODES, cpu_bf16_flags, DTYPES, MODES
+from ..run_options import cli_help, COMPILE_MODES, cpu_bf16_flags, DTYPES, MODES
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--diffusers-dtype', default='auto', choices=DTYPES,
                    help="diffusers' precision (auto: float16 on CUDA, float32 on CPU)")
     p.add_argument('--compile', default='off', choices=COMPILE_MODES,
-                   help='torch.compile mode of our pipeline (compiled in the warm-up)')
+                   help=cli_help('compile', ' Of our pipeline only.'))
     p.set_defaults(func=run)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import add_ground_plane_arguments, add_model_arguments, add_scale_session_arguments
 from . import chosen_anchor, scale_session
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
+from ..run_options import cli_help
 from ..scale import SOURCES
 
 LOG = logging.getLogger(__name__)
@@ -31,9 +32,8 @@ def add_parser(sub, name: str) -> None:
                    help='camera intrinsics: JSON with fx, fy, cx, cy in pixels [, width, '
                    'height of the image they describe] (e.g. a data/real/*/intrinsics.json)')
     p.add_argument('--hfov', type=float, default=None, metavar='DEG',
-                   help='horizontal field of view of the camera, when there is no '
-                   f'--intrinsics file (default: {DEFAULT_FALLBACK_HFOV_DEG:g} deg, the '
-                   "node's fallback_hfov_deg)")
+                   help=cli_help('fallback_hfov_deg', ': no --intrinsics file (default: '
+                                 f'{DEFAULT_FALLBACK_HFOV_DEG:g}).'))
     p.add_argument('--sparse-depth', nargs='+', default=None, metavar='FILE',
                    help='sparse metric depth registered to the image(s) that anchors the scale: '
                    '.npy float metres (NaN or 0 = no measurement) or a 16-bit PNG in '
@@ -41,17 +41,17 @@ def add_parser(sub, name: str) -> None:
                    'images or one per image, in order')
     add_ground_plane_arguments(p)
     p.add_argument('--scale-source', choices=SOURCES, default=None,
-                   help='the scale anchor (default: sparse_depth with --sparse-depth, '
-                   'ground_plane with --camera-height, else none); odometry needs --poses')
+                   help=cli_help('scale_source', ' Default: sparse_depth with --sparse-depth, '
+                                 'ground_plane with --camera-height, else none; odometry '
+                                 'needs --poses.'))
     p.add_argument('--poses', default=None, metavar='FILE',
                    help='--scale-source odometry: camera poses in the TUM format, one line per '
                    'IMAGE in order: `timestamp tx ty tz qx qy qz qw`, camera-to-world of the '
                    "camera's optical frame in metres (the scale comes from the motion between "
                    'images; metric checkpoints only)')
     add_scale_session_arguments(
-        p, 'with a scale source: write nothing for an image without an accepted fit (with '
-        '--scale-source odometry: the images before the first one), as the node\'s '
-        "wait_for_scale: its depth would be at the model's own scale. Default on")
+        p, 'Here: no files for an image without an accepted fit (with --scale-source odometry: '
+        'the images before the first one).')
     p.set_defaults(func=run)
 
 

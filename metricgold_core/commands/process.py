@@ -21,6 +21,7 @@ from . import add_ground_plane_arguments, add_model_arguments, add_scale_session
 from . import chosen_anchor, scale_session
 from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import remove_temporaries
+from ..run_options import cli_help
 
 LOG = logging.getLogger(__name__)
 
@@ -36,8 +37,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument('--output', required=True, help='output directory (created if missing)')
     add_model_arguments(p)
     p.add_argument('--depth-resolution', choices=('input', 'processing'), default='input',
-                   help='size of the depth outputs: the input image or the processing size '
-                   '(camera_info and clouds follow it)')
+                   help=cli_help('depth_resolution', ' camera_info and clouds follow it.'))
     p.add_argument('--cloud-every', type=int, default=10, metavar='N',
                    help='write a PLY cloud for every N-th frame (0 = none; bag points topics '
                    'get every frame)')
@@ -45,7 +45,8 @@ def add_parser(sub, name: str) -> None:
                    help='fx, fy, cx, cy [, width, height] in pixels for frames without '
                    "camera_info (default: the input folder's intrinsics.json if present)")
     p.add_argument('--hfov', type=float, default=DEFAULT_FALLBACK_HFOV_DEG, metavar='DEG',
-                   help='horizontal field of view assumed when there are no intrinsics')
+                   help=cli_help('fallback_hfov_deg', ': no camera_info, --intrinsics or '
+                                 'intrinsics.json (default: %(default)g).'))
     p.add_argument('--image-topic', default=None, help='bag image topic (default: detected)')
     p.add_argument('--camera-info-topic', default=None,
                    help='bag camera_info topic (default: <image namespace>/camera_info, or the '
@@ -59,16 +60,13 @@ def add_parser(sub, name: str) -> None:
                    'motion (scale source odometry; metric checkpoints only), with --camera-mount')
     p.add_argument('--camera-mount', type=float, nargs=7, default=None,
                    metavar=('X', 'Y', 'Z', 'QX', 'QY', 'QZ', 'QW'),
-                   help="--odometry-topic: the camera's optical frame in the odometry's child "
-                   "frame (the node's camera_mount; e.g. from the robot's URDF / tf_static)")
+                   help=cli_help('camera_mount', ", with --odometry-topic (e.g. from the "
+                                 "robot's URDF / tf_static)."))
     add_ground_plane_arguments(p)
     p.add_argument('--scale-smoothing', type=float, default=0.0, metavar='W',
-                   help='weight of the past in the log-space scale filter across frames, '
-                   'outliers rejected (0 = a new scale per frame; default 0)')
-    add_scale_session_arguments(
-        p, 'with a scale source: write nothing for the frames before its first accepted fit '
-        "(their depth is at the model's own scale, which would enter a map at another scale "
-        'than the rest); counted in process_report.json. Default on')
+                   help=cli_help('scale_smoothing', ' Default: %(default)g.'))
+    add_scale_session_arguments(p, 'Here: no files for those frames, counted in '
+                                'process_report.json.')
     p.add_argument('--output-namespace', default=None,
                    help="namespace of the output bag topics (default: the image topic's)")
     p.add_argument('--bag-storage', choices=('same', 'sqlite3', 'mcap'), default='same',

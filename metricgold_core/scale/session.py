@@ -93,9 +93,12 @@ class ScaleSession:
         (odometry); `uncertainty`: the model's own (metres), scaled along."""
         prior = None if self.filter is None else self.filter.scale
         fit = self.anchor.fit(depth, camera, measurement, rgb, prior)
+        accepted = fit is not None and fit.ok
         if self.filter is not None:
+            rejected = self.filter.rejected
             s = self.filter.update(fit) if fit is not None else self.filter.scale
             t = self.filter.shift
+            accepted = accepted and self.filter.rejected == rejected
         else:
             s, t = (fit.scale, fit.shift) if fit is not None and fit.ok else (None, 0.0)
             self._last = _Good(s)
@@ -107,7 +110,9 @@ class ScaleSession:
         if uncertainty is not None:
             out.uncertainty = (uncertainty * np.float32(s)).astype(np.float32)
         if self.correction == 'local':
-            points = self._points(measurement, out.depth.shape)
+            # A frame whose own fit the filter turned down (an outlier frame) does not bend the
+            # depth either: its points are what the filter distrusts.
+            points = self._points(measurement, out.depth.shape) if accepted else None
             if points is not None:
                 prior_sigma = fit.residual if fit is not None and fit.ok else None
                 out.local = correct_locally(out.depth, points, rgb,
