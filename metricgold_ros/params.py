@@ -90,9 +90,6 @@ PARAMETERS = (
     # Outputs.
     Spec('output_reliability', 'reliable', 'Reliability of all outputs (RViz subscribes '
          'reliable by default).', read_only=True),
-    Spec('direct_publish', True, "Publish the images and the cloud through rcl's C API straight "
-         "from the node's buffers (no conversion copy, the GIL released; used where the "
-         "message layout checks out); false: rclpy's publish().", read_only=True),
     Spec('depth_resolution', 'input', 'Size of the depth outputs: input (the camera image) '
          'or processing (what the network saw; smaller and faster).'),
     Spec('publish_colored', True, 'Publish depth/colored (bgr8 turbo) when subscribed.'),
