@@ -45,8 +45,8 @@ PARAMETERS = (
          read_only=True),
     Spec('device', 'auto', 'Torch device: auto (cuda if available), cpu, cuda or cuda:N.',
          read_only=True),
-    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA; on CPU bfloat16 where it has '
-         'AVX512-BF16 or AMX, else float32), float32, float16, bfloat16.', read_only=True),
+    Spec('dtype', 'auto', 'Weights dtype: auto (float16 on CUDA, float32 on CPU), float32, '
+         'float16, bfloat16 (faster on AVX512-BF16 / AMX CPUs, less exact).', read_only=True),
     Spec('mode', 'exact', "exact: diffusers' maths; fast: the checkpoint's distilled light "
          'decoder and pooled VAE attention (faster, approximate).', read_only=True),
     Spec('compile', 'off', 'torch.compile of the encoder, UNet and decoder (static shapes): '

@@ -18,8 +18,8 @@ def add_model_arguments(parser, sampling: bool = True,
                             help='noise seed (deterministic output)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--dtype', default='auto',
-                        help=f'{", ".join(DTYPES)} (auto: float16 on CUDA; bfloat16 on a CPU with '
-                        'AVX512-BF16 or AMX; else float32)')
+                        help=f'{", ".join(DTYPES)} (auto: float16 on CUDA, float32 on a CPU; '
+                        'bfloat16 is faster on AVX512-BF16 / AMX CPUs and less exact)')
     parser.add_argument('--mode', choices=MODES, default='exact',
                         help="exact (diffusers' maths) or fast (the checkpoint's light decoder "
                         'and pooled VAE attention: approximate)')
