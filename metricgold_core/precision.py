@@ -1,9 +1,9 @@
 """Mixed precision: the model in bfloat16 / float16, its numerically sensitive parts in float32.
 
-Rounding to 8 (bfloat16) or 11 (float16) bits of mantissa is harmless in most of the network,
-but not everywhere. The decoded depth code in [-1, 1] spans the codec's log range (3.45 units of
-log depth per unit of code for 0.1-100 m), so one bfloat16 step of the code near 1 (2^-7) is
-2.7 % of depth; the latents carry the whole image through the UNet and the DDIM step;
+Rounding to 8 (bfloat16) or 11 (float16) significant bits is harmless in most of the network,
+but not everywhere. The decoded value in [0, 1] spans the codec's log range (6.9 units of log
+depth for 0.1-100 m), so one bfloat16 step of it near the far end (2^-8) is 2.7 % of depth;
+the latents carry the whole image through the UNet and the DDIM step;
 normalisations divide by statistics of whole feature maps; the attention softmax exponentiates.
 Each part named in PARTS keeps float32 weights and computes in float32: its floating inputs are
 cast to float32 and its output goes back to the compute dtype (an `island`), or stays float32

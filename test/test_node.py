@@ -22,7 +22,7 @@ RES = 128
 PARAMS = {'processing_resolution': RES, 'min_processing_resolution': 64, 'steps': 2,
           'max_latency_ms': 20000.0, 'max_frame_age_ms': 20000.0, 'publish_uncertainty': True,
           'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
-          'dtype': 'float32'}   # bfloat16 (auto on some CPUs) varies with the thread count
+          'dtype': 'float32'}   # bfloat16 varies with the thread count
 
 
 @pytest.fixture(scope='module')
