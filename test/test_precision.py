@@ -74,3 +74,26 @@ def test_reduced_precision_depth_within_tolerance_of_float32(dtype):
     assert ok.mean() > 0.9
     rel = np.abs(low[ok] / ref[ok] - 1)
     assert 0 < rel.mean() < 0.01 and np.percentile(rel, 99) < 0.03
+
+
+def test_compiled_graphs_keep_the_float32_parts(monkeypatch):
+    """torch.compile captures the hooks: the compiled bfloat16 path (AOTAutograd's graphs, as
+    inductor gets them) gives the eager mixed-precision answer."""
+    real = torch.compile
+
+    def compile_with(fn, mode=None, **kwargs):
+        return real(fn, backend='aot_eager', **kwargs)
+    monkeypatch.setattr(torch, 'compile', compile_with)
+    torch._dynamo.reset()
+    try:
+        image = _image()
+        eager, compiled = (
+            DepthEstimator(MetricGoldModel.from_preset('tiny', seed=0), device='cpu',
+                           dtype='bfloat16', compile_mode=compile_mode)
+            for compile_mode in ('off', 'default'))
+        a = eager(image, processing_resolution=0, seed=1)
+        b = compiled(image, processing_resolution=0, seed=1)
+        assert a.normalized.std() > 0.01
+        np.testing.assert_allclose(b.normalized, a.normalized, atol=1e-3, rtol=0)
+    finally:
+        torch._dynamo.reset()
