@@ -62,13 +62,18 @@ def test_float32_releases_the_parts():
         DepthEstimator(model, device='cpu', dtype='bfloat16', float32_parts=('softmax',))
 
 
-@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
-def test_reduced_precision_depth_within_tolerance_of_float32(dtype):
-    """The packaged model (tiny layout, trained) with the default float32 parts: mean relative
-    depth difference < 1 %, 99th percentile < 3 % (the issue's targets; real frames and
-    procedural scenes: scripts/precision_check.py)."""
+@pytest.mark.parametrize('dtype, trained', [('bfloat16', True), ('float16', True),
+                                            ('float16', False)])
+def test_reduced_precision_depth_within_tolerance_of_float32(dtype, trained):
+    """With the default float32 parts: mean relative depth difference < 1 %, 99th percentile
+    < 3 % (the issue's targets; real frames and procedural scenes: scripts/precision_check.py),
+    on the packaged model (tiny layout, trained) and, in float16, on the untrained tiny model
+    too (random weights amplify rounding: bfloat16 misses there, measured 1.8 % mean)."""
+
+    def model():
+        return load_default_or(None) if trained else MetricGoldModel.from_preset('tiny', seed=0)
     image = _image(96, 128)
-    ref, low = (DepthEstimator(load_default_or(None), device='cpu', dtype=d)(
+    ref, low = (DepthEstimator(model(), device='cpu', dtype=d)(
         image, processing_resolution=0, seed=0).depth for d in ('float32', dtype))
     ok = np.isfinite(ref) & np.isfinite(low)
     assert ok.mean() > 0.9
