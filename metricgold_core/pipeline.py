@@ -13,9 +13,12 @@ The maths is that of diffusers' MarigoldDepthPipeline (ensemble size 1), so the 
 input and seed give the same normalised prediction. The VAE runs through exact rewrites with less
 compute (`vae_rewrites`) unless `exact_rewrites=False`.
 
-Precision (`dtype`): 'auto' is float16 on CUDA; on a CPU that computes bfloat16 natively
-(AVX512-BF16 or AMX, `run_options.cpu_bf16_flags`) it is bfloat16 (about 0.5 % depth
-difference to float32, measured in docs/PERFORMANCE.md), else float32.
+Precision (`dtype`): 'auto' is float16 on CUDA and float32 on a CPU. Under float16 or
+bfloat16 the parts in `float32_parts` (precision.DEFAULT_PARTS: the latents and the decoder's
+output) keep float32 weights and maths. float16 then stays within 0.1 % of float32's depth;
+bfloat16 (8 bits of mantissa) rounds the whole network, and no float32 part keeps it at
+float32's answer (a demosaicing-sized input change moves its depth more), so `auto` never picks
+it; ask for it by name where speed counts more (docs/PERFORMANCE.md has the figures).
 
 `compile_mode` (run_options.COMPILE_MODES, default 'off') wraps the encoder, the UNet and the
 decoder in `torch.compile` with static shapes: each processing resolution compiles once, at its
@@ -36,10 +39,12 @@ import time
 import numpy as np
 import torch
 
+from . import precision
 from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
                                UPSAMPLING)
 from .model import MetricGoldModel
-from .run_options import check_compile, check_device, cpu_bf16_flags, MODES
+from .precision import check_parts, DEFAULT_PARTS
+from .run_options import check_compile, check_device, MODES
 from .vae_rewrites import encode_mean, RewrittenVAEDecoder
 
 STAGES = ('preprocess', 'encode', 'denoise', 'decode', 'postprocess')
@@ -75,9 +80,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     names = {'float32': torch.float32, 'fp32': torch.float32, 'float16': torch.float16,
              'fp16': torch.float16, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16}
     if dtype == 'auto':
-        if device.type == 'cuda':
-            return torch.float16
-        return torch.bfloat16 if cpu_bf16_flags() else torch.float32
+        return torch.float16 if device.type == 'cuda' else torch.float32
     if dtype not in names:
         raise ValueError(f'`dtype` must be auto or one of {sorted(names)}, got {dtype!r}.')
     return names[dtype]
@@ -88,7 +91,8 @@ class DepthEstimator:
 
     def __init__(self, model: MetricGoldModel, device: str = 'auto', dtype: str = 'auto',
                  channels_last: bool = True, exact_rewrites: bool = True,
-                 mode: str = 'exact', upsampling: str = 'guided', compile_mode: str = 'off'):
+                 mode: str = 'exact', upsampling: str = 'guided', compile_mode: str = 'off',
+                 float32_parts=DEFAULT_PARTS):
         if upsampling not in UPSAMPLING:
             raise ValueError(f'`upsampling` must be one of {", ".join(UPSAMPLING)}, '
                              f'got {upsampling!r}.')
@@ -108,18 +112,16 @@ class DepthEstimator:
         cl, nchw = torch.channels_last, torch.contiguous_format
         self.vae_format = cl if channels_last else nchw
         self.unet_format = cl if channels_last and self.device.type == 'cuda' else nchw
+        self.float32_parts = () if self.dtype == torch.float32 else check_parts(float32_parts)
+        precision.apply(model, self.dtype, self.float32_parts)
         for module, fmt in ((model.unet, self.unet_format), (model.vae, self.vae_format)):
             module.requires_grad_(False)
-            if next(module.parameters()).dtype != self.dtype:
-                # torch's cast: diffusers' to() warns of float32-only modules even when its list
-                # of them is empty, as it is for this UNet and VAE
-                torch.nn.Module.to(module, dtype=self.dtype)
             module.to(device=self.device, memory_format=fmt)
         self.vae_decoder = RewrittenVAEDecoder(model.vae, self.vae_format) \
             if exact_rewrites or mode == 'fast' else None
         self.light_decoder = None
         if mode == 'fast':
-            self.light_decoder = model.light_decoder.to(self.device, self.dtype)
+            self.light_decoder = model.light_decoder.to(self.device)   # dtype: precision.apply
             self.light_decoder.requires_grad_(False)
         self.mode = mode
         self.kv_pool = FAST_KV_POOL if mode == 'fast' else 1

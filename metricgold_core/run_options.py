@@ -22,8 +22,9 @@ CPU_BF16_FLAGS = ('amx_bf16', 'avx512_bf16')
 # (the node's `steps: auto`, a command's default).
 DESCRIPTIONS = {
     'device': 'Torch device: auto (cuda if available), cpu, cuda or cuda:N.',
-    'dtype': 'Weights dtype: auto (float16 on CUDA; on CPU bfloat16 where it has AVX512-BF16 or '
-             'AMX, else float32; docs/PERFORMANCE.md), float32, float16, bfloat16.',
+    'dtype': 'Weights dtype: auto (float16 on CUDA, float32 on a CPU), float32, float16, '
+             'bfloat16 (faster on AVX512-BF16 / AMX CPUs, less exact: docs/PERFORMANCE.md); '
+             'under float16 / bfloat16 the latents and the last decoder layer stay float32.',
     'mode': "exact: diffusers' maths; fast: the checkpoint's distilled light decoder and pooled "
             'VAE attention (faster, approximate; docs/PERFORMANCE.md "Fast mode").',
     'compile': 'torch.compile of the encoder, UNet and decoder (static shapes): off, default, '

@@ -65,9 +65,7 @@ class DepthNode(Node):
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                              reliability=RELIABILITY[self.cfg['output_reliability']])
-        self.outputs = Outputs(self, out_qos, self.cfg['direct_publish'])
-        publish_path = 'rcl_publish' if self.outputs.direct else 'rclpy'
-        self.stats.set(publish_path=publish_path)
+        self.outputs = Outputs(self, out_qos)
         self.publisher = PublishThread(self.outputs.publish, self._published,
                                        self._publish_failed, self._publish_dropped)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -108,8 +106,7 @@ class DepthNode(Node):
         self.get_logger().info(
             f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
             f'({self.model_facts["dtype"]}, {self.model_facts["mode"]} mode), listening on '
-            f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}; outputs through '
-            f'{publish_path}')
+            f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
         self._say_scale_source(self.cfg)
 
     # ------------------------------------------------------------------ set-up

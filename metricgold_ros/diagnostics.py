@@ -113,7 +113,6 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'sparse_depth_missing': counts['sparse_depth_missing'],
         'waiting_for_scale': counts['waiting_for_scale'],
         'output': last.get('output', '-'),
-        'publish_path': last.get('publish_path', '-'),
         'dds_profile': last.get('dds_profile', '-'),
     }
     for key in sorted(k for k in counts if k.startswith('odometry_')):   # scale_source odometry

@@ -88,9 +88,6 @@ PARAMETERS = (
     # Outputs.
     Spec('output_reliability', 'reliable', 'Reliability of all outputs (RViz subscribes '
          'reliable by default).', read_only=True),
-    Spec('direct_publish', True, "Publish the images and the cloud through rcl's C API straight "
-         "from the node's buffers (no conversion copy, the GIL released; used where the "
-         "message layout checks out); false: rclpy's publish().", read_only=True),
     Spec('depth_resolution', 'input', DESCRIPTIONS['depth_resolution']),
     Spec('publish_colored', True, 'Publish depth/colored (bgr8 turbo) when subscribed.'),
     Spec('colored_min_m', 0.0, 'Near end of the colour range (m); 0: 2nd percentile of each '

@@ -8,10 +8,9 @@
 published to a subscriber in another process, per 640x480 frame (target <= 5 ms; timed back to
 back after the parts, and once per 30 Hz frame period as the node's publish thread runs), the cloud
 packing against a memcpy of the same bytes (target <= 3x), and the added cost of raw driver
-inputs: Bayer / YUV decoding and rectification (target < 2 ms). The node's publish is timed
-through rcl_publish (its default) and through rclpy's publish() in turn, and the packaged model's
-frame time is measured alone and with each finished frame published beside the next inference,
-through each path (--no-model skips it).
+inputs: Bayer / YUV decoding and rectification (target < 2 ms). The packaged model's frame time
+is measured alone and with each finished frame published beside the next inference, as the
+node's publish thread does (--no-model skips it).
 `best-effort`: a best-effort subscriber of 640x480 messages from a reliable publisher, with the
 publisher on Fast DDS' defaults and on the node's Fast DDS profile (metricgold_ros/dds_profile.py).
 `flood`: starts the node (tiny untrained checkpoint unless --checkpoint), publishes a 640x480
@@ -176,26 +175,19 @@ def bench_overhead(args) -> None:
     profile = 'not used (--no-dds-profile)' if args.no_dds_profile else dds_profile.apply()
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_outputs', namespace='/bench')
-    outputs = Outputs(node, QoSProfile(depth=2))   # the node's default: rcl_publish
-    # A second set of publishers on the same topics through rclpy's publish(): the same sink
-    # receives both, so the two paths are timed in one run, frame by frame in turn.
-    rclpy_node = rclpy.create_node('bench_outputs_rclpy', namespace='/bench')
-    outputs_rclpy = Outputs(rclpy_node, QoSProfile(depth=2), direct=False)
+    outputs = Outputs(node, QoSProfile(depth=2))
     cfg = {spec.name: spec.default for spec in SPECS.values()}
     rgb_src = test_image()
     rng = np.random.default_rng(0)
     depth = (rng.random((H, W)) * 5 + 0.5).astype(np.float32)
     depth[::17, ::13] = np.nan
     try:
-        if not wait(lambda: all(p.get_subscription_count() for out in (outputs, outputs_rclpy)
-                                for p in (out.depth, out.points, out.colored)), 20.0):
+        if not wait(lambda: all(p.get_subscription_count()
+                                for p in (outputs.depth, outputs.points, outputs.colored)), 20.0):
             raise SystemExit('the subscriber process never matched')
-        path = 'rcl_publish' if outputs.direct else 'rclpy publish() (no rcl_publish here)'
-        print(f'publish path: {path}, against rclpy publish() in the same run; Fast DDS profile: '
-              f'{profile}')
+        print(f"publish path: rclpy publish(); Fast DDS profile: {profile}")
         stages = {k: [] for k in ('convert', 'depth+info', 'cloud pack', 'cloud publish',
-                                  'colorize', 'colored publish', 'total', 'node publish',
-                                  'node publish, rclpy')}
+                                  'colorize', 'colored publish', 'total', 'node publish')}
         for i in range(args.iterations + 10):
             image, info = camera_messages(10 ** 9 + i, rgb_src)
             t0 = time.perf_counter()
@@ -203,24 +195,20 @@ def bench_overhead(args) -> None:
             camera = camera_model_from_info(info)
             t1 = time.perf_counter()
             outputs.camera_info.publish(scaled_camera_info(info, camera, image.header))
-            outputs.send(outputs.depth, outputs.float_image(image.header, depth, 'depth'))
+            outputs.depth.publish(outputs.float_image(image.header, depth, 'depth'))
             t2 = time.perf_counter()
             cloud = outputs.packer.pack(depth, camera, rgb)
             t3 = time.perf_counter()
-            outputs.send(outputs.points, outputs.packer.to_msg(image.header, cloud))
+            outputs.points.publish(outputs.packer.to_msg(image.header, cloud))
             t4 = time.perf_counter()
             colored = outputs.colored_image(image.header, depth, cfg)
             t5 = time.perf_counter()
-            outputs.send(outputs.colored, colored)
+            outputs.colored.publish(colored)
             t6 = time.perf_counter()
-            # the node's own path for the same frame, Outputs.publish (the publish thread's),
-            # through both paths, in turn
-            timed = {}
-            for key, out in (('node publish', outputs), ('node publish, rclpy', outputs_rclpy))[
-                    ::1 if i % 2 else -1]:
-                t7 = time.perf_counter()
-                node_publish(out, image, info, depth, cfg)
-                timed[key] = (time.perf_counter() - t7) * 1e3
+            # the node's own path for the same frame, Outputs.publish (the publish thread's)
+            t7 = time.perf_counter()
+            node_publish(outputs, image, info, depth, cfg)
+            timed = {'node publish': (time.perf_counter() - t7) * 1e3}
             if i >= 10:   # warm-up frames excluded
                 for key, (a, b) in (('convert', (t0, t1)), ('depth+info', (t1, t2)),
                                     ('cloud pack', (t2, t3)), ('cloud publish', (t3, t4)),
@@ -244,25 +232,22 @@ def bench_overhead(args) -> None:
         verdict = 'meets' if np.median(stages['node publish']) <= 5.0 else 'MISSES'
         print(f'  -> node publish {verdict} the 5 ms target (median), back to back: each '
               'right after the parts above published the same frame (7 MB still in DDS)')
-        ratio = np.median(stages['node publish']) / np.median(stages['node publish, rclpy'])
-        print(f'  rcl_publish / rclpy publish(), node publish median: {ratio:.2f}x')
-        paced = bench_paced_publish({'rcl_publish': outputs, 'rclpy': outputs_rclpy}, cfg,
-                                    rgb_src, depth, args.iterations, args.period_ms)
+        paced = bench_paced_publish({'node publish': outputs}, cfg, rgb_src, depth,
+                                    args.iterations, args.period_ms)
         print(f'node publish once per {args.period_ms:.1f} ms frame (as the publish thread runs '
-              "at the camera's rate or slower; the two paths in turn):")
+              "at the camera's rate or slower):")
         for key, times in paced.items():
             verdict = 'meets' if np.median(times) <= 5.0 else 'MISSES'
             print(f'  {key:12s} min {min(times):.2f}, median {np.median(times):.2f}, p95 '
                   f'{percentile(times, 95):.2f} ms -> {verdict} the 5 ms target (median)')
         if not args.no_model:
-            bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth)
-        bench_gil(outputs, outputs_rclpy, depth, camera, rgb, image.header)
+            bench_beside_inference(outputs, cfg, rgb_src, depth)
+        bench_gil(outputs, depth, camera, rgb, image.header)
         bench_pack(outputs.packer, depth, camera, rgb, args.iterations)
         bench_colorize(outputs, image.header, depth, cfg, args.iterations)
         bench_raw_camera(rgb_src, args.iterations)
     finally:
         node.destroy_node()
-        rclpy_node.destroy_node()
         rclpy.try_shutdown()
         sink.terminate()
         try:
@@ -305,13 +290,13 @@ def bench_paced_publish(outputs: dict, cfg, rgb_src, depth, iterations: int,
     return times
 
 
-def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: int = 8,
+def bench_beside_inference(outputs, cfg, rgb_src, depth, rounds: int = 8,
                            per_phase: int = 5) -> None:
     """What publishing costs the inference running beside it, as in the node: the packaged
     model's frame time alone, and with a thread that publishes every output of each finished
-    frame while the next one is inferred (the node's publish thread), through each path. The
-    phases take turns, `rounds` times `per_phase` frames each; the sink process takes its share
-    of the two cores in both publishing phases."""
+    frame while the next one is inferred (the node's publish thread). The phases take turns,
+    `rounds` times `per_phase` frames each; the sink process takes its share of the cores in the
+    publishing phase."""
     import queue
 
     from metricgold_core.metric_depth import estimate_metric_depth, load_estimator
@@ -319,7 +304,7 @@ def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: 
     estimator = load_estimator(None)
     rgb = rgb_src.copy()
     estimate_metric_depth(estimator, rgb, 525.0)   # warm-up
-    phases = {'no publishing': None, 'rcl_publish': outputs, 'rclpy publish()': outputs_rclpy}
+    phases = {'no publishing': None, 'publishing': outputs}
     times = {key: [] for key in phases}
     for _ in range(rounds):
         for key, out in phases.items():
@@ -348,13 +333,13 @@ def bench_beside_inference(outputs, outputs_rclpy, cfg, rgb_src, depth, rounds: 
               f'ms, {100 * (np.median(values) / base - 1):+5.1f} %)')
 
 
-def bench_gil(outputs, outputs_rclpy, depth, camera, rgb, header, frames: int = 50) -> None:
+def bench_gil(outputs, depth, camera, rgb, header, frames: int = 50) -> None:
     """How much of the cloud's publish call another Python thread cannot run (the GIL held):
     a thread records the gaps in its own loop while the cloud is published, paced."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)   # the other thread asks for the GIL every 0.1 ms
     try:
-        for key, out in (('rcl_publish', outputs), ('rclpy publish()', outputs_rclpy)):
+        for key, out in (('rclpy publish()', outputs),):
             msg = out.packer.to_msg(header, out.packer.pack(depth, camera, rgb))
             gaps, stop = [], threading.Event()
 
@@ -371,7 +356,7 @@ def bench_gil(outputs, outputs_rclpy, depth, camera, rgb, header, frames: int = 
             spent = 0.0
             for _ in range(frames):
                 t0 = time.perf_counter()
-                out.send(out.points, msg)
+                out.points.publish(msg)
                 spent += time.perf_counter() - t0
                 time.sleep(0.02)
             stop.set()

@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=1, choices=(1, 2))
     parser.add_argument('--perturbation-seed', type=int, default=77)
     parser.add_argument('--dtype', default='auto',
-                        help='auto (bfloat16 where the CPU has it) | float32 | ...')
+                        help='auto (float32 on a CPU, float16 on CUDA) | bfloat16 | ...')
     parser.add_argument('--root', default=str(Path(__file__).resolve().parents[2] / 'shared'
                                               / 'data' / 'real'))
     parser.add_argument('--output', default=None, help='folder for robustness.json / .md')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core import pipeline
+from metricgold_core import run_options
 from metricgold_core.light_decoder import LightDecoderHead
 from metricgold_core.model import MetricGoldModel
 from metricgold_core.pipeline import DepthEstimator, resolve_dtype
@@ -41,13 +41,12 @@ def test_cpu_bf16_flags_read_from_cpuinfo():
     assert cpu_bf16_flags('') == ()
 
 
-def test_auto_dtype_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+def test_auto_dtype_is_float32_on_a_cpu_even_with_native_bf16(monkeypatch):
+    """bfloat16 does not keep float32's answer (docs/PERFORMANCE.md): only asked for by name."""
     cpu = torch.device('cpu')
-    monkeypatch.setattr(pipeline, 'cpu_bf16_flags', lambda: ('avx512_bf16',))
-    assert resolve_dtype('auto', cpu) == torch.bfloat16
-    assert resolve_dtype('float32', cpu) == torch.float32
-    monkeypatch.setattr(pipeline, 'cpu_bf16_flags', lambda: ())
+    monkeypatch.setattr(run_options, 'cpu_bf16_flags', lambda cpuinfo=None: ('avx512_bf16',))
     assert resolve_dtype('auto', cpu) == torch.float32
+    assert resolve_dtype('bfloat16', cpu) == torch.bfloat16
     assert resolve_dtype('auto', torch.device('cuda')) == torch.float16
 
 

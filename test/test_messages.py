@@ -25,12 +25,26 @@ def test_depth_and_bgr_images_round_trip_with_header():
         array_to_image(depth.astype(np.float64), '32FC1', header)
 
 
+def test_message_buffers_are_taken_without_a_copy():
+    """The message's data is the reusable buffer itself (rosidl copies a `bytes` and walks a
+    numpy array element by element): filling the buffer is the only write before publish()."""
+    from metricgold_core.geometry import CameraModel
+    from metricgold_ros.outputs import ByteBuffer, CloudPacker
+
+    buffer = ByteBuffer()
+    header = image_msg(RGB, 'rgb8', 1).header
+    msg = array_to_image(np.ones((12, 10), np.float32), '32FC1', header, buffer)
+    assert msg.data is buffer.data
+    packer = CloudPacker()
+    camera = CameraModel(width=10, height=12, fx=9.0, fy=9.0, cx=4.5, cy=5.5)
+    cloud = packer.to_msg(header, packer.pack(np.ones((12, 10), np.float32), camera))
+    assert cloud.data is packer._buffer.data and len(cloud.data) == 12 * 10 * 16
+
+
 @pytest.mark.ros
-@pytest.mark.parametrize('path', ['rclpy', 'rcl_publish'])
-def test_a_reused_buffer_is_free_once_publish_returns(path):
-    """Both publish paths serialise the data before they return (rclpy's publish() after
-    copying it into a C message, rcl_publish from the buffer itself): overwriting the buffer
-    right after the call (as the node does with the next frame) leaves every received message
+def test_a_reused_buffer_is_free_once_publish_returns():
+    """rclpy's publish() serialises the data before it returns: overwriting the buffer right
+    after the call (as the node does with the next frame) leaves every received message
     intact."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -52,15 +66,11 @@ def test_a_reused_buffer_is_free_once_publish_returns(path):
         executor.add_node(node)
         assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or
                           pub.get_subscription_count() > 0, 10.0)
-        send = pub.publish
-        if path == 'rcl_publish':
-            from metricgold_ros.rcl_publish import rcl_publisher
-            send = rcl_publisher(pub).publish
         buffer = ByteBuffer()
         frames = [np.full((480, 640), k, np.float32) for k in (1.0, 2.0, 3.0)]
         header = image_msg(RGB, 'rgb8', 1).header
         for frame in frames:
-            send(array_to_image(frame, '32FC1', header, buffer))
+            pub.publish(array_to_image(frame, '32FC1', header, buffer))
             buffer.view[:] = 255   # the next frame's fill starts at once
         assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or len(received) == 3,
                           10.0), f'{len(received)} of 3 messages arrived'
@@ -72,89 +82,17 @@ def test_a_reused_buffer_is_free_once_publish_returns(path):
         rclpy.try_shutdown(context=context)
 
 
-def test_the_rcl_message_layout_is_checked_against_rosidl(monkeypatch):
-    """rcl_publish is used only where rosidl's own conversion of a sample message reads back
-    identically through the ctypes structures; a wrong structure is caught."""
-    import ctypes
-
-    from sensor_msgs.msg import Image, PointCloud2
-
-    from metricgold_ros import rcl_publish
-
-    assert rcl_publish.layout_matches(Image) and rcl_publish.layout_matches(PointCloud2)
-
-    class SwappedImage(ctypes.Structure):   # width before height: not the C layout
-        _fields_ = [(name, kind) for name, kind in rcl_publish.CImage._fields_]
-        _fields_[1], _fields_[2] = _fields_[2], _fields_[1]
-
-    class SwappedCloud(ctypes.Structure):   # row_step before point_step
-        _fields_ = [(name, kind) for name, kind in rcl_publish.CPointCloud2._fields_]
-        _fields_[5], _fields_[6] = _fields_[6], _fields_[5]
-
-    monkeypatch.setattr(rcl_publish, 'CImage', SwappedImage)
-    monkeypatch.setattr(rcl_publish, 'CPointCloud2', SwappedCloud)
-    assert not rcl_publish.layout_matches(Image)
-    assert not rcl_publish.layout_matches(PointCloud2)
-    monkeypatch.setattr(rcl_publish, '_CHECKED', {})
-
-    class Publisher:   # what rcl_publisher needs of an rclpy publisher
-        handle = None
-        msg_type = Image
-
-    class HeaderPublisher(Publisher):
-        msg_type = rcl_publish.Header
-
-    assert rcl_publish.rcl_publisher(Publisher()) is None
-    assert rcl_publish.rcl_publisher(HeaderPublisher()) is None   # not handled
-
-
 @pytest.mark.ros
-def test_a_failed_rcl_publish_raises_with_rcl_s_message():
-    import array
-    import ctypes
-
-    import rclpy
-    from sensor_msgs.msg import Image
-
-    from metricgold_ros import rcl_publish
-    from node_harness import pick_domain_id
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=pick_domain_id())
-    try:
-        node = rclpy.create_node('rcl_error', context=context)
-        rcl, rcutils = rcl_publish._rcl()
-
-        class FailingRcl:   # rcl_publish that fails as rcl does: error state set, code returned
-            @staticmethod
-            def rcl_publish(*args):
-                rcutils.rcutils_set_error_state.argtypes = [ctypes.c_char_p, ctypes.c_char_p,
-                                                            ctypes.c_size_t]
-                rcutils.rcutils_set_error_state(b'publisher is invalid', b'publisher.c', 7)
-                return 200   # RCL_RET_PUBLISHER_INVALID
-
-        sender = rcl_publish.RclPublisher(node.create_publisher(Image, 'e', 1),
-                                          (FailingRcl, rcutils))
-        msg = Image(height=1, width=4, encoding='mono8', step=4, data=array.array('B', b'abcd'))
-        with pytest.raises(rcl_publish.RclPublishError, match='200.*publisher is invalid'):
-            sender.publish(msg)
-        assert rcutils.rcutils_get_error_string().str == b'error not set'   # reset after
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
-
-
-@pytest.mark.ros
-def test_every_output_arrives_the_same_through_rcl_publish_and_rclpy_publish():
-    """One frame published by Outputs with and without rcl_publish: depth, depth/colored,
-    depth/uncertainty and points arrive with the same header, layout and bytes."""
+def test_every_output_arrives_with_the_frame_s_header_and_values():
+    """One frame published by Outputs: depth, depth/colored, depth/uncertainty and points
+    arrive with the input's header and the frame's values, byte for byte."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
     from metricgold_core.ros_format.camera_info import camera_model_from_info
-    from metricgold_ros.outputs import OutgoingFrame, Outputs
+    from metricgold_ros.outputs import OutgoingFrame, Outputs, unpack_cloud
     from metricgold_ros.params import SPECS
     from node_harness import camera_info_msg, pick_domain_id, wait_until
 
@@ -163,22 +101,19 @@ def test_every_output_arrives_the_same_through_rcl_publish_and_rclpy_publish():
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=pick_domain_id())
     try:
-        node = rclpy.create_node('direct_publish', context=context)
+        node = rclpy.create_node('outputs_sink', context=context)
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         received = {}
         for name, kind in topics.items():
-            for ns in ('direct', 'rclpy'):
-                node.create_subscription(
-                    kind, f'/{ns}/{name}',
-                    lambda msg, key=(ns, name): received.setdefault(key, []).append(msg), qos)
-        outputs = {ns: Outputs(rclpy.create_node('out', namespace=ns, context=context), qos,
-                               direct=(ns == 'direct')) for ns in ('direct', 'rclpy')}
-        assert outputs['direct'].direct and not outputs['rclpy'].direct
+            node.create_subscription(
+                kind, f'/out/{name}',
+                lambda msg, name=name: received.setdefault(name, []).append(msg), qos)
+        out = Outputs(rclpy.create_node('out', namespace='out', context=context), qos)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or all(
+        assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or (
             out.points.get_subscription_count() and out.uncertainty.get_subscription_count()
-            and out.colored.get_subscription_count() for out in outputs.values()), 10.0)
+            and out.colored.get_subscription_count()), 10.0)
         rgb = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
         depth = (RNG.random((48, 64)) * 4 + 0.5).astype(np.float32)
         depth[5, 7] = np.nan
@@ -186,21 +121,27 @@ def test_every_output_arrives_the_same_through_rcl_publish_and_rclpy_publish():
         info = camera_info_msg(intrinsics, 1_700_000_000_123_456_789, frame_id='cam_optical')
         cfg = {spec.name: spec.default for spec in SPECS.values()}
         cfg['publish_uncertainty'] = True
-        frame = OutgoingFrame(header=info.header, depth=depth,
-                              camera=camera_model_from_info(info), source_info=info, rgb=rgb,
-                              uncertainty=depth * 0.1, cfg=cfg)
-        for out in outputs.values():
-            out.publish(frame)
+        camera = camera_model_from_info(info)
+        frame = OutgoingFrame(header=info.header, depth=depth, camera=camera, source_info=info,
+                              rgb=rgb, uncertainty=depth * 0.1, cfg=cfg)
+        out.publish(frame)
         assert wait_until(lambda: executor.spin_once(timeout_sec=0.05) or
-                          len(received) == 2 * len(topics), 10.0), sorted(received)
+                          len(received) == len(topics), 10.0), sorted(received)
         for name in topics:
-            direct, plain = received[('direct', name)][0], received[('rclpy', name)][0]
-            assert direct == plain, name   # every field: header, sizes, fields, bytes
-            assert direct.header.frame_id == 'cam_optical'
-            assert direct.header.stamp.nanosec == 123_456_789
-        cloud = received[('direct', 'points')][0]
+            msg = received[name][0]
+            assert msg.header.frame_id == 'cam_optical', name
+            assert msg.header.stamp.nanosec == 123_456_789, name
+        np.testing.assert_array_equal(image_to_array(received['depth'][0])[..., 0], depth)
+        np.testing.assert_array_equal(image_to_array(received['depth/uncertainty'][0])[..., 0],
+                                      depth * 0.1)
+        # the expected messages, built again by the same builders after the publish
+        assert received['depth/colored'][0].data == out.colored_image(info.header, depth,
+                                                                      cfg).data
+        cloud = received['points'][0]
         assert len(cloud.data) == 48 * 64 * 16 and [f.name for f in cloud.fields] == [
             'x', 'y', 'z', 'rgb']
+        assert cloud == out.cloud(info.header, depth, camera, rgb, cfg)
+        np.testing.assert_array_equal(unpack_cloud(cloud)['z'], depth)
         executor.shutdown()
         node.destroy_node()
     finally:

@@ -106,7 +106,7 @@ def test_the_node_gives_the_same_metres(focal_checkpoint, reference, sample_fram
         'checkpoint': str(focal_checkpoint), 'steps': '1', 'processing_resolution': RES,
         'min_processing_resolution': RES, 'max_latency_ms': 60000.0,
         'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
-        'dtype': 'float32'})   # bfloat16 (auto on some CPUs) varies with the thread count
+        'dtype': 'float32'})   # bfloat16 varies with the thread count
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp_path / 'node.log')
     client = Client(domain)

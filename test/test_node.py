@@ -22,7 +22,7 @@ RES = 128
 PARAMS = {'processing_resolution': RES, 'min_processing_resolution': 64, 'steps': 2,
           'max_latency_ms': 20000.0, 'max_frame_age_ms': 20000.0, 'publish_uncertainty': True,
           'camera_info_wait_ms': 1000.0, 'torch_threads': 1,
-          'dtype': 'float32'}   # bfloat16 (auto on some CPUs) varies with the thread count
+          'dtype': 'float32'}   # bfloat16 varies with the thread count
 
 
 @pytest.fixture(scope='module')
@@ -370,7 +370,6 @@ def test_best_effort_subscribers_get_the_full_size_outputs(rig):
     assert 'Fast DDS profile: ' + str(dds_profile.PROFILE) in rig.node.log()
     client = rig.client
     diag = client.fresh_diagnostics()
-    assert diag['publish_path'] == 'rcl_publish'
     assert diag['dds_profile'].startswith(str(dds_profile.PROFILE))
     best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
     got = {'depth': [], 'points': []}
