@@ -477,13 +477,15 @@ class DepthNode(Node):
     def _anchor(self, frame: ReceivedFrame, cfg: dict, camera, depth_hw: tuple):
         """(scale.ScaleSession, this frame's measurement) for this frame, whose image has the
         CameraModel `camera` and whose depth will be (height, width) depth_hw. A change of the
-        scale parameters starts a new session."""
+        source's parameters starts a new session; the correction level and the wait rule apply
+        to the running one."""
         key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
-                                     'ground_max_tilt_deg', 'scale_correction',
-                                     'wait_for_scale'))
+                                     'ground_max_tilt_deg'))
         if self._scale is None or self._scale[0] != key:
             self._scale = (key, self._new_session(cfg))
         session = self._scale[1]
+        session.correction, session.wait_for_scale = cfg['scale_correction'], \
+            cfg['wait_for_scale']
         anchor = session.anchor
         measurement = None
         if anchor.active and anchor.source == 'sparse_depth':

@@ -108,6 +108,9 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
         'scale_points': last.get('scale_points', 0),
         'scale_residual': last.get('scale_residual', float('nan')),
         'scale_rejected': counts['scale_rejected'],
+        'scale_correction': last.get('scale_correction', '-'),
+        'local_corrections': counts['local_corrections'],
+        'local_fallbacks': counts['local_fallbacks'],
         'sparse_depth_received': counts['sparse_depth_received'],
         'sparse_depth_unmatched': counts['sparse_depth_unmatched'],
         'sparse_depth_missing': counts['sparse_depth_missing'],
@@ -117,6 +120,10 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
     }
     for key in sorted(k for k in counts if k.startswith('odometry_')):   # scale_source odometry
         values[key] = counts[key]
+    for key in ('local_points', 'local_outliers', 'local_ms', 'local_fallback',
+                'waiting_for'):     # the last frame's local correction; what a held frame awaits
+        if key in last:
+            values[key] = last[key]
     for key in ('odometry_parallax_px', 'scale_fit_ms'):
         if key in last:
             values[key] = last[key]
@@ -146,7 +153,7 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
                          'outputs are in the raw image geometry'))
     if last.get('holding_for_scale'):
         problems.append((DiagnosticStatus.WARN, 'wait_for_scale: no accepted scale fit yet, '
-                         'depth held back'))
+                         f'depth held back (waiting for {last.get("waiting_for") or "a fit"})'))
     if last.get('sparse_points_warning'):
         problems.append((DiagnosticStatus.WARN, last['sparse_points_warning']))
     if last.get('scale_warning'):

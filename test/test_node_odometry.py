@@ -53,6 +53,7 @@ def rig(tmp_path_factory, tiny_checkpoint):
         'checkpoint': str(tiny_checkpoint), 'steps': '1', 'max_latency_ms': 60000.0,
         'max_frame_age_ms': 60000.0, 'camera_info_wait_ms': 500.0, 'odometry_wait_ms': 500.0,
         'torch_threads': 1, 'scale_source': 'odometry', 'camera_mount': '0 0 0 0 0 0 1',
+        'wait_for_scale': False,
         'publish_points': False})
     domain = pick_domain_id()
     node = NodeProcess(params, ros_env(domain), tmp / 'node.log',

@@ -117,6 +117,7 @@ def test_relative_model_publishes_depth_relative_only(rig):
 def test_sparse_depth_anchors_scale_and_shift(rig):
     target = 3.0 * rig.relative + 1.0          # metres of this scene, by construction
     rig.set('scale_source', 'sparse_depth')
+    rig.set('scale_correction', 'global')      # the fit alone (local: the next test)
     depth_msg = rig.send(sparse_from(target))
     assert depth_msg is not None, rig.node.log()
     depth = array(depth_msg)
@@ -134,6 +135,44 @@ def test_sparse_depth_anchors_scale_and_shift(rig):
     mm = np.nan_to_num(coarse * 1000.0, nan=0.0).round().astype(np.uint16)
     depth = array(rig.send(mm, encoding='16UC1'))
     np.testing.assert_allclose(depth, target, rtol=5e-2, atol=1e-2)
+    rig.set('scale_correction', 'local')
+
+
+def test_local_correction_bends_a_misshapen_depth_and_publishes_its_uncertainty(rig):
+    # a scene whose metres are not an affine map of the model's output: the global fit (scale
+    # + shift) cannot match it, the local correction from the same points does
+    target = (4.0 * rig.relative ** 1.6 + 0.8).astype(np.float32)
+    sparse = sparse_from(target, 300, seed=3)
+    rig.set('scale_source', 'sparse_depth')
+    rig.set('publish_uncertainty', True)
+    rig.set('scale_correction', 'global')
+    globally = array(rig.send(sparse))
+    rig.set('scale_correction', 'local')
+    rig.client.clear()
+    header = rig.send(sparse, wait=None)
+    locally = rig.client.wait_output('depth', header.stamp, 20.0)
+    assert locally is not None, rig.node.log()
+    locally = array(locally)
+    uncertainty = rig.client.wait_output('depth/uncertainty', header.stamp, 20.0)
+    assert uncertainty is not None, rig.node.log()
+    uncertainty = array(uncertainty)
+
+    def abs_rel(depth):
+        return float(np.nanmean(np.abs(depth - target) / target))
+
+    assert abs_rel(locally) < 0.5 * abs_rel(globally), (abs_rel(locally), abs_rel(globally))
+    assert uncertainty.shape == locally.shape and np.isfinite(uncertainty).mean() > 0.9
+    at_points = np.isfinite(sparse)
+    assert np.nanmedian(uncertainty[at_points]) <= np.nanmedian(uncertainty)
+    diag = rig.client.fresh_diagnostics()
+    assert diag['scale_correction'] == 'local' and int(diag['local_points']) >= 250
+    assert diag['local_fallback'] == '' and int(diag['local_corrections']) >= 1
+    # too few points: the global fit, and the diagnostics say why
+    few = sparse_from(target, 10, seed=4)
+    assert rig.send(few) is not None
+    diag = rig.client.fresh_diagnostics()
+    assert '(< 12)' in diag['local_fallback'] and int(diag['local_fallbacks']) >= 1
+    rig.set('publish_uncertainty', False)
 
 
 def test_missing_late_and_garbage_sparse_keep_a_finite_scale(rig):
