@@ -6,6 +6,7 @@
     encodings  rgb8 pixels as every driver encoding (Bayer, YUV, NV21, 16 bit), lens distortion
     client     an rclpy client in its own context, and the Rig that sends frames and waits for
                the answers
+    stream     benchmarks' camera stream: frames at a rate, latency figures
     checks     the node's outputs against what was sent (cloud vs depth, colours, AbsRel)
 
 Importing it imports no ROS module (rclpy and the messages load when used), so scripts and
@@ -23,7 +24,8 @@ from metricgold_ros.harness.messages import image_msg, load_sequence, odometry_m
 from metricgold_ros.harness.messages import PRIMESENSE_640, raw_camera_info_msg
 from metricgold_ros.harness.process import CAMERA_REMAPS, DEPTH_NODE, node_command, NodeProcess
 from metricgold_ros.harness.process import PACKAGE_PARENT, pick_domain_id, ros_env, wait_until
-from metricgold_ros.harness.process import write_params
+from metricgold_ros.harness.process import use_env, write_params
+from metricgold_ros.harness.stream import latency_stats, percentile, publish_paced, stream_image
 
 __all__ = [
     'abs_rel', 'answering', 'CAMERA_REMAPS', 'camera_info_msg', 'camera_messages',
@@ -33,4 +35,5 @@ __all__ = [
     'PACKAGE_PARENT', 'pick_domain_id', 'PLUMB_BOB', 'PRIMESENSE_640', 'raw_camera_info_msg',
     'rgb_to_yuv601', 'Rig', 'ros_env', 'shut_down', 'STAMPS', 'started_rig', 'to16',
     'undistorted_coords', 'wait_until', 'with_alpha', 'write_params', 'yuv422',
+    'latency_stats', 'percentile', 'publish_paced', 'stream_image', 'use_env',
 ]

@@ -51,6 +51,14 @@ def ros_env(domain_id: int, large_data: bool = False, dds_profile_on: bool = Tru
     return env
 
 
+def use_env(env: dict) -> None:
+    """Make this process's environment `env` (a ros_env), before rclpy.init: the caller then
+    joins the domain, and the Fast DDS choice, of the processes it starts with it."""
+    for name in set(os.environ) - set(env):
+        del os.environ[name]
+    os.environ.update(env)
+
+
 def write_params(path: Path, params: dict) -> Path:
     """A parameters file giving the node (any namespace) `params`; its path."""
     path.write_text(yaml.safe_dump({'/**/metricgold_depth': {'ros__parameters': params}}))
