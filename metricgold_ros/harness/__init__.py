@@ -28,12 +28,12 @@ from metricgold_ros.harness.process import use_env, write_params
 from metricgold_ros.harness.stream import latency_stats, percentile, publish_paced, stream_image
 
 __all__ = [
-    'abs_rel', 'answering', 'CAMERA_REMAPS', 'camera_info_msg', 'camera_messages',
-    'check_cloud_matches_depth', 'Client', 'cloud_msg', 'colours_match', 'DEPTH_NODE',
-    'depth_array', 'distort', 'encoded_image_msg', 'ENCODERS', 'EQUIDISTANT', 'image_msg',
-    'load_sequence', 'mosaic', 'NODE', 'node_command', 'NodeProcess', 'nv21', 'odometry_msg',
-    'PACKAGE_PARENT', 'pick_domain_id', 'PLUMB_BOB', 'PRIMESENSE_640', 'raw_camera_info_msg',
-    'rgb_to_yuv601', 'Rig', 'ros_env', 'shut_down', 'STAMPS', 'started_rig', 'to16',
-    'undistorted_coords', 'wait_until', 'with_alpha', 'write_params', 'yuv422',
-    'latency_stats', 'percentile', 'publish_paced', 'stream_image', 'use_env',
+    'abs_rel', 'answering', 'camera_info_msg', 'camera_messages', 'CAMERA_REMAPS',
+    'check_cloud_matches_depth', 'Client', 'cloud_msg', 'colours_match', 'depth_array',
+    'DEPTH_NODE', 'distort', 'encoded_image_msg', 'ENCODERS', 'EQUIDISTANT', 'image_msg',
+    'latency_stats', 'load_sequence', 'mosaic', 'NODE', 'node_command', 'NodeProcess', 'nv21',
+    'odometry_msg', 'PACKAGE_PARENT', 'percentile', 'pick_domain_id', 'PLUMB_BOB',
+    'PRIMESENSE_640', 'publish_paced', 'raw_camera_info_msg', 'rgb_to_yuv601', 'Rig', 'ros_env',
+    'shut_down', 'STAMPS', 'started_rig', 'stream_image', 'to16', 'undistorted_coords', 'use_env',
+    'wait_until', 'with_alpha', 'write_params', 'yuv422',
 ]
