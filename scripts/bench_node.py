@@ -23,7 +23,6 @@ against the same node (target: no added latency).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 import re
 import subprocess
@@ -34,7 +33,11 @@ import time
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from metricgold_ros.harness import camera_messages, encoded_image_msg, EQUIDISTANT, image_msg
+from metricgold_ros.harness import latency_stats, NodeProcess, percentile, pick_domain_id
+from metricgold_ros.harness import PLUMB_BOB, publish_paced, ros_env, stream_image, use_env
+from metricgold_ros.harness import wait_until, write_params
+
 H, W = 480, 640
 OUTPUTS = ('depth', 'depth/camera_info', 'depth/colored', 'points')
 SUBSCRIBER = """
@@ -54,104 +57,11 @@ except BaseException:
 """
 
 
-def percentile(values, q):
-    if not values:
-        return float('nan')
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
         if line.startswith('VmRSS:'):
             return int(line.split()[1]) / 1024.0
     return float('nan')
-
-
-def ros_env(domain_id: int, large_data: bool, dds_profile: bool = True) -> dict:
-    """The environment of a benchmark process: its domain, LARGE_DATA or the default
-    transports, and the node's Fast DDS profile (metricgold_ros/dds_profile.py) or not."""
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
-    for name in ('FASTDDS_BUILTIN_TRANSPORTS', 'FASTDDS_DEFAULT_PROFILES_FILE',
-                 'FASTRTPS_DEFAULT_PROFILES_FILE', 'METRICGOLD_FASTDDS_PROFILE'):
-        env.pop(name, None)
-    if large_data:
-        env['FASTDDS_BUILTIN_TRANSPORTS'] = 'LARGE_DATA'
-    if not dds_profile:
-        env['METRICGOLD_FASTDDS_PROFILE'] = 'off'
-    return env
-
-
-def start_node(params: dict, tmp: Path, large_data: bool, log_name: str = 'node.log',
-               domain_factor: int = 7, dds_profile: bool = True) -> tuple:
-    """The depth node as a process with `params` (camera on /cam/image, /cam/camera_info) in a
-    domain of its own, which this process joins too (rclpy.init(domain_id=...) is the
-    caller's): (process, its open log file, domain id)."""
-    import yaml
-
-    (tmp / 'params.yaml').write_text(yaml.safe_dump(
-        {'/**/metricgold_depth': {'ros__parameters': params}}))
-    domain = 1 + (os.getpid() * domain_factor) % 100
-    env = ros_env(domain, large_data, dds_profile)
-    os.environ.update(ros_env(domain, large_data))   # this process: as any client, no profile
-    log = open(tmp / log_name, 'wb')
-    proc = subprocess.Popen([sys.executable, '-m', 'metricgold_ros.depth_node', '--ros-args',
-                             '--params-file', str(tmp / 'params.yaml'),
-                             '-r', 'image:=/cam/image', '-r', 'camera_info:=/cam/camera_info'],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    return proc, log, domain
-
-
-def stop_node(proc, log) -> int:
-    """SIGINT, up to 20 s to exit (then killed), the log closed: the node's exit code."""
-    proc.send_signal(2)
-    try:
-        code = proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    log.close()
-    return code
-
-
-def publish_paced(image_pub, info_pub, rgb: np.ndarray, frames: int, rate_hz: float) -> tuple:
-    """Publish `frames` camera_info + image pairs at `rate_hz` (fresh stamps, paced against the
-    start, so a late frame does not push the rest back); (sent stamps ns, seconds taken)."""
-    from metricgold_core.ros_format import stamp_ns
-
-    sent, start = [], time.monotonic()
-    for i in range(frames):
-        delay = start + i / rate_hz - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        image, info = camera_messages(time.time_ns(), rgb)
-        sent.append(stamp_ns(image.header))
-        info_pub.publish(info)
-        image_pub.publish(image)
-    return sent, time.monotonic() - start
-
-
-def camera_messages(stamp_ns: int, rgb: np.ndarray, frame_id='camera'):
-    """A fresh rgb8 Image and its pinhole CameraInfo (fx = fy = 525), as a camera sends them."""
-    from std_msgs.msg import Header
-
-    from metricgold_core.ros_format import set_stamp
-    from metricgold_core.ros_format.camera_info import CameraModel
-    from metricgold_ros.outputs import array_to_image, scaled_camera_info
-    header = Header(frame_id=frame_id)
-    set_stamp(header, stamp_ns)
-    image = array_to_image(np.ascontiguousarray(rgb), 'rgb8', header)
-    info = scaled_camera_info(None, CameraModel(W, H, 525.0, 525.0, 319.5, 239.5), header)
-    return image, info
-
-
-def test_image() -> np.ndarray:
-    data = ROOT.parent / 'shared' / 'data' / 'real' / 'tum' / 'rgb' / '1.png'
-    if data.is_file():
-        from PIL import Image as PILImage
-        return np.asarray(PILImage.open(data).convert('RGB'))
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
 # ------------------------------------------------------------------ overhead
@@ -167,9 +77,9 @@ def bench_overhead(args) -> None:
 
     from metricgold_ros import dds_profile
 
-    domain = 1 + os.getpid() % 100
+    domain = pick_domain_id()
     env = ros_env(domain, args.large_data)
-    os.environ.update(env)
+    use_env(env)
     sink = subprocess.Popen([sys.executable, '-c', SUBSCRIBER, '/bench'], env=env)
     # this process stands in for the node: the node's Fast DDS profile, as the node takes it
     profile = 'not used (--no-dds-profile)' if args.no_dds_profile else dds_profile.apply()
@@ -177,13 +87,14 @@ def bench_overhead(args) -> None:
     node = rclpy.create_node('bench_outputs', namespace='/bench')
     outputs = Outputs(node, QoSProfile(depth=2))
     cfg = {spec.name: spec.default for spec in SPECS.values()}
-    rgb_src = test_image()
+    rgb_src = stream_image()
     rng = np.random.default_rng(0)
     depth = (rng.random((H, W)) * 5 + 0.5).astype(np.float32)
     depth[::17, ::13] = np.nan
     try:
-        if not wait(lambda: all(p.get_subscription_count()
-                                for p in (outputs.depth, outputs.points, outputs.colored)), 20.0):
+        if not wait_until(lambda: all(p.get_subscription_count()
+                                      for p in (outputs.depth, outputs.points, outputs.colored)),
+                          20.0):
             raise SystemExit('the subscriber process never matched')
         print(f"publish path: rclpy publish(); Fast DDS profile: {profile}")
         stages = {k: [] for k in ('convert', 'depth+info', 'cloud pack', 'cloud publish',
@@ -405,20 +316,8 @@ def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
     rectifying (cv2.remap with cached maps, both map types) a plumb_bob / equidistant camera."""
     from metricgold_core import rectify
     from metricgold_core.ros_format.images import image_to_rgb8
-    from std_msgs.msg import Header
 
     _, info = camera_messages(10 ** 9, rgb)
-    bayer = np.empty((H, W), np.uint8)   # RGGB mosaic by slicing
-    bayer[0::2, 0::2], bayer[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
-    bayer[1::2, 0::2], bayer[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
-    yuyv = np.dstack([rgb[..., 1], rgb[..., 0]])   # bytes of the right size (timing only)
-    nv21 = np.concatenate([rgb[..., 1], rgb[:H // 2, :, 0]])
-
-    def image(pixels, encoding, height=H):
-        from sensor_msgs.msg import Image
-        pixels = np.ascontiguousarray(pixels)
-        return Image(header=Header(), height=height, width=W, encoding=encoding,
-                     step=pixels[0].nbytes, data=pixels.tobytes())
 
     def median_ms(fn):
         fn()
@@ -430,16 +329,13 @@ def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
         return float(np.median(times))
 
     print(f'raw camera inputs, {W}x{H}, median of {iterations}, decode of a built message:')
-    for encoding, pixels, height in (('rgb8', rgb, H), ('bayer_rggb8', bayer, H),
-                                     ('bayer_rggb16', bayer.astype(np.uint16) * 257, H),
-                                     ('yuv422_yuy2', yuyv, H), ('yuv422', yuyv, H),
-                                     ('nv21', nv21, H)):
-        msg = image(pixels, encoding, height)
+    for encoding in ('rgb8', 'bayer_rggb8', 'bayer_rggb16', 'yuv422_yuy2', 'yuv422', 'nv21'):
+        msg = image_msg(rgb, encoding, 0) if encoding == 'rgb8' else \
+            encoded_image_msg(rgb, encoding)
         ms = median_ms(lambda: image_to_rgb8(msg))
         print(f'  decode {encoding:13s} {ms:6.3f} ms')
     for map_type in ('16SC2', '32FC1'):
-        for model, d in (('plumb_bob', [-0.28, 0.07, 0.001, -0.0005, 0.0]),
-                         ('equidistant', [-0.02, 0.01, -0.004, 0.001])):
+        for model, d in (('plumb_bob', PLUMB_BOB), ('equidistant', EQUIDISTANT)):
             info.distortion_model, info.d = model, d
             rectifier = rectify.Rectifier(map_type)
             t0 = time.perf_counter()
@@ -448,15 +344,6 @@ def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
             ms = median_ms(lambda: rectifier.apply(rgb, info, 'auto'))
             print(f'  rectify {model:11s} maps {map_type}: {ms:6.3f} ms per frame '
                   f'(maps built once per camera_info: {build:.1f} ms)')
-
-
-def wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 # ------------------------------------------------------------------ flood
@@ -477,8 +364,12 @@ def bench_flood(args) -> None:
         checkpoint = str(MetricGoldModel.from_preset('tiny', seed=0).save(tmp / 'tiny'))
     params = {'checkpoint': checkpoint, 'max_latency_ms': args.max_latency_ms,
               'max_frame_age_ms': args.max_latency_ms, 'steps': 'auto'}
-    proc, log, domain = start_node(params, tmp, args.large_data,
-                                   dds_profile=not args.no_dds_profile)
+    # the node in a domain of its own, which this process joins (as any client: no profile)
+    domain = pick_domain_id()
+    node_process = NodeProcess(write_params(tmp / 'params.yaml', params),
+                               ros_env(domain, args.large_data, not args.no_dds_profile),
+                               tmp / 'node.log', namespace='')
+    use_env(ros_env(domain, args.large_data))
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_camera')
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if not args.best_effort
@@ -511,20 +402,21 @@ def bench_flood(args) -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    rgb = test_image()
+    rgb = stream_image()
     modes = [('depth only', 'all outputs')[k % 2] for k in range(args.phases)]
     phases = []
     try:
         # Warm up until outputs flow (imports, model load, QoS matching).
-        deadline = time.monotonic() + 120
-        while not latencies and time.monotonic() < deadline:
+        def answered():
             image, info = camera_messages(time.time_ns(), rgb)
             info_pub.publish(info)
             image_pub.publish(image)
-            time.sleep(0.2)
-        if not latencies:
-            raise SystemExit('node never answered; log: ' + (tmp / 'node.log').read_text())
-        rss_start = rss_mb(proc.pid)
+            return bool(latencies)
+        try:
+            node_process.wait_ready(answered, 120.0, period_s=0.2)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc))
+        rss_start = rss_mb(node_process.pid)
         extra_subs = []
         for mode in modes:
             for sub in extra_subs:
@@ -537,15 +429,15 @@ def bench_flood(args) -> None:
             time.sleep(2.0)   # discovery, and the node's queue drains
             phases.append(flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies,
                                       received, diags, extra))
-            phases[-1]['rss'] = rss_mb(proc.pid)
-        rss_end = rss_mb(proc.pid)
+            phases[-1]['rss'] = rss_mb(node_process.pid)
+        rss_end = rss_mb(node_process.pid)
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        code = stop_node(proc, log)
+        code = node_process.stop()
 
-    profile = re.search(r'Fast DDS profile: (.*)', (tmp / 'node.log').read_text(errors='replace'))
+    profile = re.search(r'Fast DDS profile: (.*)', node_process.log())
     print(f'flood: {args.phases} phases of {args.frames} frames {W}x{H} rgb8 at {args.rate:.0f} '
           f'Hz ({"best-effort" if args.best_effort else "reliable"} camera, LARGE_DATA '
           f'{"on" if args.large_data else "off"}), max_latency_ms {args.max_latency_ms:.0f}; '
@@ -604,8 +496,8 @@ def bench_best_effort(args) -> None:
 
     from metricgold_ros import dds_profile
 
-    domain = 1 + (os.getpid() * 11) % 100
-    os.environ.update(ros_env(domain, False))
+    domain = pick_domain_id()
+    use_env(ros_env(domain, False))
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('bench_best_effort')
     got = []
@@ -656,8 +548,7 @@ def flood_phase(args, mode, rgb, image_pub, info_pub, lock, latencies, received,
         return int(diag_end.get(key, 0)) - int(diag_start.get(key, 0))
     return {'mode': mode, 'published': len(lat),
             'rate': (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0,
-            'p50': percentile(lat, 50), 'p95': percentile(lat, 95),
-            'max': max(lat) if lat else float('nan'),
+            **latency_stats(lat),
             'points': counts['points'], 'colored': counts['depth/colored'],
             'busy': delta('dropped_busy'), 'stale': delta('dropped_stale'),
             'publish': delta('dropped_publish'), 'publish_ms': diag_end.get('publish_ms', '-'),

@@ -37,8 +37,7 @@ import time
 
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'scripts'))
+sys.path.insert(0, str(ROOT))   # metricgold_core / metricgold_ros from this checkout
 
 # (name, DepthEstimator keywords): the default CUDA configuration first
 DEFAULT_CONFIG = ('float16', {'dtype': 'float16'})
@@ -106,10 +105,10 @@ def run_cases(report, master, device, configs, cases, modes, repeats, section):
     """For each (height, width, steps): every config x mode against one diffusers pipeline."""
     import torch
 
-    from metricgold_core.commands.bench import _bench_image, _diffusers_pipeline, compare
+    from metricgold_core.commands.bench import bench_image, diffusers_pipeline, compare
     from metricgold_core.pipeline import DepthEstimator
 
-    pipe = _diffusers_pipeline(copy.deepcopy(master), device, 'auto')
+    pipe = diffusers_pipeline(copy.deepcopy(master), device, 'auto')
     for height, width, steps in cases:
         ests, warmup_s = {}, {}
         for config_name, options in configs:
@@ -131,7 +130,7 @@ def run_cases(report, master, device, configs, cases, modes, repeats, section):
                     report.data['errors'].append(f'{section}: {name} {height}x{width}: {exc!r}')
         if not ests:
             continue
-        image = _bench_image(height, width)
+        image = bench_image(height, width)
         rows = compare(ests, pipe, image, steps, repeats)
         diffusers_mb = peak_memory_mb(device, pipe.unet, pipe.vae, run=lambda: pipe(
             image, num_inference_steps=steps, processing_resolution=0, output_type='np'))
@@ -174,7 +173,7 @@ def peak_memory_mb(device, *modules, run) -> float:
 
 
 def run_node(report, master, device, modes, frames: int, rate: float, dry_run: bool) -> None:
-    """The node end to end: a 30 Hz 640x480 camera in, depth and points out (bench_node's
+    """The node end to end: a 30 Hz 640x480 camera in, depth and points out (the harness's
     camera messages); per mode its latency p50/p95 and output rate."""
     try:
         import rclpy   # noqa: F401
@@ -210,12 +209,17 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from bench_node import camera_messages, percentile, publish_paced, start_node, stop_node
-    from bench_node import test_image
     from metricgold_core.ros_format import stamp_ns
+    from metricgold_ros.harness import camera_messages, latency_stats, NodeProcess
+    from metricgold_ros.harness import pick_domain_id, publish_paced, ros_env, stream_image
+    from metricgold_ros.harness import use_env, write_params
 
-    proc, log, domain = start_node(params, tmp, large_data=True,
-                                   log_name=f"node_{params['mode']}.log", domain_factor=11)
+    # the node in a domain of its own, which this process joins
+    domain = pick_domain_id()
+    env = ros_env(domain, large_data=True)
+    node_process = NodeProcess(write_params(tmp / 'params.yaml', params), env,
+                               tmp / f"node_{params['mode']}.log", namespace='')
+    use_env(env)
     rclpy.init(domain_id=domain)
     node = rclpy.create_node('gpu_bench_camera')
     qos = QoSProfile(depth=5)
@@ -238,17 +242,16 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    rgb = test_image()
+    rgb = stream_image()
+
+    def answered():
+        image, info = camera_messages(time.time_ns(), rgb)
+        info_pub.publish(info)
+        image_pub.publish(image)
+        return bool(got['points'])
     try:
-        deadline = time.monotonic() + 240   # model load and the warm-up (compiles)
-        while not got['points'] and time.monotonic() < deadline and proc.poll() is None:
-            image, info = camera_messages(time.time_ns(), rgb)
-            info_pub.publish(info)
-            image_pub.publish(image)
-            time.sleep(0.2)
-        if not got['points']:
-            raise RuntimeError('node never answered; log tail: '
-                               + (tmp / f"node_{params['mode']}.log").read_text()[-2000:])
+        # model load and the warm-up (compiles); RuntimeError with the log's end if it fails
+        node_process.wait_ready(answered, 240.0, period_s=0.2)
         time.sleep(1.0)
         with lock:
             for kind in got:
@@ -261,7 +264,7 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        stop_node(proc, log)
+        node_process.stop()
     result = {'frames_sent': frames, 'input_hz': send_hz, 'size': f'{rgb.shape[1]}x'
               f'{rgb.shape[0]}'}
     with lock:
@@ -271,9 +274,7 @@ def node_flood(params: dict, frames: int, rate: float, tmp: Path) -> dict:
             hz = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
             result[f'{kind}_received'] = len(lat)
             result[f'{kind}_hz'] = hz
-            result[f'{kind}_latency_ms'] = {'p50': percentile(lat, 50),
-                                            'p95': percentile(lat, 95),
-                                            'max': max(lat) if lat else float('nan')}
+            result[f'{kind}_latency_ms'] = latency_stats(lat)
     return result
 
 

@@ -127,3 +127,35 @@ def checkpoint_with_meta(tmp_path_factory, tiny_checkpoint):
         (path / 'metricgold.json').write_text(json.dumps(meta))
         return path
     return make
+
+
+@pytest.fixture(scope='module')
+def frames_K(sample_frames):
+    """Four generated frames (sample_frames) at bag_frames.HW and their K (640x480 intrinsics
+    scaled to HW): the camera of the bag tests (skipped, as those are, without rosbags)."""
+    import numpy as np
+
+    from bag_frames import HW
+    from metricgold_core.geometry import make_K, scale_intrinsics
+    from PIL import Image as PILImage
+
+    intr = json.loads((sample_frames / 'intrinsics.json').read_text())
+    K = scale_intrinsics(make_K(intr['fx'], intr['fy'], intr['cx'], intr['cy']),
+                         (intr['height'], intr['width']), HW)
+    frames = []
+    for i in range(4):
+        with PILImage.open(sample_frames / 'rgb' / f'{i:05d}.jpg') as image:
+            frames.append(np.asarray(image.convert('RGB').resize(HW[::-1], PILImage.BILINEAR)))
+    return frames, K
+
+
+@pytest.fixture
+def fakes_importable(monkeypatch):
+    """The test folder on sys.path (training recipes name `training_fakes:FakeScenes`) and the
+    torch thread count restored afterwards (a run sets its own)."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

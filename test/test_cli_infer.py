@@ -60,6 +60,7 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path, tiny_checkpoint, i
     assert 'broken.png' in text and 'missing.jpg' in text and '2 of 3 images failed' in text
 
 
+@pytest.mark.slow
 def test_console_script_and_seed_determinism(tmp_path, tiny_checkpoint, images):
     image = images['png_a']
     exe = os.path.join(os.path.dirname(sys.executable), 'metricgold')

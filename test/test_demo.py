@@ -47,6 +47,7 @@ def demo_run(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_demo_writes_every_artefact(demo_run):
     out, stdout = demo_run
     for name in ('report.md', 'summary.json', 'contact_sheet.png', 'latency_histogram.png',
@@ -70,6 +71,7 @@ def test_demo_writes_every_artefact(demo_run):
     assert sheet.shape[1] == 4 * 160  # RGB | prediction | ground truth | error
 
 
+@pytest.mark.slow
 def test_report_metrics_recomputed_from_saved_files(demo_run):
     out, _ = demo_run
     summary = json.loads((out / 'summary.json').read_text())
@@ -102,6 +104,7 @@ def test_report_metrics_recomputed_from_saved_files(demo_run):
     assert summary['latency_ms']['p50'] == pytest.approx(np.percentile(lat, 50))
 
 
+@pytest.mark.slow
 def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
     from metricgold_core.sequences import scale_stability, temporal_alignment_error
     out, _ = demo_run
@@ -131,6 +134,7 @@ def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
         assert 'No fused map' in report
 
 
+@pytest.mark.slow
 def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
     out, _ = demo_run
     rec = next(r for r in json.loads((out / 'recorded.json').read_text())['frames']
@@ -146,6 +150,7 @@ def test_saved_cloud_is_the_back_projection_of_saved_depth(demo_run):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_demo_on_a_folder_of_own_images(tmp_path, sample_frames):
     out = tmp_path / 'own'
     result = subprocess.run([sys.executable, '-m', 'metricgold_demo.run', '--out', str(out),

@@ -1,9 +1,10 @@
 """Camera-driver encodings (Bayer, YUV, 16-bit colour) and rectification of raw images.
 
-Every frame here is made from a camera image (the generated sample_frames) by the test's own
-encoder (mosaic by slicing, YUV by the BT.601 formulas, distortion by the model's own equations
-inverted in numpy), not by the code under test; decoding and rectification must give back the
-original (and the same depth as the original gives).
+Every frame here is made from a camera image (the generated sample_frames) by the harness's own
+encoders (metricgold_ros.harness.encodings: mosaic by slicing, YUV by the BT.601 formulas,
+distortion by the model's own equations inverted in numpy), not by the code under test;
+decoding and rectification must give back the original (and the same depth as the original
+gives).
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format.camera_info import camera_model_from_info
 from metricgold_core.ros_format.camera_info import depth_camera_info_fields
 from metricgold_core.ros_format.images import image_to_rgb8
-from node_harness import camera_info_msg, image_msg, load_sequence
+from node_harness import abs_rel, camera_info_msg, distort, encoded_image_msg, ENCODERS
+from node_harness import EQUIDISTANT, image_msg, load_sequence, mosaic, nv21, PLUMB_BOB
+from node_harness import raw_camera_info_msg, to16
 
 cv2 = pytest.importorskip('cv2')
-
-CHANNEL = {'r': 0, 'g': 1, 'b': 2}
 
 
 @pytest.fixture(scope='module')
@@ -29,72 +30,6 @@ def camera_frame(sample_frames):
     return rgbs[0], intr
 
 
-# ------------------------------------------------------------------ the test's own encoders
-
-def mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
-    """A Bayer mosaic: pattern names the colours of the top-left 2x2 block, row by row."""
-    out = np.empty(rgb.shape[:2], rgb.dtype)
-    for colour, (dy, dx) in zip(pattern, [(0, 0), (0, 1), (1, 0), (1, 1)]):
-        out[dy::2, dx::2] = rgb[dy::2, dx::2, CHANNEL[colour]]
-    return out
-
-
-def rgb_to_yuv601(rgb: np.ndarray):
-    """BT.601 video range (Y 16..235, U/V 16..240), float planes."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
-    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
-    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
-    return y, u, v
-
-
-def u8(x):
-    return np.clip(np.round(x), 0, 255).astype(np.uint8)
-
-
-def yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
-    """(H, W, 2) bytes of YUYV or UYVY: chroma averaged over horizontal pixel pairs."""
-    y, u, v = rgb_to_yuv601(rgb)
-    u2, v2 = (u[:, 0::2] + u[:, 1::2]) / 2, (v[:, 0::2] + v[:, 1::2]) / 2
-    chroma = np.empty(y.shape)
-    chroma[:, 0::2], chroma[:, 1::2] = u2, v2
-    planes = [y, chroma] if order == 'yuyv' else [chroma, y]
-    return u8(np.stack(planes, axis=-1))
-
-
-def nv21(rgb: np.ndarray) -> np.ndarray:
-    """(H * 3/2, W) bytes: the Y plane, then V U interleaved at half resolution (2x2 means)."""
-    y, u, v = rgb_to_yuv601(rgb)
-    h, w = y.shape
-
-    def half(c):
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    vu = np.stack([half(v), half(u)], axis=-1).reshape(h // 2, w)
-    return u8(np.concatenate([y, vu], axis=0))
-
-
-def with_alpha(pixels, value):
-    return np.concatenate([pixels, np.full(pixels.shape[:2] + (1,), value, pixels.dtype)], 2)
-
-
-def to16(rgb):
-    return rgb.astype(np.uint16) * 257   # full scale: 255 -> 65535
-
-
-ENCODERS = {   # encoding -> the test's encoder from rgb8
-    **{f'bayer_{p}8': (lambda rgb, p=p: mosaic(rgb, p)) for p in ('rggb', 'bggr', 'gbrg', 'grbg')},
-    **{f'bayer_{p}16': (lambda rgb, p=p: mosaic(to16(rgb), p))
-       for p in ('rggb', 'bggr', 'gbrg', 'grbg')},
-    'yuv422': lambda rgb: yuv422(rgb, 'uyvy'),
-    'uyvy': lambda rgb: yuv422(rgb, 'uyvy'),
-    'yuv422_yuy2': lambda rgb: yuv422(rgb, 'yuyv'),
-    'yuyv': lambda rgb: yuv422(rgb, 'yuyv'),
-    'nv21': nv21,
-    'rgb16': to16,
-    'bgr16': lambda rgb: to16(rgb[..., ::-1]),
-    'rgba16': lambda rgb: with_alpha(to16(rgb), 65535),
-    'bgra16': lambda rgb: with_alpha(to16(rgb[..., ::-1]), 0),
-}
 # Mean |decoded - original| (0..255) allowed: demosaicing and chroma subsampling blur colour
 # edges a little; 16-bit colour is exact.
 MEAN_TOLERANCE = {'bayer': 4.0, 'yuv': 3.0, 'nv21': 4.0, '16': 0.0}
@@ -110,12 +45,6 @@ def tolerance(encoding):
     return MEAN_TOLERANCE['yuv']
 
 
-def frame(rgb, encoding, pad=0, bigendian=False):
-    msg = image_msg(ENCODERS[encoding](rgb), encoding, 0, pad=pad, bigendian=bigendian)
-    msg.height = rgb.shape[0]   # nv21: the image's height, not its planes' row count
-    return msg
-
-
 def interior_error(decoded, rgb):
     """Mean absolute difference away from the 2-px border (demosaicing's edge handling)."""
     return float(np.abs(decoded.astype(np.int32) - rgb)[2:-2, 2:-2].mean())
@@ -128,7 +57,7 @@ def test_driver_encodings_decode_to_the_rgb8_original(camera_frame, encoding):
     rgb = camera_frame[0]
     pad = 0 if encoding == 'nv21' else 6   # nv21's planes are `step` apart too: tested below
     bigendian = encoding.endswith('16')
-    out = image_to_rgb8(frame(rgb, encoding, pad=pad, bigendian=bigendian))
+    out = image_to_rgb8(encoded_image_msg(rgb, encoding, pad=pad, bigendian=bigendian))
     assert out.shape == rgb.shape and out.dtype == np.uint8
     error = interior_error(out, rgb)
     assert error <= tolerance(encoding), (encoding, error)
@@ -157,16 +86,16 @@ def test_nv21_rows_are_step_apart_and_16_bit_endianness_is_honoured(camera_frame
 def test_bad_sizes_of_driver_encodings_raise_bad_input(camera_frame, encoding):
     rgb = camera_frame[0][:16, :20]
     cases = []
-    short = frame(rgb, encoding)
+    short = encoded_image_msg(rgb, encoding)
     short.data = bytes(short.data)[:-1]
     cases.append((short, 'data'))
-    narrow = frame(rgb, encoding)
+    narrow = encoded_image_msg(rgb, encoding)
     narrow.step = narrow.step - 1
     cases.append((narrow, 'size'))
-    tiny = frame(rgb[:4, :4], encoding)
+    tiny = encoded_image_msg(rgb[:4, :4], encoding)
     cases.append((tiny, 'size'))
     if encoding in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv', 'nv21'):
-        odd = frame(rgb, encoding)
+        odd = encoded_image_msg(rgb, encoding)
         odd.width = 19   # the data would fit, but chroma is shared by pixel pairs
         cases.append((odd, 'size'))
     if encoding == 'nv21':
@@ -177,7 +106,7 @@ def test_bad_sizes_of_driver_encodings_raise_bad_input(camera_frame, encoding):
         with pytest.raises(BadInput) as info:
             image_to_rgb8(msg)
         assert info.value.kind == kind, (encoding, kind, str(info.value))
-    odd = frame(rgb, encoding)
+    odd = encoded_image_msg(rgb, encoding)
     if encoding in ('yuv422', 'yuyv', 'nv21'):
         odd.width = 19
         with pytest.raises(BadInput, match='even'):
@@ -190,11 +119,6 @@ def estimator(tiny_model):
     return DepthEstimator(tiny_model, device='cpu', dtype='float32')
 
 
-def abs_rel(a, b):
-    valid = np.isfinite(a) & np.isfinite(b) & (b > 0)
-    return float(np.mean(np.abs(a[valid] - b[valid]) / b[valid]))
-
-
 def test_every_driver_encoding_gives_the_depth_of_the_rgb8_frame(camera_frame, estimator):
     rgb = camera_frame[0]
 
@@ -202,7 +126,7 @@ def test_every_driver_encoding_gives_the_depth_of_the_rgb8_frame(camera_frame, e
         return estimator(image, steps=1, processing_resolution=128, seed=0).depth
     reference = depth(rgb)
     for encoding in sorted(ENCODERS):
-        got = depth(image_to_rgb8(frame(rgb, encoding)))
+        got = depth(image_to_rgb8(encoded_image_msg(rgb, encoding)))
         error = abs_rel(got, reference)
         print(f'{encoding}: depth AbsRel vs rgb8 {error:.5f}')
         assert error < 0.01, (encoding, error)
@@ -210,58 +134,11 @@ def test_every_driver_encoding_gives_the_depth_of_the_rgb8_frame(camera_frame, e
 
 # ------------------------------------------------------------------ rectification
 
-PLUMB_BOB = [-0.28, 0.07, 0.001, -0.0005, 0.0]
-EQUIDISTANT = [-0.02, 0.01, -0.004, 0.001]
-
-
-def undistorted_coords(xd, yd, model, D):
-    """Undistorted normalised coordinates of distorted ones: the model's equations inverted
-    by fixed-point (plumb_bob) or Newton (equidistant) iteration."""
-    if model == 'plumb_bob':
-        k1, k2, p1, p2, k3 = D
-        x, y = xd.copy(), yd.copy()
-        for _ in range(40):
-            r2 = x * x + y * y
-            radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-            dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-            dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-            x, y = (xd - dx) / radial, (yd - dy) / radial
-        return x, y
-    k1, k2, k3, k4 = D
-    theta_d = np.hypot(xd, yd)
-    theta = theta_d.copy()
-    for _ in range(20):
-        t2 = theta * theta
-        f = theta * (1 + k1 * t2 + k2 * t2 ** 2 + k3 * t2 ** 3 + k4 * t2 ** 4) - theta_d
-        df = 1 + 3 * k1 * t2 + 5 * k2 * t2 ** 2 + 7 * k3 * t2 ** 3 + 9 * k4 * t2 ** 4
-        theta = theta - f / df
-    scale = np.where(theta_d > 1e-12, np.tan(theta) / np.maximum(theta_d, 1e-12), 1.0)
-    return xd * scale, yd * scale
-
-
-def distort(rgb, K, model, D):
-    """The raw image a lens with this model would record of the pinhole image `rgb` (K)."""
-    h, w = rgb.shape[:2]
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    xd, yd = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
-    x, y = undistorted_coords(xd, yd, model, D)
-    map_x = (x * K[0, 0] + K[0, 2]).astype(np.float32)
-    map_y = (y * K[1, 1] + K[1, 2]).astype(np.float32)
-    return cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def raw_info(intr, model, D):
-    info = camera_info_msg(intr, 0)
-    info.distortion_model = model
-    info.d = list(D)
-    return info
-
-
 @pytest.mark.parametrize('model,D', [('plumb_bob', PLUMB_BOB), ('equidistant', EQUIDISTANT)])
 def test_rectification_undoes_a_known_lens_and_reports_the_pinhole_of_p(camera_frame, model, D,
                                                                         estimator):
     rgb, intr = camera_frame
-    info = raw_info(intr, model, D)
+    info = raw_camera_info_msg(intr, model, D)
     K = np.reshape(info.k, (3, 3))
     raw = distort(rgb, K, model, D)
     rectifier = rectify.Rectifier()
@@ -304,18 +181,18 @@ def test_rectify_modes_unknown_models_and_undistorted_cameras(camera_frame):
     on = rectifier.apply(rgb, plain, 'on')         # forced: identity maps
     assert on.status == rectify.RECTIFIED
     assert np.abs(on.image.astype(int) - rgb).max() <= 1
-    distorted = raw_info(intr, 'plumb_bob', PLUMB_BOB)
+    distorted = raw_camera_info_msg(intr, 'plumb_bob', PLUMB_BOB)
     off = rectifier.apply(rgb, distorted, 'off')   # as before this feature
     assert off.status == rectify.OFF and off.image is rgb and off.info is distorted
     rotated = camera_info_msg(intr, 0)
     c, s = np.cos(0.01), np.sin(0.01)
     rotated.r = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0]   # a stereo rectifying rotation
     assert rectify.is_distorted(rotated) and not rectify.is_distorted(plain)
-    unknown = raw_info(intr, 'fisheye624', [0.1] * 12)
+    unknown = raw_camera_info_msg(intr, 'fisheye624', [0.1] * 12)
     result = rectifier.apply(rgb, unknown, 'auto')
     assert result.status == rectify.UNKNOWN_MODEL and result.image is rgb
     assert 'fisheye624' in result.detail
-    binned = raw_info(intr, 'plumb_bob', PLUMB_BOB)
+    binned = raw_camera_info_msg(intr, 'plumb_bob', PLUMB_BOB)
     binned.binning_x = binned.binning_y = 2
     assert rectifier.apply(rgb, binned, 'auto').status == rectify.UNSUPPORTED
     with pytest.raises(ValueError):
@@ -324,8 +201,8 @@ def test_rectify_modes_unknown_models_and_undistorted_cameras(camera_frame):
 
 def test_rational_polynomial_is_rectified_like_plumb_bob_with_zero_extra_terms(camera_frame):
     rgb, intr = camera_frame
-    pb = raw_info(intr, 'plumb_bob', PLUMB_BOB)
-    rp = raw_info(intr, 'rational_polynomial', PLUMB_BOB + [0.0, 0.0, 0.0])
+    pb = raw_camera_info_msg(intr, 'plumb_bob', PLUMB_BOB)
+    rp = raw_camera_info_msg(intr, 'rational_polynomial', PLUMB_BOB + [0.0, 0.0, 0.0])
     raw = distort(rgb, np.reshape(pb.k, (3, 3)), 'plumb_bob', PLUMB_BOB)
     a = rectify.Rectifier().apply(raw, pb).image
     b = rectify.Rectifier().apply(raw, rp).image

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow   # builds and times models for a minute or two
 SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'gpu_realtime_bench.py'
 
 

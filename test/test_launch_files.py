@@ -80,6 +80,7 @@ def run_node(tmp_path, params: dict, files=(), timeout_s=60):
                           text=True, timeout=timeout_s)
 
 
+@pytest.mark.slow
 def test_the_shipped_yaml_is_accepted_by_the_real_node(tmp_path):
     # A missing checkpoint stops the node after every parameter was parsed and declared: the
     # error must be about the model, not about a value from depth.yaml.
@@ -90,6 +91,7 @@ def test_the_shipped_yaml_is_accepted_by_the_real_node(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_fast_mode_without_a_light_decoder_stops_the_node(tmp_path, tiny_checkpoint):
     result = run_node(tmp_path, {'checkpoint': str(tiny_checkpoint), 'mode': 'fast'})
     assert result.returncode == 2, result.stderr
@@ -97,6 +99,7 @@ def test_fast_mode_without_a_light_decoder_stops_the_node(tmp_path, tiny_checkpo
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('params,needle', [
     ({'max_latency_ms': -5.0}, 'max_latency_ms'),
     ({'steps': 'three'}, '`steps`'),
@@ -113,6 +116,7 @@ def test_invalid_yaml_values_stop_the_node_at_start_with_a_clear_message(tmp_pat
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_node_module_does_not_import_torch_before_parameters_are_valid():
     code = ('import sys; import metricgold_ros.depth_node; '
             'print("torch" in sys.modules, "diffusers" in sys.modules)')

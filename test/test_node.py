@@ -12,9 +12,9 @@ from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
 from metricgold_core.visualize import color_range, colorize_depth
 from metricgold_ros import dds_profile
-from metricgold_ros.outputs import RANGE_SUBSAMPLE, unpack_cloud
-from node_harness import camera_info_msg, colours_match, image_msg, STAMPS, started_rig
-from node_harness import wait_until
+from metricgold_ros.outputs import RANGE_SUBSAMPLE
+from node_harness import camera_info_msg, check_cloud_matches_depth, colours_match, depth_array
+from node_harness import image_msg, STAMPS, started_rig, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -31,30 +31,6 @@ def rig(tmp_path_factory, tiny_checkpoint, sample_frames):
                      {**PARAMS, 'checkpoint': str(tiny_checkpoint)}, sample_frames,
                      frames=2, log_tail=4000) as rig:
         yield rig
-
-
-def depth_array(msg) -> np.ndarray:
-    assert msg.encoding == '32FC1'
-    return image_to_array(msg)[..., 0]
-
-
-def check_cloud_matches_depth(cloud, depth, P, rgb=None):
-    """Every point is the back-projection of the published depth pixel through P."""
-    fields = unpack_cloud(cloud)
-    assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb']
-    assert cloud.is_dense is False
-    fx, cx, fy, cy = P[0], P[2], P[5], P[6]
-    step = depth.shape[1] // cloud.width
-    z = depth[::step, ::step]
-    v, u = np.mgrid[0:depth.shape[0]:step, 0:depth.shape[1]:step].astype(np.float64)
-    valid = np.isfinite(z)
-    assert np.isnan(fields['z'][~valid]).all()
-    for name, expected in (('x', (u - cx) / fx * z), ('y', (v - cy) / fy * z), ('z', z)):
-        np.testing.assert_allclose(fields[name][valid], expected[valid], rtol=1e-5, atol=1e-30)
-    if rgb is not None:
-        bits = fields['rgb'].view(np.uint32)
-        sub = rgb[::step, ::step].astype(np.uint32)
-        np.testing.assert_array_equal(bits, (sub[..., 0] << 16) | (sub[..., 1] << 8) | sub[..., 2])
 
 
 # ------------------------------------------------------------------ outputs

@@ -8,28 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from metricgold_core.poses import interpolate_pose, matrix_quaternion
-from metricgold_core.ros_format import set_stamp
+from metricgold_core.poses import interpolate_pose
 from metricgold_core.ros_format.images import image_to_array
 from node_harness import answering, camera_info_msg, Client, image_msg, NodeProcess
-from node_harness import pick_domain_id, ROOT, ros_env, write_params
+from node_harness import odometry_msg, pick_domain_id, ROOT, ros_env, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 H, W = 120, 160
 INJECTED = 0.4            # the oracle model's depth = 0.4 x the truth
 STAMPS = itertools.count(1_690_000_000 * 10 ** 9, 100_000_000)   # 10 Hz
-
-
-def odometry_msg(pose, stamp_ns):
-    from nav_msgs.msg import Odometry
-
-    msg = Odometry()
-    set_stamp(msg.header, stamp_ns)
-    msg.header.frame_id, msg.child_frame_id = 'odom', 'camera'
-    p, q = msg.pose.pose.position, msg.pose.pose.orientation
-    p.x, p.y, p.z = (float(v) for v in pose[:3, 3])
-    q.x, q.y, q.z, q.w = (float(v) for v in matrix_quaternion(pose[:3, :3]))
-    return msg
 
 
 class OdomClient(Client):

@@ -1,16 +1,15 @@
 """The node as a real process fed as a raw camera driver feeds it: Bayer and YUYV frames, and
 distorted `image_raw` with its camera_info (rectified as image_proc does; `rectify: off` not).
 
-Frames are built by the test's own encoders and lens models (test_encodings) from a generated
-camera image.
+Frames are built by the harness's own encoders and lens models (metricgold_ros.harness) from a
+generated camera image.
 """
 import numpy as np
 import pytest
 
 from metricgold_core.ros_format import set_stamp
-from node_harness import STAMPS, started_rig
-from test_encodings import abs_rel, distort, EQUIDISTANT, mosaic, PLUMB_BOB, raw_info, yuv422
-from test_node import check_cloud_matches_depth, depth_array
+from node_harness import abs_rel, check_cloud_matches_depth, depth_array, distort, EQUIDISTANT
+from node_harness import mosaic, PLUMB_BOB, raw_camera_info_msg, STAMPS, started_rig, yuv422
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -70,7 +69,7 @@ def test_distorted_raw_frames_are_rectified_into_the_geometry_of_p(rig, undistor
                                                                    model, D):
     rgb = rig.rgbs[0]
     reference = undistorted_depth
-    info = raw_info(rig.intr, model, D)
+    info = raw_camera_info_msg(rig.intr, model, D)
     raw = distort(rgb, np.reshape(info.k, (3, 3)), model, D)
     before = int(rig.diagnostics()['frames_rectified'])
     out = send_raw(rig, raw, info)
@@ -92,7 +91,7 @@ def test_distorted_raw_frames_are_rectified_into_the_geometry_of_p(rig, undistor
     # rectify: off is the behaviour before rectification existed: raw geometry, D passed on.
     rig.set('rectify', 'off')
     try:
-        off = send_raw(rig, raw, raw_info(rig.intr, model, D))
+        off = send_raw(rig, raw, raw_camera_info_msg(rig.intr, model, D))
     finally:
         rig.set('rectify', 'auto')
     raw_rel = abs_rel(depth_array(off['depth']), reference)
@@ -105,7 +104,7 @@ def test_distorted_raw_frames_are_rectified_into_the_geometry_of_p(rig, undistor
 
 def test_an_unknown_distortion_model_is_warned_counted_and_not_rectified(rig):
     rgb = rig.rgbs[0]
-    info = raw_info(rig.intr, 'fisheye624', [0.05] * 12)
+    info = raw_camera_info_msg(rig.intr, 'fisheye624', [0.05] * 12)
     out = send_raw(rig, rgb, info)
     assert out['depth/camera_info'].distortion_model == 'fisheye624'
     diag = rig.diagnostics()
@@ -113,7 +112,7 @@ def test_an_unknown_distortion_model_is_warned_counted_and_not_rectified(rig):
     assert "'fisheye624' is not one of" in rig.node.log()
     # A plain camera again (its camera_info delivered first, so the frame cannot take the
     # fisheye one as the newest): no warning left over.
-    plain = send_raw(rig, rgb, raw_info(rig.intr, 'plumb_bob', [0.0] * 5))
+    plain = send_raw(rig, rgb, raw_camera_info_msg(rig.intr, 'plumb_bob', [0.0] * 5))
     assert plain['depth/camera_info'].distortion_model == 'plumb_bob'
     diag = rig.diagnostics()
     assert diag['rectify'] == 'not_needed', (diag, rig.node.log()[-2000:])

@@ -1,17 +1,16 @@
 """`metricgold process` reads raw driver encodings (Bayer, YUYV) from bags with the node's decoder.
 
-The bag frames are made from real images by the test's own encoders (test_encodings); their
-depth must be that of the same frames recorded as rgb8.
+The bag frames are made from camera images by the harness's encoders (metricgold_ros.harness);
+their depth must be that of the same frames recorded as rgb8.
 """
 import numpy as np
-import pytest
 
-from test_encodings import abs_rel, mosaic, yuv422
-from test_process import camera_info, FIRST_STAMP_NS, header, HW, PERIOD_NS, process
-from test_process import read_bag, redwood, TYPES, TYPESTORE  # noqa: F401 (fixture)
+from bag_frames import camera_info, FIRST_STAMP_NS, header, HW, PERIOD_NS, process
+from bag_frames import read_bag, TYPES, TYPESTORE
+from node_harness import abs_rel, mosaic, yuv422
 
-pytest.importorskip('rosbags')
-from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402,I100
+# after bag_frames, which skips this module without rosbags
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: I100
 
 ENCODE = {'rgb8': (lambda rgb: rgb, 3),
           'bayer_rggb8': (lambda rgb: mosaic(rgb, 'rggb'), 1),
@@ -36,8 +35,8 @@ def write_raw_bag(path, frames, K, encoding):
 
 
 def test_bags_with_bayer_and_yuyv_images_give_the_rgb8_depth(tmp_path, tiny_checkpoint,
-                                                             redwood):  # noqa: F811
-    frames, K = redwood
+                                                             frames_K):
+    frames, K = frames_K
     depths = {}
     for encoding in ENCODE:
         bag = write_raw_bag(tmp_path / f'in_{encoding}', frames, K, encoding)

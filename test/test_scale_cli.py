@@ -7,7 +7,6 @@ from PIL import Image
 import pytest
 
 from metricgold_core.cli import main
-from test_process import frames_K  # noqa: F401 (fixture; test_process needs rosbags)
 
 RES = '64'
 IMAGE = 'rgb/00000.jpg'
@@ -103,10 +102,10 @@ def test_bad_sparse_inputs_are_clear_errors(tmp_path, tiny_checkpoint, sample_fr
 # ----------------------------------------------------------------------- process (bags)
 
 def test_process_bag_sparse_topic_anchors_each_frame(tmp_path, tiny_checkpoint,
-                                                     frames_K):  # noqa: F811
+                                                     frames_K):
+    from bag_frames import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
+    from bag_frames import process, read_bag, TYPES, TYPESTORE, write_bag
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from test_process import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
-    from test_process import process, read_bag, TYPES, TYPESTORE, write_bag
 
     frames, K = frames_K
     plain = tmp_path / 'plain'

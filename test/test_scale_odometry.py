@@ -8,7 +8,6 @@ import pytest
 from metricgold_core import poses, scale
 from metricgold_core.geometry import CameraModel
 from metricgold_core.scale import motion
-from test_process import frames_K  # noqa: F401 (fixture; test_process needs rosbags)
 
 H, W = 120, 160
 
@@ -159,12 +158,12 @@ def test_infer_with_poses_checks_its_arguments(tmp_path, tiny_checkpoint, sequen
 
 
 def test_process_bag_odometry_topic(tmp_path, tiny_checkpoint, sample_frames,
-                                    frames_K):  # noqa: F811
+                                    frames_K):
     import json
 
+    from bag_frames import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
+    from bag_frames import process, TYPES, TYPESTORE
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from test_process import camera_info, FIRST_STAMP_NS, header, image_msg, PERIOD_NS
-    from test_process import process, TYPES, TYPESTORE
 
     from metricgold_core.data.poses import read_sequence_poses
 

@@ -5,6 +5,9 @@ from pathlib import Path
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow   # each test runs pytest in a child process
 ROOT = Path(__file__).resolve().parents[1]
 NEEDS_DATA = 'test/test_readers.py::test_kinect_pgm_values_are_millimetres'
 

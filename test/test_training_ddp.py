@@ -22,9 +22,9 @@ from ddp_worker import install_recorder
 from metricgold_core.training import trainer
 from metricgold_core.training.config import ConfigError, load_config
 from metricgold_core.training.trainer import run
-from test_training_run import fakes_importable, recipe  # noqa: F401 (an autouse fixture)
+from training_fakes import recipe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('fakes_importable')]
 pytest.importorskip('accelerate')
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,54 +16,16 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 import torch
-import yaml
 
 from metricgold_core.model import MetricGoldModel
 from metricgold_core.pipeline import DepthEstimator
 from metricgold_core.training.config import load_config
 from metricgold_core.training.trainer import run, TrainingInterrupted
+from training_fakes import recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-
-RECIPE = {
-    'name': 'test',
-    'seed': 1,
-    'device': 'cpu',
-    # One thread: on a shared 2-core machine two OpenMP threads stall on each other.
-    'num_threads': 1,
-    'model': {'init': 'preset:tiny'},
-    'data': {'height': 32, 'width': 32, 'micro_batch': 4, 'num_workers': 0,
-             'train': [{'type': 'training_fakes:FakeScenes',
-                        'kwargs': {'length': 10 ** 6, 'height': 32, 'width': 32}}],
-             'val_type': 'training_fakes:FakeScenes', 'val_count': 2},
-    'optim': {'lr': 1e-3, 'grad_accum': 1, 'warmup_steps': 2, 'decay_steps': 100,
-              'ema_decay': 0.9},
-    'log': {'every': 5, 'progress': False, 'tensorboard': False},
-    'val': {'every': 0, 'images': 1},
-    'checkpoint': {'every': 0, 'keep': 2},
-}
-
-
-def recipe(tmp_path, **changes) -> Path:
-    cfg = json.loads(json.dumps(RECIPE))
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split('__')
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path = tmp_path / 'recipe.yaml'
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def fakes_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('fakes_importable')]
 
 
 def test_tiny_run_lowers_the_loss_and_exports_a_working_checkpoint(tmp_path):

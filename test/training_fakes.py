@@ -1,10 +1,51 @@
-"""A stand-in for ProceduralScenes in the training tests: tiny, fast, learnable scenes.
+"""A stand-in for ProceduralScenes in the training tests: tiny, fast, learnable scenes, and the
+tiny CPU recipe that trains on them.
 
 Same interface (length, height, width, seed, kinds) and sample dicts; depth is a floor plane
-plus one box whose shade tells its depth, so a few dozen steps visibly lower any loss.
+plus one box whose shade tells its depth, so a few dozen steps visibly lower any loss. The
+recipe names the scenes as `training_fakes:FakeScenes`: the test folder must be importable
+(the `fakes_importable` fixture of conftest.py).
 """
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
+import yaml
+
+# The tiny CPU recipe of the training tests: the tiny preset on 32x32 FakeScenes.
+RECIPE = {
+    'name': 'test',
+    'seed': 1,
+    'device': 'cpu',
+    # One thread: on a shared 2-core machine two OpenMP threads stall on each other.
+    'num_threads': 1,
+    'model': {'init': 'preset:tiny'},
+    'data': {'height': 32, 'width': 32, 'micro_batch': 4, 'num_workers': 0,
+             'train': [{'type': 'training_fakes:FakeScenes',
+                        'kwargs': {'length': 10 ** 6, 'height': 32, 'width': 32}}],
+             'val_type': 'training_fakes:FakeScenes', 'val_count': 2},
+    'optim': {'lr': 1e-3, 'grad_accum': 1, 'warmup_steps': 2, 'decay_steps': 100,
+              'ema_decay': 0.9},
+    'log': {'every': 5, 'progress': False, 'tensorboard': False},
+    'val': {'every': 0, 'images': 1},
+    'checkpoint': {'every': 0, 'keep': 2},
+}
+
+
+def recipe(folder: Path, **changes) -> Path:
+    """RECIPE with `changes` (dotted paths written with __: data__micro_batch=2) as
+    folder/recipe.yaml; its path."""
+    cfg = json.loads(json.dumps(RECIPE))
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split('__')
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = folder / 'recipe.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 class FakeScenes(torch.utils.data.Dataset):

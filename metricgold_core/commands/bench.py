@@ -108,14 +108,14 @@ def run(args) -> int:
             LOG.warning('--variants: %s:%s is %s again; timed once', mode, dtype, name)
         ests[name] = est
     first = next(iter(ests.values()))
-    pipe = _diffusers_pipeline(load_bench_model(args, 'exact'), first.device,
-                               args.diffusers_dtype)
+    pipe = diffusers_pipeline(load_bench_model(args, 'exact'), first.device,
+                              args.diffusers_dtype)
     cases = ([(240, 320, 1), (240, 320, 2), (480, 640, 1), (480, 640, 2)] if args.matrix
              else [(args.height, args.width, args.steps)])
     results = []
     for height, width, steps in cases:
         peak_before = _peak_memory_mb(first.device, reset=True)
-        rows = compare(ests, pipe, _bench_image(height, width), steps, args.repeats)
+        rows = compare(ests, pipe, bench_image(height, width), steps, args.repeats)
         for name, result in rows.items():
             est = ests[name]
             result.update({
@@ -167,14 +167,15 @@ def matrix_table(results: list) -> str:
     return '\n'.join(lines)
 
 
-def _bench_image(height: int, width: int) -> np.ndarray:
+def bench_image(height: int, width: int) -> np.ndarray:
+    """A deterministic (height, width, 3) uint8 pattern with texture: gradients, xor, noise."""
     yy, xx = np.mgrid[0:height, 0:width]
     rng = np.random.default_rng(0)
     image = np.stack([xx * 255 // width, yy * 255 // height, (xx ^ yy) & 255], axis=-1)
     return np.clip(image + rng.integers(-10, 10, image.shape), 0, 255).astype(np.uint8)
 
 
-def _diffusers_pipeline(model, device, dtype: str = 'auto'):
+def diffusers_pipeline(model, device, dtype: str = 'auto'):
     """Stock MarigoldDepthPipeline on `model`'s modules (default memory format), in diffusers'
     usual precision for the device (`dtype` auto: float16 on CUDA, float32 on CPU)."""
     import torch
