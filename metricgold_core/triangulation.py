@@ -463,7 +463,7 @@ def sparse_depth_image(points: MotionPoints, shape_hw: tuple, image_hw: tuple | 
         return out
     u = (points.uv[:, 0].astype(np.float64) + 0.5) * (w / src_w) - 0.5
     v = (points.uv[:, 1].astype(np.float64) + 0.5) * (h / src_h) - 0.5
-    col, row = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
+    col, row = np.floor(u + 0.5).astype(np.int64), np.floor(v + 0.5).astype(np.int64)
     depth = points.depth_m
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h) & np.isfinite(depth)
     order = np.argsort(-depth[inside], kind='stable')  # far first: the nearest is written last
