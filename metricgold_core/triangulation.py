@@ -218,9 +218,10 @@ class FeatureTracks:
         win = (self.window_px, self.window_px)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)
         flags = cv2.OPTFLOW_USE_INITIAL_FLOW
-        cur, ok, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey, prev, guess, winSize=win,
-                                              maxLevel=self.levels, criteria=criteria,
-                                              flags=flags)
+        # (with an initial flow OpenCV writes the result into the guess: give it a copy)
+        cur, ok, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey, prev, guess.copy(),
+                                              winSize=win, maxLevel=self.levels,
+                                              criteria=criteria, flags=flags)
         # back from where it went, started as far off the truth as the way there was
         back_guess = np.ascontiguousarray(prev - (cur - guess), dtype=np.float32)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev_grey, cur, back_guess,
