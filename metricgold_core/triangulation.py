@@ -117,13 +117,13 @@ class FeatureTracks:
     `detect_width`; Lucas-Kanade runs with a `window_px` window over `levels` pyramid levels.
     """
 
-    def __init__(self, frames: int = 6, max_features: int = 400,
+    def __init__(self, frames: int = 6, max_features: int = 500,
                  min_distance_px: float | None = None, quality: float = 0.01,
                  fb_max_px: float = 0.5, min_parallax_deg: float = 1.0,
                  max_reprojection_px: float = 1.0, min_depth_m: float = 0.05,
                  max_sigma_log: float = 0.2, pixel_sigma_px: float = 0.6,
                  min_views: int = 3, min_isotropy: float = 0.1,
-                 window_px: int = 15, levels: int = 3, detect_width: int = 320,
+                 window_px: int = 11, levels: int = 3, detect_width: int = 320,
                  max_pose_step_m: float = MAX_POSE_STEP_M):
         if int(frames) < 2:
             raise ValueError(f'`frames` must be >= 2 (a point needs two views), got {frames}.')
@@ -306,7 +306,7 @@ class FeatureTracks:
         return MotionPoints(obs[idx[good], -1].astype(np.float32), z[good].astype(np.float32),
                             sigma_log[good].astype(np.float32))
 
-    def _refine(self, X, obs, w, iterations: int = 3) -> tuple:
+    def _refine(self, X, obs, w, iterations: int = 2) -> tuple:
         """Gauss-Newton on the reprojection error of points X [M, 3] seen at obs [M, F, 2]
         (weights w [M, F]): X, the normal matrix [M, 3, 3] and squared residuals [M, F]."""
         R, K = self._poses[:, :3, :3], self._Ks
@@ -471,3 +471,42 @@ def sparse_depth_image(points: MotionPoints, shape_hw: tuple, image_hw: tuple | 
     row, col = row[inside][order], col[inside][order]
     out[row, col] = getattr(points, values)[inside][order]
     return out
+
+
+def tracking_benchmark(height: int = 480, width: int = 640, frames: int = 24, seed: int = 1000,
+                       kind: str = 'indoor', motion: str = 'sideways') -> dict:
+    """Cost of FeatureTracks.update on a procedural trajectory (render_trajectory) of
+    height x width frames at 10 Hz: `ms_median`, `ms_p90` (wall), `cpu_ms_median` (this
+    process's CPU time) over the frames after the first, `points_per_frame`, and
+    `baseline_klt_ms_median`: plain KLT on the same frames in the same run (a corner search and
+    one forward Lucas-Kanade of as many corners with the same window), the cost any KLT
+    tracker pays. OpenCV's
+    thread count is left as the caller set it (the node leaves OpenCV's default)."""
+    import cv2
+
+    from .data.trajectory import render_trajectory
+
+    seq = render_trajectory(seed, height, width, kind=kind, frames=frames, motion=motion)
+    greys = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in seq['rgb']]
+    tracker = FeatureTracks()
+    ms, cpu_ms, counts, baseline_ms = [], [], [], []
+    corners = None
+    for i, grey in enumerate(greys):
+        start = time.process_time()
+        pts = tracker.update(grey, seq['poses'][i], seq['K'], round(seq['timestamps'][i] * 1e9))
+        cpu_ms.append((time.process_time() - start) * 1e3)
+        ms.append(pts.stats['ms'])
+        counts.append(len(pts))
+        # the baseline, on the same frames: plain KLT (one corner search, one forward flow)
+        start = time.perf_counter()
+        if corners is not None and len(corners):
+            window = (tracker.window_px, tracker.window_px)
+            cv2.calcOpticalFlowPyrLK(greys[i - 1], grey, corners, None, winSize=window,
+                                     maxLevel=tracker.levels)
+        corners = cv2.goodFeaturesToTrack(grey, tracker.max_features, 0.01, width / 64.0)
+        baseline_ms.append((time.perf_counter() - start) * 1e3)
+    return {'size': f'{width}x{height}', 'frames': frames, 'cv2_threads': cv2.getNumThreads(),
+            'ms_median': float(np.median(ms[1:])), 'ms_p90': float(np.percentile(ms[1:], 90)),
+            'cpu_ms_median': float(np.median(cpu_ms[1:])),
+            'baseline_klt_ms_median': float(np.median(baseline_ms[1:])),
+            'points_per_frame': float(np.mean(counts[1:]))}

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metricgold_core.data.trajectory import MOTIONS, render_trajectory  # noqa: E402
-from metricgold_core.triangulation import FeatureTracks  # noqa: E402
+from metricgold_core.triangulation import FeatureTracks, tracking_benchmark  # noqa: E402
 
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:
@@ -82,14 +82,6 @@ def summarise(runs: list[dict]) -> dict:
             'cpu_ms_median': float(np.median(cpu))}
 
 
-def bench_speed(height: int = 480, width: int = 640, frames: int = 24, seed: int = 1000,
-                tracker: FeatureTracks | None = None) -> dict:
-    """ms a frame of FeatureTracks.update on an indoor trajectory at height x width (for
-    `metricgold bench`): median and p90 over the frames after the first."""
-    seq = render_trajectory(seed, height, width, kind='indoor', frames=frames, motion='forward')
-    return summarise([run_sequence(seq, tracker or FeatureTracks())])
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--count', type=int, default=6, help='trajectories per kind')
@@ -133,9 +125,10 @@ def main(argv=None) -> int:
                       f"{med} | {p90} | {r['ms_median']:.1f} ({r['ms_p90']:.1f}) | "
                       f"{r['cpu_ms_median']:.1f} |", flush=True)
     start = time.perf_counter()
-    speed = bench_speed(tracker=FeatureTracks())
-    print(f"\n640x480 indoor forward: {speed['ms_median']:.1f} ms/frame median "
-          f"({speed['ms_p90']:.1f} p90), CPU {speed['cpu_ms_median']:.1f} ms/frame, "
+    speed = tracking_benchmark()
+    print(f"\n640x480 indoor sideways: {speed['ms_median']:.1f} ms/frame median "
+          f"({speed['ms_p90']:.1f} p90), CPU {speed['cpu_ms_median']:.1f} ms/frame; plain KLT "
+          f"{speed['baseline_klt_ms_median']:.1f} ms/frame in the same run; "
           f"{speed['points_per_frame']:.0f} points/frame "
           f"(bench {time.perf_counter() - start:.0f} s with rendering)")
     results['speed_640x480'] = speed
