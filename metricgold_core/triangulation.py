@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from .geometry import scale_intrinsics
+
 MAX_POSE_STEP_M = 5.0   # a larger jump between frames is not motion: the tracks restart
 REJECTIONS = ('fb-check', 'parallax', 'cheirality', 'reprojection', 'uncertainty')
 
@@ -114,7 +116,8 @@ class FeatureTracks:
     frames or more; `pixel_sigma_px` is the tracking noise the uncertainty assumes (the measured
     residual when larger). New corners need `min_isotropy` (lambda_min / lambda_max of their
     structure tensor: no straight edges) and are searched on the image shrunk to at most
-    `detect_width`; Lucas-Kanade runs with a `window_px` window over `levels` pyramid levels.
+    `detect_width`; Lucas-Kanade runs with a `window_px` window over `levels` pyramid levels,
+    on the image shrunk to at most `track_width` (points are returned in the input's pixels).
     """
 
     def __init__(self, frames: int = 6, max_features: int = 500,
@@ -124,6 +127,7 @@ class FeatureTracks:
                  max_sigma_log: float = 0.2, pixel_sigma_px: float = 0.6,
                  min_views: int = 3, min_isotropy: float = 0.1,
                  window_px: int = 11, levels: int = 3, detect_width: int = 320,
+                 track_width: int = 640,
                  max_pose_step_m: float = MAX_POSE_STEP_M):
         if int(frames) < 2:
             raise ValueError(f'`frames` must be >= 2 (a point needs two views), got {frames}.')
@@ -145,6 +149,7 @@ class FeatureTracks:
         self.min_views = min(max(2, int(min_views)), self.frames)
         self.min_isotropy = float(min_isotropy)
         self.detect_width = max(16, int(detect_width))
+        self.track_width = max(16, int(track_width))
         self.max_pose_step_m = float(max_pose_step_m)
         self.reset()
 
@@ -194,17 +199,33 @@ class FeatureTracks:
             stats['ms'] = (time.perf_counter() - start) * 1e3
             return _empty(stats)
 
+        shape = grey.shape
+        grey, K, to_input = self._working_image(grey, K)
         if self._prev_grey is not None and len(self._obs):
             self._track(grey, pose, K, stats)
         # slide the window: the oldest frame leaves, this one comes in
         self._poses = np.concatenate([self._poses[1:], pose[None]])
         self._Ks = np.concatenate([self._Ks[1:], K[None]])
         points = self._triangulate(stats)
+        points.uv = ((points.uv + 0.5) * to_input - 0.5).astype(np.float32)
         self._replenish(grey, stats)
-        self._prev_grey, self._shape, self._stamp_ns = grey, grey.shape, stamp_ns
+        self._prev_grey, self._shape, self._stamp_ns = grey, shape, stamp_ns
         stats['ms'] = (time.perf_counter() - start) * 1e3
         points.stats = stats
         return points
+
+    def _working_image(self, grey, K) -> tuple:
+        """The image tracked (at most `track_width` wide), its K and the factor (x, y) that
+        takes its pixels back to the input's (pixel centres at integer coordinates)."""
+        import cv2
+
+        h, w = grey.shape
+        if w <= self.track_width:
+            return grey, K, np.ones(2, np.float32)
+        size = (self.track_width, max(8, int(round(h * self.track_width / w))))
+        small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        K = scale_intrinsics(K, (h, w), (size[1], size[0]))
+        return small, K, np.array([w / size[0], h / size[1]], np.float32)
 
     def _track(self, grey, pose, K, stats) -> None:
         """LK from the last frame into this one with a forward-backward check; the tracks'

@@ -1,4 +1,6 @@
 """Points from motion: depth of tracked features triangulated with odometry poses."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -192,3 +194,25 @@ def test_sparse_depth_image_puts_the_nearest_point_at_each_pixel():
     assert np.isnan(empty).all()
     with pytest.raises(ValueError, match='`values`'):
         sparse_depth_image(pts, (4, 6), values='depth')
+
+
+def test_a_large_image_is_tracked_shrunk_and_its_points_come_back_in_its_pixels():
+    seq = render_trajectory(SEEDS['sideways'], 2 * H, 2 * W, kind='indoor', frames=8,
+                            motion='sideways')
+    tracker = FeatureTracks(track_width=W)
+    frames = run(seq, tracker=tracker)
+    pts, ratios = frames[-1]
+    assert len(pts) > 50
+    assert pts.uv[:, 0].max() > W and pts.uv[:, 1].max() > H   # the input's pixels, not W x H
+    assert np.median(np.abs(np.concatenate([r for _, r in frames]) - 1.0)) < 0.08
+
+
+def test_the_module_needs_neither_torch_nor_ros():
+    import subprocess
+    import sys
+    code = ('import sys; import metricgold_core.triangulation; '
+            'print(sorted(m for m in ("torch", "rclpy", "diffusers") if m in sys.modules))')
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=root, check=True)
+    assert out.stdout.strip() == '[]'
