@@ -30,7 +30,6 @@ import numpy as np
 
 from .geometry import scale_intrinsics
 
-MAX_POSE_STEP_M = 5.0   # a larger jump between frames is not motion: the tracks restart
 REJECTIONS = ('fb-check', 'parallax', 'cheirality', 'reprojection', 'uncertainty')
 
 
@@ -82,16 +81,6 @@ def as_grey_uint8_channels(image: np.ndarray) -> np.ndarray:
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def valid_pose(pose) -> bool:
-    """A finite 4x4 rigid transform (rotation orthonormal to 1e-3, bottom row 0 0 0 1)."""
-    pose = np.asarray(pose, dtype=np.float64)
-    if pose.shape != (4, 4) or not np.isfinite(pose).all():
-        return False
-    R = pose[:3, :3]
-    return bool(np.abs(R @ R.T - np.eye(3)).max() < 1e-3 and np.linalg.det(R) > 0
-                and np.abs(pose[3] - (0, 0, 0, 1)).max() < 1e-6)
-
-
 def _check_K(K) -> np.ndarray:
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
@@ -118,6 +107,8 @@ class FeatureTracks:
     structure tensor: no straight edges) and are searched on the image shrunk to at most
     `detect_width`; Lucas-Kanade runs with a `window_px` window over `levels` pyramid levels,
     on the image shrunk to at most `track_width` (points are returned in the input's pixels).
+    A step over `max_pose_step_m` between frames restarts the tracks (None: the odometry fit's
+    scale.MAX_POSE_STEP_M).
     """
 
     def __init__(self, frames: int = 6, max_features: int = 500,
@@ -128,7 +119,12 @@ class FeatureTracks:
                  min_views: int = 3, min_isotropy: float = 0.1,
                  window_px: int = 11, levels: int = 3, detect_width: int = 320,
                  track_width: int = 640,
-                 max_pose_step_m: float = MAX_POSE_STEP_M):
+                 max_pose_step_m: float | None = None):
+        # (imported here: the scale anchor may import this module)
+        from .scale import MAX_POSE_STEP_M
+
+        if max_pose_step_m is None:   # the odometry fit's own bound
+            max_pose_step_m = MAX_POSE_STEP_M
         if int(frames) < 2:
             raise ValueError(f'`frames` must be >= 2 (a point needs two views), got {frames}.')
         if int(max_features) < 1:
@@ -175,6 +171,8 @@ class FeatureTracks:
         (points returned), rejected (per gate: fb-check, parallax, cheirality, reprojection,
         uncertainty), reset ('' or why the tracks restarted), ms (time spent).
         """
+        from .scale import valid_pose
+
         start = time.perf_counter()
         grey = as_grey_uint8(grey)
         K = _check_K(K)
