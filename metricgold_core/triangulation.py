@@ -117,7 +117,7 @@ class FeatureTracks:
                  max_reprojection_px: float = 1.0, min_depth_m: float = 0.05,
                  max_sigma_log: float = 0.2, pixel_sigma_px: float = 0.6,
                  min_views: int = 3, min_isotropy: float = 0.1,
-                 window_px: int = 11, levels: int = 3, detect_width: int = 320,
+                 window_px: int = 11, levels: int = 4, detect_width: int = 320,
                  track_width: int = 640,
                  max_pose_step_m: float | None = None):
         # (imported here: the scale anchor may import this module)

@@ -106,17 +106,16 @@ def main(argv=None) -> int:
           'ms/frame median (p90) | CPU ms/frame |')
     print('|---|---|---:|---:|---:|---:|---:|---:|')
     for kind in args.kinds:
-        for scale_error in args.scale_error:
-            runs, by_motion = [], {m: [] for m in MOTIONS}
-            for i in range(args.count):
-                motion = MOTIONS[i % len(MOTIONS)]
-                seq = render_trajectory(args.seed + i, H, W, kind=kind, frames=args.frames,
-                                        motion=motion)
-                run = run_sequence(seq, tracker, scale_error)
-                runs.append(run)
-                by_motion[motion].append(run)
+        runs = {e: {m: [] for m in MOTIONS} for e in args.scale_error}
+        for i in range(args.count):
+            motion = MOTIONS[i % len(MOTIONS)]
+            seq = render_trajectory(args.seed + i, H, W, kind=kind, frames=args.frames,
+                                    motion=motion)
+            for scale_error in args.scale_error:
+                runs[scale_error][motion].append(run_sequence(seq, tracker, scale_error))
+        for scale_error, by_motion in runs.items():
             rows = {m: summarise(r) for m, r in by_motion.items() if r}
-            rows['all'] = summarise(runs)
+            rows['all'] = summarise([r for rs in by_motion.values() for r in rs])
             results[f'{kind} {scale_error}'] = rows
             for motion, r in rows.items():
                 med = f"{r['error_median']:.3f}" if r['error_median'] is not None else '-'
