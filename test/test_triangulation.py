@@ -62,6 +62,10 @@ def test_indoor_points_have_the_true_depth(indoor):
     errors = np.concatenate(errors)
     assert np.median(errors) < 0.08
     assert np.mean(counts) > 50
+    # sigma_log ranks the points: the more certain half is the more accurate one
+    sigma = np.concatenate([p.sigma_log for m in MOTIONS for p, _ in run(indoor[m])])
+    certain = sigma <= np.median(sigma)
+    assert np.median(errors[certain]) < 0.7 * np.median(errors[~certain])
 
 
 def test_a_three_percent_odometry_scale_error_stays_within_twelve_percent(indoor):
