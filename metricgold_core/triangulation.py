@@ -29,6 +29,8 @@ import time
 import numpy as np
 
 from .geometry import scale_intrinsics
+from .multiview import (log_depth_sigma, midpoint, parallax_deg, predict_pixels, refine_points,
+                        to_cameras, world_rays)
 
 REJECTIONS = ('fb-check', 'parallax', 'cheirality', 'reprojection', 'uncertainty')
 
@@ -259,56 +261,35 @@ class FeatureTracks:
         stats['tracked'] = int(keep.sum())
 
     def _triangulate(self, stats) -> MotionPoints:
-        """Points of the tracks seen in two frames or more that pass the gates; tracks that
-        fail the reprojection gate are dropped (their slot goes to a new corner)."""
+        """Points of the tracks seen in `min_views` frames or more that pass the gates; tracks
+        that fail the reprojection gate are dropped (their slot goes to a new corner)."""
         obs = self._obs
         if not len(obs):
             return _empty({})
         seen = np.isfinite(obs[..., 0])                                   # [N, F]
         multi = seen.sum(axis=1) >= self.min_views
-        # rays in the world: bearing of each observation through its frame's K and rotation
-        Kinv = np.linalg.inv(self._Ks)                                    # [F, 3, 3]
-        uv1 = np.concatenate([np.nan_to_num(obs.astype(np.float64)),
-                              np.ones(obs.shape[:2] + (1,))], axis=2)     # [N, F, 3]
-        rays = np.matmul(self._poses[:, :3, :3] @ Kinv, uv1[..., None])[..., 0]
-        rays /= np.linalg.norm(rays, axis=2, keepdims=True)
-        # parallax: the widest angle between the newest ray and an earlier one (a camera that
-        # only turned sees a point along one world direction in every frame)
-        cos = (rays * rays[:, -1:]).sum(axis=2)
-        cos = np.where(seen, cos, 1.0)
-        parallax = np.degrees(np.arccos(np.clip(cos.min(axis=1), -1.0, 1.0)))
-        wide = multi & (parallax >= self.min_parallax_deg)
+        rays = world_rays(obs, self._poses, self._Ks)                     # [N, F, 3]
+        wide = multi & (parallax_deg(rays, seen) >= self.min_parallax_deg)
         stats['rejected']['parallax'] = int((multi & ~wide).sum())
         idx = np.flatnonzero(wide)
         if not len(idx):
             return _empty({})
-        centres = self._poses[:, :3, 3]                                   # [F, 3]
         w = seen[idx].astype(np.float64)                                  # [M, F]
-        d = rays[idx]
-        # midpoint: the point closest to all rays, sum_j w_j (I - d_j d_j^T)(X - c_j) = 0
-        wd = d * w[..., None]
-        A = w.sum(axis=1)[:, None, None] * np.eye(3) - wd.transpose(0, 2, 1) @ d
-        b = w @ centres - (wd * (d @ centres.T).diagonal(axis1=1, axis2=2)[..., None]).sum(1)
-        X = _solve3(A, b)                                                 # [M, 3]
-        X, H, residual = self._refine(X, obs[idx], w)
+        X = midpoint(rays[idx], w, self._poses[:, :3, 3])                 # [M, 3]
+        X, H, residual = refine_points(X, obs[idx], w, self._poses, self._Ks)
         solved = np.isfinite(X).all(axis=1)   # (near-parallel rays left no single point)
         X = np.where(solved[:, None], X, 0.0)
         # depth in every view (cheirality) and reprojection error
-        local = _to_cameras(X, self._poses)                               # [M, F, 3]
+        local = to_cameras(X, self._poses)                                # [M, F, 3]
         in_front = solved & np.where(w > 0, local[..., 2] > self.min_depth_m, True).all(axis=1)
         residual = np.where((w > 0) & solved[:, None], residual, 0.0)
-        reproj = np.sqrt(residual.max(axis=1))
-        fits = reproj <= self.max_reprojection_px
-        # uncertainty of log depth: pixel noise through the Gauss-Newton normal matrix,
-        # var(z) = sigma^2 a^T H^-1 a with a the current camera's optical axis in the world
+        fits = np.sqrt(residual.max(axis=1)) <= self.max_reprojection_px
+        # pixel noise: the assumed tracking noise, or the residual's where it is larger
         dof = np.maximum(2 * w.sum(axis=1) - 3, 1)
         noise = np.maximum(self.pixel_sigma_px ** 2, residual.sum(axis=1) / dof)
-        z_axis = np.broadcast_to(self._poses[-1, :3, 2], X.shape)
         H = np.where(solved[:, None, None], H, np.eye(3))
-        with np.errstate(invalid='ignore', divide='ignore'):
-            var_z = noise * (_solve3(H, z_axis) * z_axis).sum(axis=1)
-            z = local[:, -1, 2]
-            sigma_log = np.sqrt(np.maximum(var_z, 0.0)) / z
+        z = local[:, -1, 2]
+        sigma_log = log_depth_sigma(H, noise, z, self._poses[-1])
         certain = np.isfinite(sigma_log) & (sigma_log <= self.max_sigma_log)
         rejected = stats['rejected']
         rejected['cheirality'] = int((~in_front).sum())
@@ -324,33 +305,6 @@ class FeatureTracks:
         stats['triangulated'] = int(good.sum())
         return MotionPoints(obs[idx[good], -1].astype(np.float32), z[good].astype(np.float32),
                             sigma_log[good].astype(np.float32))
-
-    def _refine(self, X, obs, w, iterations: int = 2) -> tuple:
-        """Gauss-Newton on the reprojection error of points X [M, 3] seen at obs [M, F, 2]
-        (weights w [M, F]): X, the normal matrix [M, 3, 3] and squared residuals [M, F]."""
-        R, K = self._poses[:, :3, :3], self._Ks
-        fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
-        target = np.nan_to_num(obs.astype(np.float64))
-        sw = np.sqrt(w)[..., None]
-        for it in range(iterations + 1):
-            p = _to_cameras(X, self._poses)                               # [M, F, 3]
-            # (views a track was not seen in, and points behind a camera, weigh nothing here;
-            # the cheirality gate rejects the latter)
-            z = np.where((w > 0) & (p[..., 2] > 1e-6), p[..., 2], 1.0)
-            x, y = p[..., 0] / z, p[..., 1] / z
-            r_u = fx * x + cx - target[..., 0]
-            r_v = fy * y + cy - target[..., 1]
-            # d(u, v)/dX: the camera's axes (columns of R) over z
-            J_u = (fx / z)[..., None] * (R[:, :, 0] - x[..., None] * R[:, :, 2]) * sw
-            J_v = (fy / z)[..., None] * (R[:, :, 1] - y[..., None] * R[:, :, 2]) * sw
-            J = np.concatenate([J_u, J_v], axis=1)                        # [M, 2F, 3]
-            H = _gram(J)
-            if it == iterations:
-                break
-            r = np.concatenate([r_u, r_v], axis=1) * np.concatenate([sw, sw], axis=1)[..., 0]
-            g = (J * r[..., None]).sum(axis=1)
-            X = X - _solve3(H, g)
-        return X, H, r_u ** 2 + r_v ** 2
 
     def _replenish(self, grey, stats) -> None:
         """New corners where the tracks thinned out, away from the tracked ones."""
@@ -409,61 +363,6 @@ def corner_isotropy(grey: np.ndarray, uv: np.ndarray, window: int) -> np.ndarray
     mean, root = 0.5 * (a + c), np.sqrt(0.25 * (a - c) ** 2 + b * b)
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.nan_to_num((mean - root) / (mean + root))
-
-
-def predict_pixels(uv: np.ndarray, X: np.ndarray, pose_prev: np.ndarray, K_prev: np.ndarray,
-                   pose: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Where pixels uv [N, 2] of the last frame should appear in this one: their point X
-    [N, 3] (world) projected where known, else moved by the rotation between the frames alone
-    (a turning camera's flow is mostly rotation). [N, 2] float64."""
-    R = pose[:3, :3].T @ pose_prev[:3, :3]
-    rays = np.concatenate([uv, np.ones((len(uv), 1))], axis=1) @ (K @ R @ np.linalg.inv(K_prev)).T
-    known = np.isfinite(X).all(axis=1)
-    if known.any():
-        rays[known] = (X[known] - pose[:3, 3]) @ pose[:3, :3] @ K.T
-    with np.errstate(invalid='ignore', divide='ignore'):
-        out = rays[:, :2] / rays[:, 2:]
-    bad = ~np.isfinite(out).all(axis=1) | (rays[:, 2] <= 0)
-    out[bad] = uv[bad]
-    return out
-
-
-def _to_cameras(X: np.ndarray, poses: np.ndarray) -> np.ndarray:
-    """Points X [M, 3] (world) in each camera of poses [F, 4, 4]: [M, F, 3]."""
-    # R^T (X - c) as a row vector: X^T R - c^T R
-    R = poses[:, :3, :3]
-    offset = np.einsum('fj,fjk->fk', poses[:, :3, 3], R)                  # [F, 3]
-    return (X @ R.transpose(1, 0, 2).reshape(3, -1)).reshape(len(X), -1, 3) - offset
-
-
-def _gram(J: np.ndarray) -> np.ndarray:
-    """J^T J [M, 3, 3] of J [M, K, 3]."""
-    H = np.empty((len(J), 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            H[:, i, j] = H[:, j, i] = (J[..., i] * J[..., j]).sum(axis=1)
-    return H
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a x b row by row for [M, 3] arrays (np.cross costs more on small arrays)."""
-    return np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
-                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
-
-
-def _solve3(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x [M, 3] of A x = b for A [M, 3, 3] (Cramer's rule); NaN rows where A is singular."""
-    c0 = _cross(A[:, 1], A[:, 2])     # columns of the adjugate
-    c1 = _cross(A[:, 2], A[:, 0])
-    c2 = _cross(A[:, 0], A[:, 1])
-    det = (A[:, 0] * c0).sum(axis=1)
-    scale = np.abs(A).max(axis=(1, 2)) ** 3
-    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
-        ok = np.isfinite(det) & (np.abs(det) > 1e-12 * scale)
-        x = np.stack([c0, c1, c2], axis=2) @ b[..., None] / det[:, None, None]
-    x = x[..., 0]
-    x[~ok] = np.nan
-    return x
 
 
 def sparse_depth_image(points: MotionPoints, shape_hw: tuple, image_hw: tuple | None = None,

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from metricgold_core.data.trajectory import MOTIONS, render_trajectory
+from metricgold_core.multiview import (log_depth_sigma, midpoint, parallax_deg, refine_points,
+                                       solve3, to_cameras, world_rays)
 from metricgold_core.triangulation import (as_grey_uint8, FeatureTracks, MotionPoints,
                                            sparse_depth_image)
 
@@ -220,3 +222,56 @@ def test_the_module_needs_neither_torch_nor_ros():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          cwd=root, check=True)
     assert out.stdout.strip() == '[]'
+
+
+def camera_path(steps, step_m, yaw_rad=0.0):
+    """Poses [F, 4, 4] of a camera moving steps times step_m along x, turning yaw_rad each step
+    about y."""
+    poses = np.tile(np.eye(4), (steps, 1, 1))
+    for i in range(steps):
+        c, s = np.cos(i * yaw_rad), np.sin(i * yaw_rad)
+        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        poses[i, :3, 3] = [i * step_m, 0.0, 0.0]
+    return poses
+
+
+def project(X, poses, K):
+    p = to_cameras(X, poses)
+    return (p[..., :2] / p[..., 2:]) * [K[0, 0], K[1, 1]] + K[:2, 2]
+
+
+def test_multiview_geometry_recovers_points_with_a_calibrated_uncertainty():
+    rng = np.random.default_rng(0)
+    K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    poses = camera_path(6, 0.08, yaw_rad=0.02)
+    X = np.stack([rng.uniform(-2, 2, 2000), rng.uniform(-1, 1, 2000), rng.uniform(1.5, 8, 2000)],
+                 axis=1)
+    noise_px = 0.5
+    obs = project(X, poses, K) + rng.normal(0, noise_px, (2000, 6, 2))
+    obs[:500, :3] = np.nan                         # a quarter seen in the last three frames only
+    seen = np.isfinite(obs[..., 0])
+    w = seen.astype(float)
+    Ks = np.tile(K, (6, 1, 1))
+    rays = world_rays(obs, poses, Ks)
+    assert (parallax_deg(rays, seen) > 0.3).all()
+    X0 = midpoint(rays, w, poses[:, :3, 3])
+    X1, H, residual = refine_points(X0, obs, w, poses, Ks)
+    z_true = to_cameras(X, poses)[:, -1, 2]
+    z = to_cameras(X1, poses)[:, -1, 2]
+    log_err = np.abs(np.log(z / z_true))
+    sigma = log_depth_sigma(H, np.full(2000, noise_px ** 2), z, poses[-1])
+    # the refined points beat the midpoint's, and sigma_log is a 1-sigma (|N(0,1)| median 0.67)
+    z0 = to_cameras(X0, poses)[:, -1, 2]
+    assert np.median(log_err) < np.median(np.abs(np.log(z0 / z_true)))
+    assert 0.5 < np.median(log_err / sigma) < 0.85
+    assert np.median(sigma[:500]) > 1.5 * np.median(sigma[500:])   # fewer views, less certain
+    assert np.sqrt(np.median(residual[w > 0])) < 2 * noise_px
+    # a camera that only turns: no parallax, and the rays meet nowhere
+    turning = camera_path(6, 0.0, yaw_rad=0.05)
+    still = project(X[:10], turning, K)
+    rays = world_rays(still, turning, Ks)
+    assert (parallax_deg(rays, np.ones((10, 6), bool)) < 1e-4).all()
+    A = np.tile(np.eye(3), (2, 1, 1))
+    A[1] = 0.0
+    np.testing.assert_allclose(solve3(A, np.ones((2, 3)))[0], 1.0)
+    assert np.isnan(solve3(A, np.ones((2, 3)))[1]).all()
