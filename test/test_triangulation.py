@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from metricgold_core.data.poses import read_sequence_poses
 from metricgold_core.data.trajectory import MOTIONS, render_trajectory
 from metricgold_core.multiview import (log_depth_sigma, midpoint, parallax_deg, refine_points,
                                        solve3, to_cameras, world_rays)
@@ -275,3 +276,21 @@ def test_multiview_geometry_recovers_points_with_a_calibrated_uncertainty():
     A[1] = 0.0
     np.testing.assert_allclose(solve3(A, np.ones((2, 3)))[0], 1.0)
     assert np.isnan(solve3(A, np.ones((2, 3)))[1]).all()
+
+
+def test_real_frames_with_their_poses_give_points_at_the_measured_depth(shared_data):
+    # Redwood: five consecutive Kinect frames, about 2.4 cm apart, with their camera poses
+    root = shared_data / 'real' / 'redwood'
+    poses = read_sequence_poses(root)
+    K = np.array([[525.0, 0, 319.5], [0, 525.0, 239.5], [0, 0, 1]])
+    tracker = FeatureTracks()
+    for i, (rgb, depth) in enumerate(zip(sorted((root / 'rgb').iterdir()),
+                                         sorted((root / 'depth').iterdir()))):
+        pts = tracker.update(cv2.imread(str(rgb), cv2.IMREAD_GRAYSCALE), poses[i], K,
+                             (i + 1) * 33_000_000)
+    truth = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED)[
+        np.rint(pts.uv[:, 1]).astype(int), np.rint(pts.uv[:, 0]).astype(int)] / 1000.0
+    measured = truth > 0
+    assert measured.sum() > 150
+    errors = np.abs(pts.depth_m[measured] / truth[measured] - 1.0)
+    assert np.median(errors) < 0.03 and np.percentile(errors, 90) < 0.08
