@@ -6,10 +6,11 @@ with the camera's odometry poses.
     pts.uv, pts.depth_m, pts.sigma_log               # points of the current frame
     sparse = sparse_depth_image(pts, depth.shape, grey.shape)
 
-Corners (Shi-Tomasi) are tracked frame to frame with pyramidal Lucas-Kanade, started where the
-camera's rotation alone would move them and kept only when tracking back lands where they came
-from. Each track keeps its last `frames` observations; a track seen from camera centres far
-enough apart is triangulated (midpoint of all its rays, refined by Gauss-Newton on the
+Corners (Shi-Tomasi) are tracked frame to frame with pyramidal Lucas-Kanade, started where
+their triangulated point projects with the new pose (or, before it has one, where the camera's
+rotation alone would move them) and kept only when tracking back lands where they came from.
+Each track keeps its last `frames` observations; a track seen from camera centres far enough
+apart is triangulated (midpoint of all its rays, refined by Gauss-Newton on the
 reprojection error) and kept where it passes the gates: parallax (no depth from a camera that
 only turned), reprojection error, positive depth in every view and the depth's own
 uncertainty. Its uncertainty `sigma_log` (1 sigma of log depth) is propagated from the pixel
