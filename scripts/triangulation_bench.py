@@ -4,7 +4,8 @@ Each trajectory (render_trajectory, exact poses and depth) is fed frame by frame
 triangulation.FeatureTracks with its grey image and pose (translations scaled by
 1 + --scale-error about the first pose: an odometry with a scale error). A point's error is
 |depth / truth - 1| with the truth at the point's nearest pixel (where a sparse depth image
-puts it). ms: FeatureTracks.update's own time, with cv2.setNumThreads(--threads).
+puts it); points on a pixel with no true depth (sky: a silhouette's edge) are counted apart
+('no truth'). ms: FeatureTracks.update's own time, with cv2.setNumThreads(--threads).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def run_sequence(seq: dict, tracker: FeatureTracks, scale_error: float = 0.0) ->
     tracker.reset()
     poses = scaled_poses(seq['poses'], scale_error)
     counts, errors, sigmas, log_errors, ms, cpu_ms = [], [], [], [], [], []
+    no_truth = 0
     for i in range(len(poses)):
         grey = grey_of(seq['rgb'][i])
         cpu = time.process_time()
@@ -56,11 +58,12 @@ def run_sequence(seq: dict, tracker: FeatureTracks, scale_error: float = 0.0) ->
         row = np.clip(np.rint(pts.uv[:, 1]).astype(int), 0, h - 1)
         truth = seq['depth'][i][row, col]
         valid = seq['valid'][i][row, col] & np.isfinite(truth)
+        no_truth += int((~valid).sum())
         errors.extend(np.abs(pts.depth_m[valid] / truth[valid] - 1.0))
         sigmas.extend(pts.sigma_log[valid])
         log_errors.extend(np.abs(np.log(pts.depth_m[valid] / truth[valid])))
     return {'counts': counts, 'errors': np.asarray(errors), 'sigmas': np.asarray(sigmas),
-            'log_errors': np.asarray(log_errors),
+            'log_errors': np.asarray(log_errors), 'no_truth': no_truth,
             'ms': ms, 'cpu_ms': cpu_ms}
 
 
@@ -73,7 +76,9 @@ def summarise(runs: list[dict]) -> dict:
     sig = np.concatenate([r['sigmas'] for r in runs])
     # |log error| / sigma_log: median 0.67 where sigma_log is a calibrated Gaussian 1 sigma
     z = np.concatenate([r['log_errors'] for r in runs]) / np.maximum(sig, 1e-9)
+    points = sum(counts) + sum(r['counts'][0] for r in runs)
     return {'points_per_frame': float(np.mean(counts)),
+            'no_truth_fraction': sum(r['no_truth'] for r in runs) / max(points, 1),
             'error_median': float(np.median(errors)) if len(errors) else None,
             'error_p90': float(np.percentile(errors, 90)) if len(errors) else None,
             'sigma_log_median': float(np.median(sig)) if len(sig) else None,
@@ -103,8 +108,8 @@ def main(argv=None) -> int:
     results = {}
     print(f'{H}x{W}, {args.frames} frames at 10 Hz, cv2 threads {cv2.getNumThreads()}')
     print('| kind | motion | scale error | points/frame | median err | p90 err | '
-          'ms/frame median (p90) | CPU ms/frame |')
-    print('|---|---|---:|---:|---:|---:|---:|---:|')
+          'no truth | ms/frame median (p90) | CPU ms/frame |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for kind in args.kinds:
         runs = {e: {m: [] for m in MOTIONS} for e in args.scale_error}
         for i in range(args.count):
@@ -121,7 +126,8 @@ def main(argv=None) -> int:
                 med = f"{r['error_median']:.3f}" if r['error_median'] is not None else '-'
                 p90 = f"{r['error_p90']:.3f}" if r['error_p90'] is not None else '-'
                 print(f"| {kind} | {motion} | {scale_error:.2f} | {r['points_per_frame']:.0f} | "
-                      f"{med} | {p90} | {r['ms_median']:.1f} ({r['ms_p90']:.1f}) | "
+                      f"{med} | {p90} | {100 * r['no_truth_fraction']:.1f} % | "
+                      f"{r['ms_median']:.1f} ({r['ms_p90']:.1f}) | "
                       f"{r['cpu_ms_median']:.1f} |", flush=True)
     start = time.perf_counter()
     speed = tracking_benchmark()
