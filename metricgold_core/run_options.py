@@ -41,8 +41,10 @@ DESCRIPTIONS = {
                            "camera's down direction (set it just above the mount's pitch).",
     'scale_source': "Anchor of the metric scale: none (the model's own scale), sparse_depth "
                     '(sparse metric depth registered to the image: a LiDAR, ToF or stereo), '
-                    'ground_plane (a known camera height over a fitted floor) or odometry (the '
-                    "camera's metric motion); ground_plane and odometry need a metric model.",
+                    'ground_plane (a known camera height over a fitted floor; metric models '
+                    "only) or odometry (the camera's metric motion: points tracked over the last "
+                    'frames and triangulated with the poses, else a photometric fit of the '
+                    'scale; a relative model gets metres from the points only).',
     'camera_height_m': 'ground_plane: height of the camera over the floor / road (m).',
     'camera_mount': "odometry: pose of the camera's optical frame in the odometry's child frame "
                     '(x y z in m, then the quaternion qx qy qz qw)',

@@ -418,7 +418,7 @@ class DepthNode(Node):
             self.stats.set(scale_fit_ms=round(fit_ms, 1))
         else:
             fit_ms = 0.0
-        self._scale_stats(out, cfg, scale_filter, rejected_before)
+        self._scale_stats(out, cfg, scale_filter, rejected_before, measurement)
         holding = session.holding(out.relative)
         self.stats.set(holding_for_scale=holding, waiting_for=(
             f'a first accepted {cfg["scale_source"]} scale fit'
@@ -500,7 +500,8 @@ class DepthNode(Node):
             measurement = session.motion(pose, frame.stamp_ns)
         return session, measurement
 
-    def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int) -> None:
+    def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int,
+                     measurement=None) -> None:
         fit = out.fit
         if fit is not None and not fit.ok:
             self._log_throttled('scale_fit', f'scale fit rejected ({fit.reason}): keeping the '
@@ -512,7 +513,10 @@ class DepthNode(Node):
             self.stats.count('odometry_fits_tried')
             self.stats.count('odometry_fits_accepted' if fit.ok else
                              f'odometry_rejected_{fit.reject or "other"}')
-            self.stats.set(odometry_parallax_px=fit.parallax_px)
+            points = getattr(measurement, 'point_stats', {}) or {}
+            self.stats.set(odometry_parallax_px=fit.parallax_px, odometry_fit=fit.method,
+                           odometry_points=int(points.get('triangulated', 0)),
+                           odometry_points_ms=round(float(points.get('ms', 0.0)), 2))
         local = out.local
         if local is not None:
             self.stats.count('local_corrections' if local.ok else 'local_fallbacks')

@@ -124,7 +124,8 @@ def build_diagnostics(stats: NodeStats, now_s: float, stamp, hardware_id: str,
                 'waiting_for'):     # the last frame's local correction; what a held frame awaits
         if key in last:
             values[key] = last[key]
-    for key in ('odometry_parallax_px', 'scale_fit_ms'):
+    for key in ('odometry_parallax_px', 'odometry_fit', 'odometry_points', 'odometry_points_ms',
+                'scale_fit_ms'):
         if key in last:
             values[key] = last[key]
     for key in sorted(k for k in counts if k.startswith('sparse_points_')):   # LiDAR clouds

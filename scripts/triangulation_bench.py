@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metricgold_core.data.trajectory import MOTIONS, render_trajectory  # noqa: E402
-from metricgold_core.triangulation import FeatureTracks, tracking_benchmark  # noqa: E402
+from metricgold_core.scale.triangulation import FeatureTracks, tracking_benchmark  # noqa: E402
 
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:

@@ -90,9 +90,12 @@ def test_the_anchor_is_resolved_once_with_one_set_of_rules():
     metric = scale.ScaleAnchor.resolve(False, 'odometry', smoothing=0.5)
     assert metric.active and metric.note == '' and metric.new_filter().smoothing == 0.5
     assert metric.fit(np.ones((4, 4), np.float32), None) is None   # no measurement: no fit
+    # a relative model takes odometry too: scale + shift from the triangulated points
+    relative = scale.ScaleAnchor.resolve(True, 'odometry')
+    assert relative.active and relative.note == ''
     with pytest.raises(scale.AnchorError, match='needs a metric model'):
-        scale.ScaleAnchor.resolve(True, 'odometry')
-    lenient = scale.ScaleAnchor.resolve(True, 'odometry', strict=False)
+        scale.ScaleAnchor.resolve(True, 'ground_plane', camera_height_m=1.0)
+    lenient = scale.ScaleAnchor.resolve(True, 'ground_plane', camera_height_m=1.0, strict=False)
     assert not lenient.active and 'needs a metric model' in lenient.note
     assert 'sparse_depth' in scale.ScaleAnchor.resolve(True, 'none').note
     with pytest.raises(scale.AnchorError, match='camera height'):
@@ -294,3 +297,26 @@ def test_every_depth_range_has_its_say_in_the_scale(monkeypatch):
     monkeypatch.setattr(motion, 'MOTION_DEPTH_BINS', 0)   # the joint fit alone
     joint = errors(1)
     assert np.median(joint) > 2 * np.median(turning), (turning, joint)
+
+
+def test_points_from_motion_give_a_relative_model_metres_or_say_why(sequence):
+    """An affine-invariant output (linear in depth, near = 0) with odometry: no metres until the
+    triangulated points pass the gates, then scale + shift from them; the photometric fit (a
+    scale only) is never used for it."""
+    K = sequence['K']
+    camera = CameraModel.from_K(K, H, W)
+    session = scale.ScaleSession(scale.ScaleAnchor.resolve(True, 'odometry'), 'local')
+    metres, reasons = [], set()
+    for i in range(len(sequence['poses'])):
+        truth = np.where(sequence['valid'][i], sequence['depth'][i], np.nan).astype(np.float32)
+        relative = ((truth - 0.5) / 10.0).astype(np.float32)      # depth = 10 x this + 0.5
+        motion = session.motion(sequence['poses'][i], i * 100_000_000)
+        scaled = session.apply(relative, camera, motion, sequence['rgb'][i], relative=True)
+        assert scaled.fit is not None and scaled.fit.method == 'points'
+        if scaled.relative:
+            reasons.add(scaled.fit.reason.split(' (')[0])
+            assert np.allclose(scaled.depth, relative, equal_nan=True)   # untouched
+        else:
+            metres.append(float(np.nanmedian(np.abs(scaled.depth / truth - 1.0))))
+    assert reasons and any('triangulated' in r for r in reasons), reasons
+    assert metres and max(metres) < 0.1, metres

@@ -7,10 +7,10 @@ import pytest
 
 from metricgold_core.data.poses import read_sequence_poses
 from metricgold_core.data.trajectory import MOTIONS, render_trajectory
-from metricgold_core.multiview import (log_depth_sigma, midpoint, parallax_deg, refine_points,
-                                       solve3, to_cameras, world_rays)
-from metricgold_core.triangulation import (as_grey_uint8, FeatureTracks, MotionPoints,
-                                           sparse_depth_image)
+from metricgold_core.scale.multiview import (log_depth_sigma, midpoint, parallax_deg,
+                                             refine_points, solve3, to_cameras, world_rays)
+from metricgold_core.scale.triangulation import (as_grey_uint8, FeatureTracks, MotionPoints,
+                                                 sparse_depth_image)
 
 H, W = 240, 320
 SEEDS = {'forward': 11, 'turning': 12, 'sideways': 13}
@@ -217,7 +217,7 @@ def test_a_large_image_is_tracked_shrunk_and_its_points_come_back_in_its_pixels(
 def test_the_module_needs_neither_torch_nor_ros():
     import subprocess
     import sys
-    code = ('import sys; import metricgold_core.triangulation; '
+    code = ('import sys; import metricgold_core.scale.triangulation; '
             'print(sorted(m for m in ("torch", "rclpy", "diffusers") if m in sys.modules))')
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,

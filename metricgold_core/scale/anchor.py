@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 
 import numpy as np
 
@@ -9,7 +10,9 @@ from .fit import fit_sparse, ScaleFilter, ScaleFit
 from .ground import fit_ground_plane, GROUND_MAX_TILT_DEG
 
 SOURCES = ('none', 'sparse_depth', 'ground_plane', 'odometry')
-METRIC_ONLY = ('ground_plane', 'odometry')   # scale-only fits: a relative model has a shift
+METRIC_ONLY = ('ground_plane',)   # a scale-only fit: a relative model has a shift too
+MIN_MOTION_POINTS = 30      # triangulated points a frame needs for a fit from them
+MIN_RELATIVE_SPAN = math.log(1.5)  # ... and, for a relative model's shift, this log-depth span
 
 
 class AnchorError(ValueError):
@@ -119,4 +122,34 @@ class ScaleAnchor:
                                     self.ground_max_tilt_deg)
         if measurement is None:
             return None
-        return measurement.fit(depth, camera, rgb, prior_scale)
+        return self._fit_motion(depth, camera, measurement, rgb, prior_scale)
+
+    def _fit_motion(self, depth, camera, motion, rgb, prior_scale) -> ScaleFit:
+        """odometry: the fit of the points triangulated with the poses when they pass the gates
+        (enough of them; for a relative model also over a range of depths), else the
+        photometric fit (metric models) or no fit (relative: no metres, and why)."""
+        points = motion.points
+        why = 'no points triangulated from the motion yet'
+        if points is not None:
+            z = points[np.isfinite(points)]
+            span = float(np.log(z.max() / z.min())) if z.size and z.min() > 0 else 0.0
+            if z.size < MIN_MOTION_POINTS:
+                why = f'{z.size} points triangulated from the motion (< {MIN_MOTION_POINTS})'
+            elif self.relative_model and span < MIN_RELATIVE_SPAN:
+                why = (f'the triangulated points span depths of x{math.exp(span):.2f} only '
+                       f'(< x{math.exp(MIN_RELATIVE_SPAN):.1f}): no shift from them')
+            else:
+                fit = fit_sparse(depth, points, relative=self.relative_model,
+                                 min_points=MIN_MOTION_POINTS)
+                if fit.ok:
+                    fit.method = 'points'
+                    motion.record(depth.shape, rgb)
+                    return fit
+                why = f'the fit of the triangulated points failed: {fit.reason}'
+        if self.relative_model:   # the photometric fit is a scale only: no metres here
+            motion.record(depth.shape, rgb)
+            return ScaleFit(points=0 if points is None else int(np.isfinite(points).sum()),
+                            reason=why, reject='points', method='points')
+        fit = motion.fit(depth, camera, rgb, prior_scale)
+        fit.method = 'photometric'
+        return fit

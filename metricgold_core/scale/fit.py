@@ -37,6 +37,7 @@ class ScaleFit:
     reject: str = ''           # short key of `reason` (diagnostics count rejections by it)
     parallax_px: float = math.nan   # odometry: median parallax of the motion at the fitted scale
     contrast: float = math.nan      # odometry: (median - min) / median of the cost curve
+    method: str = ''                # odometry: 'points' (triangulated) or 'photometric'
 
 
 def _mad(x: np.ndarray) -> float:

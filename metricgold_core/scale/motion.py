@@ -390,6 +390,17 @@ class Motion:
         self.stamp_ns = int(stamp_ns)
         self.history = history
         self.fit_ms = 0.0
+        self.points = None         # sparse metres triangulated for this frame (ScaleSession)
+        self.point_stats = {}      # the tracker's counts for this frame
+
+    def record(self, depth_shape: tuple, rgb: np.ndarray) -> None:
+        """Add this frame to the history without a photometric fit (another fit was used)."""
+        if self.pose is None or not valid_pose(self.pose):
+            return
+        last = self.history.frames[-1] if self.history.frames else None
+        if last is None or self.stamp_ns > last.stamp_ns:
+            self.history.add(motion_grey(rgb, motion_grid_hw(depth_shape)), self.pose,
+                             self.stamp_ns)
 
     def fit(self, depth: np.ndarray, camera, rgb: np.ndarray,
             prior_scale: float | None = None) -> ScaleFit:

@@ -57,6 +57,7 @@ class ScaleSession:
         self.wait_for_scale = bool(wait_for_scale)
         self.filter = anchor.new_filter() if carry else None
         self.history = MotionHistory()
+        self.tracks = None             # odometry: triangulation.FeatureTracks, made on first use
         self.held = 0                  # frames holding() kept back
 
     @property
@@ -91,6 +92,8 @@ class ScaleSession:
         """This frame's anchored depth. `depth`: the model's (metres at its own scale, or
         relative); `measurement`: sparse metres on any grid (sparse_depth) or a Motion
         (odometry); `uncertainty`: the model's own (metres), scaled along."""
+        if isinstance(measurement, Motion) and self.anchor.active:
+            self._triangulate(measurement, rgb, camera, depth.shape)
         prior = None if self.filter is None else self.filter.scale
         fit = self.anchor.fit(depth, camera, measurement, rgb, prior)
         accepted = fit is not None and fit.ok
@@ -122,14 +125,36 @@ class ScaleSession:
                     out.uncertainty = _combined(out.local.uncertainty, out.uncertainty)
         return out
 
+    def _triangulate(self, motion: Motion, rgb, camera, shape_hw: tuple) -> None:
+        """motion.points: this frame's points triangulated from the features tracked over the
+        last frames with the odometry poses (sparse metres on the depth grid), or None."""
+        if rgb is None or camera is None:
+            return
+        from .triangulation import FeatureTracks, sparse_depth_image
+
+        if self.tracks is None:
+            self.tracks = FeatureTracks()
+        if motion.pose is None:       # no pose for this frame: the tracks cannot go on
+            self.tracks.reset()
+            motion.point_stats = {'reset': 'no pose'}
+            return
+        import cv2
+
+        rgb = np.asarray(rgb)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        image_hw = grey.shape[:2]
+        K = camera.K if tuple(shape_hw) == tuple(image_hw) else camera.scaled(*image_hw).K
+        points = self.tracks.update(grey, motion.pose, K, motion.stamp_ns)
+        motion.point_stats = points.stats
+        motion.points = sparse_depth_image(points, shape_hw, image_hw) if len(points) else None
+
     def _points(self, measurement, shape_hw: tuple):
         """The frame's metric points as a sparse image on the depth grid, or None."""
         if measurement is None:
             return None
         if self.anchor.source == 'sparse_depth':
             return register_to(np.asarray(measurement, np.float32), shape_hw)
-        points = getattr(measurement, 'points', None)     # odometry: triangulated points
-        return None if points is None else register_to(points, shape_hw)
+        return getattr(measurement, 'points', None)    # odometry: triangulated points
 
 
 class _Good:

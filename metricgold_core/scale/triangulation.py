@@ -29,9 +29,10 @@ import time
 
 import numpy as np
 
-from .geometry import scale_intrinsics
+from .motion import MAX_POSE_STEP_M, valid_pose
 from .multiview import (log_depth_sigma, midpoint, parallax_deg, predict_pixels, refine_points,
                         to_cameras, world_rays)
+from ..geometry import scale_intrinsics
 
 REJECTIONS = ('fb-check', 'parallax', 'cheirality', 'reprojection', 'uncertainty')
 
@@ -123,9 +124,6 @@ class FeatureTracks:
                  window_px: int = 11, levels: int = 4, detect_width: int = 320,
                  track_width: int = 640,
                  max_pose_step_m: float | None = None):
-        # (imported here: the scale anchor may import this module)
-        from .scale import MAX_POSE_STEP_M
-
         if max_pose_step_m is None:   # the odometry fit's own bound
             max_pose_step_m = MAX_POSE_STEP_M
         if int(frames) < 2:
@@ -174,7 +172,6 @@ class FeatureTracks:
         (points returned), rejected (per gate: fb-check, parallax, cheirality, reprojection,
         uncertainty), reset ('' or why the tracks restarted), ms (time spent).
         """
-        from .scale import valid_pose
 
         start = time.perf_counter()
         grey = as_grey_uint8(grey)
@@ -403,7 +400,7 @@ def tracking_benchmark(height: int = 480, width: int = 640, frames: int = 24, se
     thread count is left as the caller set it (the node leaves OpenCV's default)."""
     import cv2
 
-    from .data.trajectory import render_trajectory
+    from ..data.trajectory import render_trajectory
 
     seq = render_trajectory(seed, height, width, kind=kind, frames=frames, motion=motion)
     greys = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in seq['rgb']]
