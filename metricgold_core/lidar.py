@@ -25,37 +25,11 @@ import math
 import numpy as np
 
 from .geometry import CameraModel
-from .poses import pose_matrix
 
 OCCLUSION_GAP = 0.1          # a point this much (relative) nearer can hide another
 MIN_POINT_DEPTH_M = 1e-3     # points nearer the camera plane than this are behind it
 PARALLAX_SLACK_PX = 1.0      # pixel rounding of the projected points
 MAX_WALK_FRACTION = 1 / 4    # parallax searched up to this fraction of the image's long side
-
-
-def parse_mount(text: str) -> np.ndarray | None:
-    """4x4 pose of the cloud's frame in the camera optical frame from "x y z qx qy qz qw" (m,
-    quaternion w last; commas allowed), so that p_camera = R p_cloud + t. '' gives None.
-
-    ValueError saying what is wrong: not 7 numbers, a number that is not finite, a zero
-    quaternion. The quaternion is normalised (tf2_echo prints 3 decimals).
-    """
-    fields = str(text).replace(',', ' ').replace('[', ' ').replace(']', ' ').split()
-    if not fields:
-        return None
-    if len(fields) != 7:
-        raise ValueError(f'a mount is 7 numbers "x y z qx qy qz qw", got {len(fields)}: '
-                         f'{text!r}')
-    try:
-        values = [float(v) for v in fields]
-    except ValueError as exc:
-        raise ValueError(f'a mount is 7 numbers "x y z qx qy qz qw", got {text!r}') from exc
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f'every number of a mount must be finite, got {text!r}')
-    if math.sqrt(sum(v * v for v in values[3:])) < 1e-6:
-        raise ValueError(f'the quaternion qx qy qz qw of a mount must not be zero (no rotation '
-                         f'is 0 0 0 1), got {text!r}')
-    return pose_matrix(values[:3], values[3:])
 
 
 def transform_points(points: np.ndarray, T: np.ndarray | None) -> np.ndarray:

@@ -53,11 +53,35 @@ def pose_matrix(xyz, q) -> np.ndarray:
 
 
 def mount_matrix(values) -> np.ndarray:
-    """4x4 camera mount from 7 numbers x y z qx qy qz qw (the camera_mount parameter)."""
-    values = [float(v) for v in values]
+    """4x4 mount from 7 numbers x y z qx qy qz qw (m, quaternion w last, normalised): the
+    camera_mount and sparse_points_mount parameters, --camera-mount.
+
+    ValueError saying what is wrong: not 7 numbers, a number that is not finite, a zero
+    quaternion."""
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'a mount is 7 numbers "x y z qx qy qz qw", got {values!r}') from exc
     if len(values) != 7:
-        raise ValueError(f'a mount is 7 numbers x y z qx qy qz qw, got {len(values)}')
+        raise ValueError(f'a mount is 7 numbers "x y z qx qy qz qw", got {len(values)}')
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f'every number of a mount must be finite, got {values}')
+    if math.sqrt(sum(v * v for v in values[3:])) < 1e-6:
+        raise ValueError('the quaternion qx qy qz qw of a mount must not be zero (no rotation '
+                         f'is 0 0 0 1), got {values[3:]}')
     return pose_matrix(values[:3], values[3:])
+
+
+def parse_mount(text: str) -> np.ndarray | None:
+    """mount_matrix of a parameter's text "x y z qx qy qz qw" (commas and tf2_echo's brackets
+    allowed); '' gives None (the caller then asks TF)."""
+    fields = str(text).replace(',', ' ').replace('[', ' ').replace(']', ' ').split()
+    if not fields:
+        return None
+    try:
+        return mount_matrix(fields)
+    except ValueError as exc:
+        raise ValueError(f'{exc} ({text!r})') from None
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:

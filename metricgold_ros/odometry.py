@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from metricgold_core.poses import mount_matrix, pose_matrix, PoseBuffer
+from metricgold_core.poses import parse_mount, pose_matrix, PoseBuffer
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 
 
@@ -23,14 +23,6 @@ def odometry_type():
     except ImportError:
         return None
     return Odometry
-
-
-def parse_mount(text: str):
-    """4x4 mount of the `camera_mount` parameter ('' = None: from TF); ValueError if bad."""
-    fields = text.replace(',', ' ').split()
-    if not fields:
-        return None
-    return mount_matrix(fields)
 
 
 class OdometryInput:

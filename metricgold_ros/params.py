@@ -186,22 +186,14 @@ def normalise(name: str, value):
     choices = CHOICES.get(name)
     if choices and value not in choices:
         raise ParameterError(f'`{name}` must be one of {", ".join(choices)}, got {value!r}.')
-    if name == 'camera_mount':
-        from .odometry import parse_mount
+    if name in ('camera_mount', 'sparse_points_mount'):
+        from metricgold_core.poses import parse_mount
 
         try:
             parse_mount(value)
         except ValueError as exc:
-            raise ParameterError(f'`camera_mount` must be "x y z qx qy qz qw" or empty (TF), '
-                                 f'got {value!r}: {exc}') from exc
-    if name == 'sparse_points_mount':
-        from metricgold_core.lidar import parse_mount
-
-        try:
-            parse_mount(value)
-        except ValueError as exc:
-            raise ParameterError(f'`sparse_points_mount` must be "x y z qx qy qz qw" or empty '
-                                 f'(TF only), got {value!r}: {exc}') from exc
+            raise ParameterError(f'`{name}` must be "x y z qx qy qz qw" or empty (TF), got '
+                                 f'{value!r}: {exc}') from exc
     if name == 'device':
         try:
             check_device(value)

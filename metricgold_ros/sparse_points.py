@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metricgold_core.lidar import parse_mount, transform_points
+from metricgold_core.lidar import transform_points
+from metricgold_core.poses import parse_mount
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 from metricgold_core.ros_format.clouds import cloud_to_xyz

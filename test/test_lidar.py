@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from metricgold_core import lidar, scale
+from metricgold_core import lidar, poses, scale
 from metricgold_core.geometry import CameraModel
 from metricgold_core.poses import matrix_quaternion
 from metricgold_core.ros_format import BadInput
@@ -86,7 +86,7 @@ def lidar_scan(rings=32, azimuths=900):
 
 
 def project_message(msg, mount=MOUNT, **kw):
-    T = lidar.parse_mount(mount)
+    T = poses.parse_mount(mount)
     return lidar.project_cloud(lidar.transform_points(cloud_to_xyz(msg), T), CAMERA,
                                T[:3, 3], **kw)
 
@@ -206,14 +206,14 @@ def test_a_malformed_cloud_is_a_clear_bad_input(change, message):
 # ---------------------------------------------------------------- the mount
 
 def test_mount_string_is_the_cloud_frame_pose_in_the_camera_frame():
-    T = lidar.parse_mount(MOUNT)
+    T = poses.parse_mount(MOUNT)
     np.testing.assert_allclose(T[:3, :3], R_MOUNT, atol=1e-9)
     np.testing.assert_allclose(T[:3, 3], T_MOUNT)
     p_lidar = to_lidar_frame(np.array([[0.3, -0.2, 4.0]]))
     np.testing.assert_allclose(lidar.transform_points(p_lidar, T), [[0.3, -0.2, 4.0]])
     # tf2_echo prints 3 decimals: the quaternion is normalised; brackets and commas are fine
-    np.testing.assert_allclose(lidar.parse_mount('[0, 0, 0], [0.0, 0.0, 0.0, 2.0]'), np.eye(4))
-    assert lidar.parse_mount('  ') is None
+    np.testing.assert_allclose(poses.parse_mount('[0, 0, 0], [0.0, 0.0, 0.0, 2.0]'), np.eye(4))
+    assert poses.parse_mount('  ') is None
 
 
 @pytest.mark.parametrize('text,message', [
@@ -222,7 +222,7 @@ def test_mount_string_is_the_cloud_frame_pose_in_the_camera_frame():
     ('0.1 0 0 0 0 0 0', 'must not be zero')])
 def test_a_bad_mount_says_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
-        lidar.parse_mount(text)
+        poses.parse_mount(text)
 
 
 def test_mount_parameter_is_checked_when_set():
@@ -256,7 +256,7 @@ def test_clouds_are_placed_by_tf_at_their_stamp_else_by_the_mount():
     points_cam = np.array([[0.3, -0.2, 4.0], [1.0, 0.5, 2.0]])
     msg = cloud_msg(to_lidar_frame(points_cam), stamp_ns=5_000, frame_id='velodyne',
                     dtype='f8')
-    T = lidar.parse_mount(MOUNT)
+    T = poses.parse_mount(MOUNT)
     tf = FakeTF('camera_optical', 'velodyne', 5_000, T)
     stamp, entry = PointsInput(tf).to_camera(msg, 'camera_optical', {'sparse_points_mount': ''})
     assert stamp == 5_000 and entry.how == 'tf' and tf.calls == [
@@ -327,7 +327,7 @@ def test_100k_points_decode_transform_and_project_in_a_few_ms():
     n = len(scan)
     msg = cloud_msg(to_lidar_frame(scan))
     big = CameraModel(640, 480, 440.0, 440.0, 319.5, 239.5)
-    T = lidar.parse_mount(MOUNT)
+    T = poses.parse_mount(MOUNT)
 
     def ours():
         xyz = lidar.transform_points(cloud_to_xyz(msg), T)

@@ -46,9 +46,10 @@ class ScaleSession:
     """The scale state of one stream of frames (a node, one `process` or `infer` run)."""
 
     def __init__(self, anchor: ScaleAnchor, correction: str = 'global',
-                 wait_for_scale: bool = False, carry: bool = True):
+                 wait_for_scale: bool = False, carry: bool = True, triangulate: bool = True):
         """carry: keep the scale from frame to frame (a filter); False fits every frame on its
-        own (independent images)."""
+        own (independent images). triangulate: odometry tracks and triangulates points (False:
+        the photometric fit alone, as before points from motion existed)."""
         if correction not in CORRECTIONS:
             raise ValueError(f'`correction` must be one of {", ".join(CORRECTIONS)}, got '
                              f'{correction!r}.')
@@ -57,6 +58,7 @@ class ScaleSession:
         self.wait_for_scale = bool(wait_for_scale)
         self.filter = anchor.new_filter() if carry else None
         self.history = MotionHistory()
+        self.triangulate = bool(triangulate)
         self.tracks = None             # odometry: triangulation.FeatureTracks, made on first use
         self.held = 0                  # frames holding() kept back
 
@@ -92,7 +94,7 @@ class ScaleSession:
         """This frame's anchored depth. `depth`: the model's (metres at its own scale, or
         relative); `measurement`: sparse metres on any grid (sparse_depth) or a Motion
         (odometry); `uncertainty`: the model's own (metres), scaled along."""
-        if isinstance(measurement, Motion) and self.anchor.active:
+        if isinstance(measurement, Motion) and self.anchor.active and self.triangulate:
             self._triangulate(measurement, rgb, camera, depth.shape)
         prior = None if self.filter is None else self.filter.scale
         fit = self.anchor.fit(depth, camera, measurement, rgb, prior)
