@@ -15,7 +15,7 @@ from rcl_interfaces.msg import ParameterType
 from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from metricgold_core.rectify import RECTIFY_MODES
 from metricgold_core.run_options import check_device, COMPILE_MODES, DESCRIPTIONS, DTYPES, MODES
-from metricgold_core.scale import CORRECTIONS, SOURCES
+from metricgold_core.scale import CORRECTIONS, GROUND_MAX_TILT_DEG, SOURCES
 
 CHOICES = {
     'device': None,   # run_options.check_device: auto, cpu, cuda, cuda:N
@@ -126,7 +126,8 @@ PARAMETERS = (
          'background past the edges of nearer objects); 0: nearest point per pixel only.',
          (0.0, 10.0)),
     Spec('camera_height_m', 0.0, DESCRIPTIONS['camera_height_m'], (0.0, 1000.0)),
-    Spec('ground_max_tilt_deg', 15.0, DESCRIPTIONS['ground_max_tilt_deg'], (0.0, 89.0)),
+    Spec('ground_max_tilt_deg', GROUND_MAX_TILT_DEG, DESCRIPTIONS['ground_max_tilt_deg'],
+         (0.0, 89.0)),
     Spec('camera_mount', '', DESCRIPTIONS['camera_mount'] + ' as one string "x y z qx qy qz '
          'qw"; empty: from TF (child_frame_id -> the image frame_id).'),
     Spec('odometry_wait_ms', 30.0, 'odometry: how long a frame waits for the odometry message '
