@@ -125,31 +125,41 @@ class ScaleAnchor:
         return self._fit_motion(depth, camera, measurement, rgb, prior_scale)
 
     def _fit_motion(self, depth, camera, motion, rgb, prior_scale) -> ScaleFit:
-        """odometry: the fit of the points triangulated with the poses when they pass the gates
-        (enough of them; for a relative model also over a range of depths), else the
-        photometric fit (metric models) or no fit (relative: no metres, and why)."""
+        """odometry: a metric model's scale from the photometric fit, or, where it fails, from
+        the points triangulated with the poses; a relative model's scale and shift from the
+        points only, when they pass the gates (enough of them over a range of depths), else no
+        fit (no metres, and why). The points also feed the local correction (ScaleSession)."""
+        if not self.relative_model:
+            fit = motion.fit(depth, camera, rgb, prior_scale)
+            fit.method = 'photometric'
+            if fit.ok:
+                return fit
+            points_fit, why = self._fit_points(depth, motion.points)
+            if points_fit is None:
+                return fit
+            return points_fit
+        motion.record(depth.shape, rgb)
+        points_fit, why = self._fit_points(depth, motion.points)
+        if points_fit is not None:
+            return points_fit
         points = motion.points
-        why = 'no points triangulated from the motion yet'
-        if points is not None:
-            z = points[np.isfinite(points)]
-            span = float(np.log(z.max() / z.min())) if z.size and z.min() > 0 else 0.0
-            if z.size < MIN_MOTION_POINTS:
-                why = f'{z.size} points triangulated from the motion (< {MIN_MOTION_POINTS})'
-            elif self.relative_model and span < MIN_RELATIVE_SPAN:
-                why = (f'the triangulated points span depths of x{math.exp(span):.2f} only '
-                       f'(< x{math.exp(MIN_RELATIVE_SPAN):.1f}): no shift from them')
-            else:
-                fit = fit_sparse(depth, points, relative=self.relative_model,
-                                 min_points=MIN_MOTION_POINTS)
-                if fit.ok:
-                    fit.method = 'points'
-                    motion.record(depth.shape, rgb)
-                    return fit
-                why = f'the fit of the triangulated points failed: {fit.reason}'
-        if self.relative_model:   # the photometric fit is a scale only: no metres here
-            motion.record(depth.shape, rgb)
-            return ScaleFit(points=0 if points is None else int(np.isfinite(points).sum()),
-                            reason=why, reject='points', method='points')
-        fit = motion.fit(depth, camera, rgb, prior_scale)
-        fit.method = 'photometric'
-        return fit
+        return ScaleFit(points=0 if points is None else int(np.isfinite(points).sum()),
+                        reason=why, reject='points', method='points')
+
+    def _fit_points(self, depth, points) -> tuple:
+        """(the fit of the triangulated points or None, why not)."""
+        if points is None:
+            return None, 'no points triangulated from the motion yet'
+        z = points[np.isfinite(points)]
+        span = float(np.log(z.max() / z.min())) if z.size and z.min() > 0 else 0.0
+        if z.size < MIN_MOTION_POINTS:
+            return None, f'{z.size} points triangulated from the motion (< {MIN_MOTION_POINTS})'
+        if self.relative_model and span < MIN_RELATIVE_SPAN:
+            return None, (f'the triangulated points span depths of x{math.exp(span):.2f} only '
+                          f'(< x{math.exp(MIN_RELATIVE_SPAN):.1f}): no shift from them')
+        fit = fit_sparse(depth, points, relative=self.relative_model,
+                         min_points=MIN_MOTION_POINTS)
+        fit.method = 'points'
+        if not fit.ok:
+            return None, f'the fit of the triangulated points failed: {fit.reason}'
+        return fit, ''

@@ -46,6 +46,8 @@ GUIDE_WEIGHT = 1.0          # brightness's share of the grid's depth axis (log d
 TREND = True
 MIN_TREND_LOG = 0.3         # the points span at least this much log depth for a trend
 MAX_TREND_SLOPE = 0.8       # |d r / d log z| at most this
+TREND_FADE_LOG = 0.3        # beyond the points' depths the line fades over this log depth
+POINT_SIGMA_LOG = 0.05      # a point with this own uncertainty weighs half (sigma_log given)
 WORK_WIDTH = 320            # the correction is computed on every n-th pixel down to this width
 
 
@@ -189,12 +191,15 @@ def _grey(image, shape_hw: tuple):
 
 
 def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
-                    prior_sigma_log: float | None = None) -> LocalCorrection:
+                    prior_sigma_log: float | None = None,
+                    sigma_log: np.ndarray | None = None) -> LocalCorrection:
     """The locally corrected depth of `depth` (float32 metres at the frame's global scale,
     NaN = none) from `sparse_m` (float32 metres on the same grid, NaN / 0 = no point).
 
     prior_sigma_log: the global fit's spread (log depth) that the uncertainty falls back to away
-    from the points (None: the spread of the points' residuals)."""
+    from the points (None: the spread of the points' residuals). sigma_log: each point's own
+    1-sigma of log depth on the same grid (e.g. triangulated points), None: all alike; a point
+    then weighs 1 / (1 + (sigma / POINT_SIGMA_LOG)^2) in the spread."""
     import cv2
 
     start = time.perf_counter()
@@ -205,6 +210,10 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
                          f'{sparse_m.shape}.')
     h, w = depth.shape
     v, u, r = _points(depth, sparse_m)
+    weights = np.ones(r.size)
+    if sigma_log is not None:
+        sig = np.nan_to_num(np.asarray(sigma_log, np.float64)[v, u], nan=0.0)
+        weights = 1.0 / (1.0 + (np.maximum(sig, 0.0) / POINT_SIGMA_LOG) ** 2)
     out = LocalCorrection(depth=depth, uncertainty=None, points=int(r.size))
 
     def done(reason: str = '') -> LocalCorrection:
@@ -237,9 +246,10 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
     # Outliers are judged against a wider neighbourhood than the spread uses, so that every
     # point has neighbours to be judged by.
     pairs = _pairwise(v, u, g_points, max(JUDGE_FACTOR * spacing, sigma_px), SIGMA_LOG)
+    pairs *= weights[None]       # a neighbour counts by its own weight
     keep = (np.abs(r) <= MAX_ABS_RESIDUAL) & _reject_outliers(pairs, detrended)
     out.outliers = int((~keep).sum())
-    v, u, r, g_points = v[keep], u[keep], detrended[keep], g_points[keep]
+    v, u, r, g_points, weights = v[keep], u[keep], detrended[keep], g_points[keep], weights[keep]
     pairs = pairs[np.ix_(keep, keep)]
     out.points = int(r.size)
     if r.size < MIN_LOCAL_POINTS:
@@ -269,7 +279,7 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
     splat = np.zeros((gh, gw, gd, 2), np.float32)
     for corner in range(8):
         bits = [(corner >> k) & 1 for k in range(3)]
-        wt = np.prod([f if b else 1.0 - f for f, b in zip(frac, bits)], axis=0)
+        wt = np.prod([f if b else 1.0 - f for f, b in zip(frac, bits)], axis=0) * weights
         index = tuple(b + bit for b, bit in zip(base, bits))
         np.add.at(splat[..., 0], index, wt)
         np.add.at(splat[..., 1], index, wt * r)
@@ -287,8 +297,16 @@ def correct_locally(depth: np.ndarray, sparse_m: np.ndarray, image=None, *,
     sliced = _slice(grid, gv, gu, gg)
     weight = np.maximum(sliced[..., 0], np.float32(0.0)) + np.float32(PRIOR_WEIGHT)
     correction = sliced[..., 1] / weight
-    correction += np.float32(a) + np.float32(b) * (np.clip(log_model, t_lo, t_hi)
-                                                   - np.float32(t_lo))
+    # The line holds over the points' depths; beyond them it fades to its value at the points'
+    # median depth (the frame's overall offset), so a line fitted on far points does not bend
+    # the near road that no point reached.
+    t_mid = np.float32(float(np.median(log_points)))
+    offset = np.float32(a) + np.float32(b) * (t_mid - np.float32(t_lo))
+    outside = np.maximum(np.maximum(np.float32(t_lo) - log_model, log_model - np.float32(t_hi)),
+                         np.float32(0.0))
+    fade = cv2.exp(outside * outside * np.float32(-0.5 / TREND_FADE_LOG ** 2))
+    line = np.float32(a) + np.float32(b) * (np.clip(log_model, t_lo, t_hi) - np.float32(t_lo))
+    correction += offset + fade * (line - offset)
     share = np.float32(PRIOR_WEIGHT) / weight          # 1 far from points, ~0 at them
 
     # Uncertainty: the global spread where there is no support, the local misses at the points

@@ -391,6 +391,7 @@ class Motion:
         self.history = history
         self.fit_ms = 0.0
         self.points = None         # sparse metres triangulated for this frame (ScaleSession)
+        self.points_sigma = None   # ... and their own 1-sigma of log depth
         self.point_stats = {}      # the tracker's counts for this frame
 
     def record(self, depth_shape: tuple, rgb: np.ndarray) -> None:

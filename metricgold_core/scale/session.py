@@ -121,7 +121,8 @@ class ScaleSession:
             if points is not None:
                 prior_sigma = fit.residual if fit is not None and fit.ok else None
                 out.local = correct_locally(out.depth, points, rgb,
-                                            prior_sigma_log=_finite_or_none(prior_sigma))
+                                            prior_sigma_log=_finite_or_none(prior_sigma),
+                                            sigma_log=getattr(measurement, 'points_sigma', None))
                 if out.local.ok:
                     out.depth = out.local.depth
                     out.uncertainty = _combined(out.local.uncertainty, out.uncertainty)
@@ -149,6 +150,8 @@ class ScaleSession:
         points = self.tracks.update(grey, motion.pose, K, motion.stamp_ns)
         motion.point_stats = points.stats
         motion.points = sparse_depth_image(points, shape_hw, image_hw) if len(points) else None
+        motion.points_sigma = None if motion.points is None else sparse_depth_image(
+            points, shape_hw, image_hw, values='sigma_log')
 
     def _points(self, measurement, shape_hw: tuple):
         """The frame's metric points as a sparse image on the depth grid, or None."""
