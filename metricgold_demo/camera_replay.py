@@ -4,6 +4,11 @@ Frames are procedural scenes with metric ground truth (saved as gt/<index>.npy b
 frames index) or the images of a folder (no ground truth). `--trajectory N` then adds N frames
 of a camera moving through one procedural layout (data/trajectory.py, filmed at the publishing
 rate) whose true poses go into frames.json, so the report can fuse the node's depth into a map.
+With `--odometry-node NODE` the drive is then replayed once more as the robot's odometry
+would see it: before its first frame the camera switches NODE (the depth node) to `scale_source:
+odometry` with the demo's camera mount, and with each frame it publishes nav_msgs/Odometry on
+`odom` (odom -> base_link, the image's stamp; base_link carries the camera at CAMERA_MOUNT), so
+the report can fuse the same drive without and with the odometry scale source.
 Every frame is rendered before publishing starts, so the rate is steady; frames.json is
 rewritten after each frame, so it lists every frame sent so far whenever a reader looks.
 
@@ -20,10 +25,17 @@ import time
 import numpy as np
 
 from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
-from . import spin_for
+from . import CAMERA_MOUNT, spin_for
 
 FRAME_ID = 'camera_optical_frame'
-TRAJECTORY_SEED = 910007   # a held-out room whose robot turns a full circle: the map shows it all
+ODOM_FRAME, BASE_FRAME = 'odom', 'base_link'
+# The trajectory's world is y-up; a ROS odom frame is z-up: odom <- world, +90 deg about x.
+ODOM_FROM_WORLD = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+TRAJECTORY_SEED = 910007   # a held-out room
+# The robot drives forward through it. Turning (a full circle in 16 frames at 2 Hz: 24 deg
+# between frames) leaves the odometry source no earlier frame within its 10 deg rotation
+# gate: no scale fit, and wait_for_scale holds every frame of the drive back.
+TRAJECTORY_MOTION = 'forward'
 
 
 def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: float):
@@ -42,16 +54,57 @@ def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: 
 
 
 def trajectory_frames(count: int, height: int, width: int, seed: int, kind: str,
-                      rate_hz: float, hfov_deg: float):
+                      rate_hz: float, hfov_deg: float, motion: str | None = TRAJECTORY_MOTION):
     """[(name, rgb, K, gt_depth, {pose, sequence, kind})] of one procedural trajectory filmed
     at `rate_hz` by the same camera as the scenes (a robot's speed in real time)."""
     from metricgold_core.data.trajectory import render_trajectory
     from metricgold_core.geometry import intrinsics_from_hfov
     K = intrinsics_from_hfov(width, height, hfov_deg)
-    seq = render_trajectory(seed, height, width, kind=kind, frames=count, fps=rate_hz, K=K)
+    seq = render_trajectory(seed, height, width, kind=kind, frames=count, fps=rate_hz, K=K,
+                            motion=motion)
     return [(f'trajectory_{i:02d}', seq['rgb'][i], seq['K'], seq['depth'][i],
-             {'pose': seq['poses'][i].tolist(), 'sequence': seq['name'], 'kind': seq['kind']})
+             {'pose': seq['poses'][i].tolist(), 'sequence': seq['name'], 'kind': seq['kind'],
+              'odometry': False})
             for i in range(count)]
+
+
+def with_odometry(frames: list) -> list:
+    """The trajectory `frames` again, as the drive with odometry: renamed odometry_NN and
+    marked, so that the camera publishes the robot's odometry with each."""
+    return [(name.replace('trajectory', 'odometry'), rgb, K, gt, {**motion, 'odometry': True})
+            for name, rgb, K, gt, motion in frames]
+
+
+def base_pose(camera_pose) -> np.ndarray:
+    """4x4 base_link -> odom pose of the robot whose camera optical frame is at `camera_pose`
+    (camera -> trajectory world) and mounted at CAMERA_MOUNT: what its odometry publishes."""
+    from metricgold_core.poses import mount_matrix
+    mount = mount_matrix(CAMERA_MOUNT.split())
+    return ODOM_FROM_WORLD @ np.asarray(camera_pose, np.float64) @ np.linalg.inv(mount)
+
+
+def switch_to_odometry(node, target: str, timeout_s: float = 10.0) -> str:
+    """Set `target` (a depth node's name) to scale_source odometry with the demo's camera
+    mount, both at once; '' or why it failed."""
+    import rclpy
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+
+    client = node.create_client(SetParametersAtomically, f'{target}/set_parameters_atomically')
+    try:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            return f'no parameter service of {target}'
+        request = SetParametersAtomically.Request(parameters=[
+            Parameter('camera_mount', value=CAMERA_MOUNT).to_parameter_msg(),
+            Parameter('scale_source', value='odometry').to_parameter_msg()])
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+        if not future.done() or future.result() is None:
+            return f'{target} did not answer'
+        result = future.result().result
+        return '' if result.successful else f'{target} refused: {result.reason}'
+    finally:
+        node.destroy_client(client)
 
 
 def folder_frames(folder: Path, count: int, hfov_deg: float):
@@ -95,6 +148,11 @@ def parse_args(argv):
                    help='indoor: a ground robot; outdoor: a car')
     p.add_argument('--trajectory-seed', type=int, default=TRAJECTORY_SEED,
                    help='layout and path seed of the trajectory (held out)')
+    p.add_argument('--trajectory-motion', choices=('forward', 'turning', 'sideways'),
+                   default=TRAJECTORY_MOTION, help='how the platform moves')
+    p.add_argument('--odometry-node', default=None, metavar='NODE',
+                   help='then replay the trajectory again with odometry on `odom`, after '
+                   'switching the depth node NODE to scale_source odometry')
     p.add_argument('--wait-subscribers', type=float, default=60.0,
                    help='seconds to wait for a subscriber before publishing')
     p.add_argument('--out', required=True, help='folder for frames.json and ground truth')
@@ -127,9 +185,10 @@ def main(argv=None) -> int:
         frames = procedural_frames(args.count, args.height, args.width, args.seed,
                                    args.hfov_deg)
     if args.trajectory > 0:
-        frames += trajectory_frames(args.trajectory, args.height, args.width,
-                                    args.trajectory_seed, args.trajectory_kind, args.rate,
-                                    args.hfov_deg)
+        drive = trajectory_frames(args.trajectory, args.height, args.width,
+                                  args.trajectory_seed, args.trajectory_kind, args.rate,
+                                  args.hfov_deg, args.trajectory_motion)
+        frames += drive + (with_odometry(drive) if args.odometry_node else [])
     save_ground_truth(out, frames)
 
     rclpy.init(args=['camera_replay'] + argv)
@@ -137,6 +196,12 @@ def main(argv=None) -> int:
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     image_pub = node.create_publisher(Image, 'image', qos)
     info_pub = node.create_publisher(CameraInfo, 'camera_info', qos)
+    odom_pub = None
+    if args.odometry_node:
+        from metricgold_ros.harness.messages import odometry_msg
+        from metricgold_ros.odometry import odometry_type
+        odom_pub = node.create_publisher(odometry_type(), 'odom', QoSProfile(
+            depth=50, reliability=ReliabilityPolicy.RELIABLE))
     index = []
     try:
         deadline = time.monotonic() + args.wait_subscribers
@@ -147,11 +212,27 @@ def main(argv=None) -> int:
         time.sleep(1.0)
         period = 1.0 / args.rate
         start = time.monotonic()
+        switched = False
         for i, (name, rgb, K, gt, motion) in enumerate(frames):
+            odometry = bool((motion or {}).get('odometry'))
+            if odometry and not switched:
+                # half a period after the last frame without odometry, on the rate's schedule:
+                # the node reads its parameters once per frame, and the switch starts a new
+                # scale session (no history from the drive before)
+                time.sleep(max(0.0, start + (i - 0.5) * period - time.monotonic()))
+                why = switch_to_odometry(node, args.odometry_node)
+                if why:
+                    raise SystemExit(f'camera_replay: {why}')
+                switched = True
+                print(f'camera_replay: {args.odometry_node} switched to scale_source odometry',
+                      flush=True)
             time.sleep(max(0.0, start + i * period - time.monotonic()))
             header = Header()
             header.stamp = node.get_clock().now().to_msg()
             header.frame_id = FRAME_ID
+            if odometry:   # before the image: the node finds the pose at its stamp
+                odom_pub.publish(odometry_msg(base_pose(motion['pose']), stamp_ns(header),
+                                              ODOM_FRAME, BASE_FRAME))
             camera = CameraModel.from_K(K, *rgb.shape[:2])
             info_pub.publish(scaled_camera_info(None, camera, header))   # a plain pinhole
             image_pub.publish(array_to_image(np.ascontiguousarray(rgb), 'rgb8', header))

@@ -222,7 +222,8 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
         note = model_note(diagnostics)
     rows = [r for r in (frame_metrics(out, f, rec) for f, rec in pairs) if r is not None]
     latencies = [rec['latency_ms'] for _, rec in pairs]
-    sequence = sequence_report(out, pairs)
+    sequence = sequence_report(out, pairs, rows)
+    odometry = odometry_report(out, camera, pairs, rows, diagnostics)
     summary = {
         'published': len(camera), 'received': len(pairs), 'dropped': len(camera) - len(pairs),
         'output_rate_hz': output_rate_hz([rec['arrival_ns'] for _, rec in pairs]),
@@ -236,6 +237,7 @@ def build_report(out: Path, budget_ms: float | None = None, title: str = 'Metric
         'per_frame': rows,
         'diagnostics': diagnostics,
         'sequence': sequence,
+        'sequence_odometry': odometry,
     }
     histogram_png(out / 'latency_histogram.png', latencies, budget_ms)
     contact_sheet(out / 'contact_sheet.png', out, pairs)
@@ -274,14 +276,18 @@ def _markdown(s: dict, title: str, budget_ms, note: str) -> str:
         lines.append('No ground truth for these frames (own images): accuracy is not scored.')
     if s.get('sequence'):
         lines += _sequence_markdown(s['sequence'])
+    if s.get('sequence_odometry'):
+        lines += _odometry_markdown(s['sequence'], s['sequence_odometry'])
     if s['diagnostics']:
         lines += ['', '## Node diagnostics (last)', '']
         lines += [f'- {k}: {v}' for k, v in s['diagnostics']['values'].items()]
     lines += ['', 'Files: `depth/` (float32 m .npy), `depth_png/` (uint16 mm), `depth_colored/`,',
               '`clouds/` (PLY), `latency_histogram.png`, `contact_sheet.png` (RGB | prediction |',
               'ground truth | relative error 0..0.5), `summary.json`'
-              + ('; `map.png` and `map_node_depth.ply` (the fused map of the trajectory).'
-                 if (s.get('sequence') or {}).get('map') else '.'), '']
+              + ('; `map.png` and `map_node_depth.ply` (the fused map of the trajectory)'
+                 if (s.get('sequence') or {}).get('map') else '')
+              + ('; `map_odometry.png` and `map_odometry.ply` (the drive with odometry).'
+                 if (s.get('sequence_odometry') or {}).get('picture') else '.'), '']
     return '\n'.join(lines)
 
 
@@ -321,15 +327,70 @@ def _delivery_markdown(d: dict, stages: dict) -> list:
     return lines + ['']
 
 
-def sequence_report(out: Path, pairs: list) -> dict | None:
+def sequence_report(out: Path, pairs: list, rows: list | None = None) -> dict | None:
     """TAE, scale stability and (with Open3D) the fused map of the trajectory frames the node
     answered: their published depth fused along the camera's true poses (frames.json), scored
     against the true surface next to the ground truth fused the same way. Writes map.png and
-    map_node_depth.ply; None when the run had no trajectory."""
-    from metricgold_core.sequences import score_sequence
-    posed = [(f, rec) for f, rec in pairs if 'pose' in f and f.get('has_gt')]
+    map_node_depth.ply; None when the run had no trajectory. `rows`: the frames' metrics
+    (frame_metrics), for the drive's AbsRel and delta1."""
+    posed = [(f, rec) for f, rec in pairs
+             if 'pose' in f and f.get('has_gt') and not f.get('odometry')]
     if not posed:
         return None
+    result, scored = score_drive(out, posed, rows)
+    if scored is not None and result['map']:
+        from metricgold_core.ply import write_ply
+        save_png(out / 'map.png', scored['picture'])
+        write_ply(out / 'map_node_depth.ply', scored['map_points'].astype(np.float32))
+    return result
+
+
+def odometry_report(out: Path, camera: list, pairs: list, rows: list,
+                    diagnostics: dict | None) -> dict | None:
+    """The drive replayed with odometry (scale_source odometry), scored as sequence_report
+    scores the drive without it, with the frames the node held back for its first scale fit
+    (waiting_for_scale) and its odometry diagnostics. Writes map_odometry.png (without |
+    with odometry | ground truth) and map_odometry.ply; None when the run had no such drive."""
+    sent = [f for f in camera if f.get('odometry')]
+    if not sent:
+        return None
+    posed = [(f, rec) for f, rec in pairs if f.get('odometry') and f.get('has_gt')]
+    values = (diagnostics or {}).get('values', {})
+    result = {'frames_sent': len(sent), 'frames': len(posed), 'map': False, 'map_note': '',
+              'waiting_for_scale': _count(values, 'waiting_for_scale'),
+              'node': {key: values[key] for key in ODOMETRY_DIAGNOSTICS if key in values}}
+    if len(posed) < 2:
+        result['map_note'] = 'fewer than two frames of the drive with odometry came'
+        return result
+    scored_result, scored = score_drive(out, posed, rows)
+    result.update(scored_result, frames_sent=len(sent))
+    without = [(f, rec) for f, rec in pairs
+               if 'pose' in f and f.get('has_gt') and not f.get('odometry')]
+    if scored is not None and result['map'] and len(without) >= 2:
+        from metricgold_core import mapping
+        from metricgold_core.ply import write_ply
+        _, plain = score_drive(out, without, rows, picture=False)
+        poses = np.array([f['pose'] for f, _ in without])
+        picture = mapping.map_picture(
+            {'without odometry': plain['map_points'], 'with odometry': scored['map_points'],
+             'ground truth': scored['gt_map_points']}, poses,
+            cut_above_m=mapping.PICTURE_CUT_M[result['kind']])
+        save_png(out / 'map_odometry.png', picture)
+        write_ply(out / 'map_odometry.ply', scored['map_points'].astype(np.float32))
+        result['picture'] = 'map_odometry.png'
+    return result
+
+
+# The node's diagnostics of the odometry source that the report quotes.
+ODOMETRY_DIAGNOSTICS = ('scale_source', 'scale', 'odometry_received', 'odometry_fits_tried',
+                        'odometry_fits_accepted', 'odometry_fit', 'odometry_points',
+                        'local_points', 'local_fallback', 'local_corrections')
+
+
+def score_drive(out: Path, posed: list, rows: list | None, picture: bool = True) -> tuple:
+    """(scores of one drive's (frame, record) pairs, score_sequence's output or None): AbsRel
+    and delta1 over its frames, TAE, scale stability and, with Open3D, the fused map."""
+    from metricgold_core.sequences import score_sequence
     frames = [f for f, _ in posed]
     preds = np.stack([np.load(out / 'depth' / f'{rec["name"]}.npy') for _, rec in posed])
     gts = np.stack([np.load(out / 'gt' / f'{f["index"]:04d}.npy') for f in frames])
@@ -339,23 +400,24 @@ def sequence_report(out: Path, pairs: list) -> dict | None:
     K, kind = np.array(frames[0]['K']), frames[0].get('kind', 'indoor')
     result = {'sequence': frames[0]['sequence'], 'kind': kind, 'frames': len(frames),
               'map': False, 'map_note': ''}
+    indices = {f['index'] for f in frames}
+    mine = [r for r in rows or () if r['index'] in indices]
+    if mine:
+        m = aggregate(mine)
+        result.update(abs_rel=m['abs_rel'], delta1=m['delta1'])
     if len(frames) < 2:
         result['map_note'] = 'fewer than two trajectory frames reached the recorder'
-        return result
+        return result, None
     try:
         from metricgold_core.mapping import require_open3d
         require_open3d()
         maps = True
     except ImportError as exc:
         maps, result['map_note'] = False, str(exc)
-    scored = score_sequence(preds, gts, valid, poses, K, kind, maps=maps,
+    scored = score_sequence(preds, gts, valid, poses, K, kind, maps=maps, picture=picture,
                             label='node depth')
     result.update(scored['row'], map=maps)
-    if maps:
-        from metricgold_core.ply import write_ply
-        save_png(out / 'map.png', scored['picture'])
-        write_ply(out / 'map_node_depth.ply', scored['map_points'].astype(np.float32))
-    return result
+    return result, scored
 
 
 def _sequence_markdown(q: dict) -> list:
@@ -377,5 +439,36 @@ def _sequence_markdown(q: dict) -> list:
                          f'{q[p + "fscore_10cm"]:.2f} |')
         lines += ['', '![fused maps: node depth | ground truth, top and perspective](map.png)']
     else:
+        lines += ['', f'No fused map: {q["map_note"]}']
+    return lines
+
+
+def _odometry_markdown(plain: dict | None, q: dict) -> list:
+    held = _unknown(q['waiting_for_scale'])
+    lines = ['', f'## The drive with odometry ({q["frames_sent"]} frames)', '',
+             'The same drive again, the camera publishing the robot\'s odometry (odom -> '
+             'base_link, camera mounted on the base) and the node switched to `scale_source: '
+             'odometry` (points tracked and triangulated with the poses, local correction, '
+             f'`wait_for_scale`: {held} frames held until the first accepted fit), fused '
+             'along the same true poses.', '',
+             '| drive | frames fused | held | AbsRel | δ1 | scale CV | map accuracy (cm) | '
+             'completeness (cm) | F-score 10 cm |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for label, run, held_here in (('scale_source none', plain, 0),
+                                  ('scale_source odometry', q, held)):
+        if not run or 'scale_cv' not in run:
+            continue
+        cells = [f'{run.get("abs_rel", float("nan")):.3f}',
+                 f'{run.get("delta1", float("nan")):.3f}', f'{run["scale_cv"]:.3f}']
+        cells += ([f'{run["map_accuracy_cm"]:.1f}', f'{run["map_completeness_cm"]:.1f}',
+                   f'{run["map_fscore_10cm"]:.2f}'] if run.get('map') else ['-', '-', '-'])
+        lines.append(f'| {label} | {run["frames"]} | {held_here} | ' + ' | '.join(cells) + ' |')
+    if q['node']:
+        lines += ['', 'The node at the end of the drive: '
+                  + ', '.join(f'{k} {v}' for k, v in q['node'].items()) + '.']
+    if q.get('picture'):
+        lines += ['', '![fused maps: without odometry | with odometry | ground truth, top and '
+                  'perspective](map_odometry.png)']
+    elif q['map_note']:
         lines += ['', f'No fused map: {q["map_note"]}']
     return lines

@@ -1,13 +1,16 @@
 """`make demo`: camera replay, depth node and recorder as separate ROS 2 processes, then a report.
 
     metricgold_demo [--out demo_output] [--count 24] [--rate 2] [--images DIR] [--checkpoint DIR]
-                    [--trajectory 16] [--trajectory-kind indoor]
+                    [--trajectory 16] [--trajectory-kind indoor] [--no-odometry]
     (or python -m metricgold_demo.run)
 
 After the `--count` scenes the camera drives `--trajectory` frames through one procedural
 layout (a ground robot indoors, or a car); the report fuses the node's depth of those frames
 along the true poses into a map (map.png, map_node_depth.ply, accuracy / completeness /
-F-score; Open3D, the `map` extra) and measures TAE and scale stability.
+F-score; Open3D, the `map` extra) and measures TAE and scale stability. Then the camera drives
+the same frames again with the robot's odometry (nav_msgs/Odometry on /odom) and the node's
+`scale_source` switched to `odometry` (camera_replay.py): the report sets the map with odometry
+beside the map without (map_odometry.png). `--no-odometry` leaves the second drive out.
 
 Everything runs in a private ROS domain. The node starts Fast DDS with its own profile (a 16 MB
 shared-memory segment, metricgold_ros/fastdds_profile.xml), and the camera and the recorder,
@@ -32,7 +35,7 @@ import time
 
 from metricgold_core.ros_format import DEPTH_TOPIC
 from metricgold_ros import dds_profile
-from . import CAMERA_NAMESPACE, NODE_NAMESPACE
+from . import CAMERA_NAMESPACE, NODE_NAME, NODE_NAMESPACE, ODOM_TOPIC
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +52,8 @@ def parse_args(argv):
                    help='then N frames of a procedural trajectory, fused into a map (0 = none; '
                    'not with --images)')
     p.add_argument('--trajectory-kind', choices=('indoor', 'outdoor'), default='indoor')
+    p.add_argument('--no-odometry', action='store_true',
+                   help='no second drive with odometry and scale_source odometry')
     p.add_argument('--checkpoint', default='', help="checkpoint dir ('' = packaged model)")
     p.add_argument('--params', default=None, help='node parameters (default config/depth.yaml)')
     p.add_argument('--mode', choices=('exact', 'fast'), default=None,
@@ -71,7 +76,8 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.images:
         args.trajectory = 0   # a folder has no poses
-    total = args.count + max(args.trajectory, 0)
+    odometry = args.trajectory > 0 and not args.no_odometry
+    total = args.count + max(args.trajectory, 0) * (2 if odometry else 1)
     out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
@@ -87,7 +93,8 @@ def main(argv=None) -> int:
     image, info = f'{CAMERA_NAMESPACE}/image', f'{CAMERA_NAMESPACE}/camera_info'
     node_args = ['metricgold_ros.depth_node', '--ros-args', '--params-file',
                  str(args.params or params_file()), '-r', f'__ns:={NODE_NAMESPACE}',
-                 '-r', f'image:={image}', '-r', f'camera_info:={info}']
+                 '-r', f'image:={image}', '-r', f'camera_info:={info}', '-r',
+                 f'odom:={ODOM_TOPIC}']
     if args.checkpoint:
         node_args += ['-p', f'checkpoint:={Path(args.checkpoint).resolve()}']
     if args.max_latency_ms:
@@ -118,9 +125,11 @@ def main(argv=None) -> int:
                            '--trajectory-kind', args.trajectory_kind]
             if args.images:
                 camera_args += ['--images', str(Path(args.images).resolve())]
+            if odometry:
+                camera_args += ['--odometry-node', f'{NODE_NAMESPACE}/{NODE_NAME}']
             camera = _spawn(camera_args + ['--ros-args', '-r', f'image:={image}', '-r',
-                                           f'camera_info:={info}'], logs / 'camera.log',
-                            peer_env)
+                                           f'camera_info:={info}', '-r', f'odom:={ODOM_TOPIC}'],
+                            logs / 'camera.log', peer_env)
             # The recorder ends by itself: every frame in, or the camera gone plus a grace.
             recorder.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:

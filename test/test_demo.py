@@ -54,17 +54,21 @@ def test_demo_writes_every_artefact(demo_run):
                  'frames.json', 'recorded.json'):
         assert (out / name).is_file(), name
     summary = json.loads((out / 'summary.json').read_text())
-    # 4 scenes, then 4 frames of a trajectory
-    assert summary['published'] == 8 and summary['received'] == 8 and summary['dropped'] == 0
+    # 4 scenes, then 4 frames of a trajectory, then the same 4 with odometry, of which the node
+    # holds back those before its first accepted scale fit (wait_for_scale)
+    held = summary['sequence_odometry']['waiting_for_scale']
+    assert summary['published'] == 12 and summary['received'] == 12 - held
+    assert summary['delivery']['node_drop_reasons'] == ({'waiting_for_scale': held} if held
+                                                        else {})
     # every frame the node published (its own diagnostics) reached the recorder, in order
     delivery = summary['delivery']
-    assert delivery['node_published'] == delivery['recorder_received'] == 8
-    assert delivery['sequence_gaps'] == [] and delivery['recorder_saved'] == 8
+    assert delivery['node_published'] == delivery['recorder_received'] == 12 - held
+    assert delivery['sequence_gaps'] == [] and delivery['recorder_saved'] == 12 - held
     stages = summary['latency_stages_ms']
     assert stages['end_to_end']['p50'] >= stages['stamp_to_publish']['p50'] > 0
     assert 'Where the frames went' in (out / 'report.md').read_text()
-    assert len(list((out / 'depth_png').glob('*.png'))) == 8
-    assert len(list((out / 'depth_colored').glob('*.png'))) == 8
+    assert len(list((out / 'depth_png').glob('*.png'))) == 12 - held
+    assert len(list((out / 'depth_colored').glob('*.png'))) == 12 - held
     assert (out / 'clouds' / '0000.ply').is_file()
     assert 'AbsRel' in stdout and 'report' in stdout
     sheet = np.asarray(Image.open(out / 'contact_sheet.png'))
@@ -80,7 +84,9 @@ def test_report_metrics_recomputed_from_saved_files(demo_run):
     camera = json.loads((out / 'frames.json').read_text())
     report = (out / 'report.md').read_text()
     abs_rels = []
-    for frame in camera:
+    held = summary['sequence_odometry']['waiting_for_scale']
+    assert sum(f['stamp_ns'] not in recorded for f in camera) == held
+    for frame in (f for f in camera if f['stamp_ns'] in recorded):   # not the held ones
         rec = recorded[frame['stamp_ns']]
         gt = np.load(out / 'gt' / f'{frame["index"]:04d}.npy')
         pred = np.load(out / 'depth' / f'{rec["name"]}.npy')
@@ -100,7 +106,7 @@ def test_report_metrics_recomputed_from_saved_files(demo_run):
         mm = np.asarray(Image.open(out / 'depth_png' / f'{rec["name"]}.png')).astype(np.float64)
         np.testing.assert_allclose(mm[keep] / 1000.0, np.minimum(pred[keep], 65.535), atol=6e-4)
     assert summary['metrics']['abs_rel'] == pytest.approx(np.mean(abs_rels), rel=1e-9)
-    lat = [recorded[f['stamp_ns']]['latency_ms'] for f in camera]
+    lat = [recorded[f['stamp_ns']]['latency_ms'] for f in camera if f['stamp_ns'] in recorded]
     assert summary['latency_ms']['p50'] == pytest.approx(np.percentile(lat, 50))
 
 
@@ -110,7 +116,8 @@ def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
     out, _ = demo_run
     summary = json.loads((out / 'summary.json').read_text())
     seq = summary['sequence']
-    camera = [f for f in json.loads((out / 'frames.json').read_text()) if 'pose' in f]
+    camera = [f for f in json.loads((out / 'frames.json').read_text())
+              if 'pose' in f and not f['odometry']]
     assert [f['name'] for f in camera] == [f'trajectory_{i:02d}' for i in range(4)]
     assert seq['frames'] == 4 and seq['kind'] == 'indoor'
     recorded = {r['stamp_ns']: r for r in json.loads((out / 'recorded.json').read_text())[
@@ -130,6 +137,55 @@ def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
         points = read_ply(out / 'map_node_depth.ply')
         assert len(points) == seq['map_points'] > 100
         assert seq['gt_map_accuracy_cm'] < seq['map_accuracy_cm']
+    else:
+        assert 'No fused map' in report
+
+
+@pytest.mark.slow
+def test_drive_with_odometry_is_anchored_and_fused_beside_the_drive_without(demo_run):
+    from metricgold_core.metrics import compute_metrics
+    from metricgold_core.poses import mount_matrix
+    from metricgold_demo import CAMERA_MOUNT
+    from metricgold_demo.camera_replay import base_pose, ODOM_FROM_WORLD
+
+    out, _ = demo_run
+    summary = json.loads((out / 'summary.json').read_text())
+    camera = json.loads((out / 'frames.json').read_text())
+    drive = [f for f in camera if f.get('odometry')]
+    plain = [f for f in camera if 'pose' in f and not f['odometry']]
+    assert [f['name'] for f in drive] == [f'odometry_{i:02d}' for i in range(4)]
+    assert [f['pose'] for f in drive] == [f['pose'] for f in plain]   # the same drive
+    # the odometry published is the robot base: with the mount it gives the camera's pose
+    pose = np.array(drive[1]['pose'])
+    np.testing.assert_allclose(base_pose(pose) @ mount_matrix(CAMERA_MOUNT.split()),
+                               ODOM_FROM_WORLD @ pose, atol=1e-12)
+    q = summary['sequence_odometry']
+    node = q['node']
+    # the node was switched to odometry and received the robot's odometry of every frame
+    assert node['scale_source'] == 'odometry'
+    assert int(node['odometry_received']) == 4
+    assert int(node['odometry_fits_accepted']) >= 1
+    held = q['waiting_for_scale']
+    assert held is not None and held < 4 and q['frames_sent'] == 4 and q['frames'] == 4 - held
+    assert 'switched to scale_source odometry' in (out / 'logs' / 'camera.log').read_text()
+    # the drive's AbsRel is the mean over the frames the node published, recomputed here
+    recorded = {r['stamp_ns']: r for r in json.loads((out / 'recorded.json').read_text())[
+        'frames'] if 'name' in r}
+    got = [f for f in drive if f['stamp_ns'] in recorded]
+    assert len(got) == 4 - held
+    rows = [compute_metrics(np.load(out / 'depth' / f'{recorded[f["stamp_ns"]]["name"]}.npy'),
+                            np.load(out / 'gt' / f'{f["index"]:04d}.npy'), max_depth=100.0)
+            for f in got]
+    assert q['abs_rel'] == pytest.approx(np.mean([r['abs_rel'] for r in rows]), rel=1e-9)
+    report = (out / 'report.md').read_text()
+    assert '## The drive with odometry' in report
+    assert re.search(rf'^\| scale_source odometry \| {4 - held} \| {held} \| ', report, re.M)
+    if q['map']:   # Open3D importable (CI installs it)
+        assert q['picture'] == 'map_odometry.png' and 'map_odometry.png' in report
+        picture = np.asarray(Image.open(out / 'map_odometry.png'))
+        # without | with odometry | ground truth, each a column
+        assert picture.shape[1] > picture.shape[0]
+        assert len(read_ply(out / 'map_odometry.ply')) == q['map_points'] > 100
     else:
         assert 'No fused map' in report
 
