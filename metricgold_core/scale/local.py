@@ -16,8 +16,8 @@ the line) away from every point. Outlier points (a residual that the leave-one-o
 their neighbours misses by far) are dropped first. Too few points, or points bunched in one
 corner, keep the global fit (`ok` False, `reason` says why).
 
-Measured (docs/MAPPING.md "Local correction"): 640x480 with 500 points in about 10 ms on a 2-core
-CPU, most of it the grid's slicing at every pixel (computed at WORK_WIDTH and upsampled).
+Accuracy and cost: docs/MAPPING.md "Local correction" (most of the cost is the grid's slicing at
+every pixel, computed at WORK_WIDTH and upsampled).
 """
 from __future__ import annotations
 
