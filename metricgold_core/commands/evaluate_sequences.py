@@ -103,9 +103,8 @@ class SequenceRecorder:
         frames, self._frames = self._frames, []
         if not frames:
             return
-        from ..io_utils import save_png
+        from ..io_utils import file_stem, save_png
         from ..sequences import score_sequence
-        from .evaluate import file_stem
         name = self._current
         result = score_sequence(np.stack([f['pred'] for f in frames]),
                                 np.stack([f['gt'] for f in frames]),
