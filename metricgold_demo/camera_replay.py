@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
+from metricgold_core.camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from . import spin_for
 
 FRAME_ID = 'camera_optical_frame'
@@ -30,7 +30,7 @@ def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: 
     """[(name, rgb, K, gt_depth_or_None, None)] of held-out procedural scenes, indoor/outdoor,
     all filmed by one camera of `hfov_deg` (a real camera's focal does not change per frame)."""
     from metricgold_core.data.procedural import render_scene
-    from metricgold_core.geometry import intrinsics_from_hfov
+    from metricgold_core.camera.geometry import intrinsics_from_hfov
     kinds = ('indoor', 'outdoor')
     K = intrinsics_from_hfov(width, height, hfov_deg)
     frames = []
@@ -46,7 +46,7 @@ def trajectory_frames(count: int, height: int, width: int, seed: int, kind: str,
     """[(name, rgb, K, gt_depth, {pose, sequence, kind})] of one procedural trajectory filmed
     at `rate_hz` by the same camera as the scenes (a robot's speed in real time)."""
     from metricgold_core.data.trajectory import render_trajectory
-    from metricgold_core.geometry import intrinsics_from_hfov
+    from metricgold_core.camera.geometry import intrinsics_from_hfov
     K = intrinsics_from_hfov(width, height, hfov_deg)
     seq = render_trajectory(seed, height, width, kind=kind, frames=count, fps=rate_hz, K=K)
     return [(f'trajectory_{i:02d}', seq['rgb'][i], seq['K'], seq['depth'][i],
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
     from metricgold_core.io_utils import save_text
     from metricgold_core.ros_format import stamp_ns
-    from metricgold_core.ros_format.camera_info import CameraModel
+    from metricgold_core.camera.geometry import CameraModel
     from metricgold_ros.outputs import array_to_image, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)

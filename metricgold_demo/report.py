@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metricgold_core.evaluation.metrics import aggregate, compute_metrics
 from metricgold_core.io_utils import save_png, save_text
-from metricgold_core.metrics import aggregate, compute_metrics
 from metricgold_core.visualize import comparison_panel
 
 MAX_DEPTH_M = 100.0   # the default codec's far end: ground truth beyond it is not scored
@@ -326,7 +326,7 @@ def sequence_report(out: Path, pairs: list) -> dict | None:
     answered: their published depth fused along the camera's true poses (frames.json), scored
     against the true surface next to the ground truth fused the same way. Writes map.png and
     map_node_depth.ply; None when the run had no trajectory."""
-    from metricgold_core.sequences import score_sequence
+    from metricgold_core.evaluation.sequences import score_sequence
     posed = [(f, rec) for f, rec in pairs if 'pose' in f and f.get('has_gt')]
     if not posed:
         return None
@@ -343,7 +343,7 @@ def sequence_report(out: Path, pairs: list) -> dict | None:
         result['map_note'] = 'fewer than two trajectory frames reached the recorder'
         return result
     try:
-        from metricgold_core.mapping import require_open3d
+        from metricgold_core.evaluation.mapping import require_open3d
         require_open3d()
         maps = True
     except ImportError as exc:
@@ -352,7 +352,7 @@ def sequence_report(out: Path, pairs: list) -> dict | None:
                             label='node depth')
     result.update(scored['row'], map=maps)
     if maps:
-        from metricgold_core.ply import write_ply
+        from metricgold_core.offline.ply import write_ply
         save_png(out / 'map.png', scored['picture'])
         write_ply(out / 'map_node_depth.ply', scored['map_points'].astype(np.float32))
     return result

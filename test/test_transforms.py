@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from metricgold_core.camera.geometry import backproject, make_K
+from metricgold_core.camera.geometry import processing_focal_factor
 from metricgold_core.data.transforms import crop
-from metricgold_core.geometry import backproject, make_K
-from metricgold_core.geometry import processing_focal_factor
 
 
 def tilted_plane(h=90, w=120) -> dict:

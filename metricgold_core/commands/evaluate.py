@@ -125,7 +125,7 @@ def run(args) -> int:
     from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
     from ..scale import AnchorError
-    from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
+    from ..evaluation.metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..visualize import comparison_panel
 
     try:

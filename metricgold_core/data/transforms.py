@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import crop_intrinsics
+from ..camera.geometry import crop_intrinsics
 
 GEOMETRIC_KEYS = ('rgb', 'depth', 'valid')
 

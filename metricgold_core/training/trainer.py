@@ -42,9 +42,9 @@ from .config import ConfigError, stage_configs, to_yaml
 from .data import build_loader, build_train_dataset, to_training_sample, validation_samples
 from .stages import build_stage
 from .validation import eval_copy, EXPORTED_MODEL_KEYS, run_validation
-from ..codec import LogDepthCodec
 from ..io_utils import save_text
-from ..model import MetricGoldModel
+from ..model.codec import LogDepthCodec
+from ..model.network import MetricGoldModel
 
 LOG = logging.getLogger(__name__)
 DONE_FILE = 'DONE.json'

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from .geometry import CameraModel
-from .poses import pose_matrix
+from ..camera.geometry import CameraModel
+from ..camera.poses import pose_matrix
 
 OCCLUSION_GAP = 0.1          # a point this much (relative) nearer can hide another
 MIN_POINT_DEPTH_M = 1e-3     # points nearer the camera plane than this are behind it

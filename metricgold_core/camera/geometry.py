@@ -74,14 +74,6 @@ class CameraModel:
     def K(self) -> np.ndarray:
         return make_K(self.fx, self.fy, self.cx, self.cy)
 
-    def check_size(self, height: int, width: int) -> None:
-        """BadInput `camera_info_size` unless this camera describes a (height, width) image."""
-        from .ros_format import BadInput
-
-        if (self.height, self.width) != (height, width):
-            raise BadInput('camera_info_size', f'camera_info describes a {self.width}x'
-                           f'{self.height} image, the image is {width}x{height}')
-
     def scaled(self, height: int, width: int) -> 'CameraModel':
         """The model of this image resized to (height, width), pixel centres at integers."""
         K = scale_intrinsics(self.K, (self.height, self.width), (height, width))
