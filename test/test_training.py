@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.training import checkpoint as ckpt, trainer
+from metricgold_core.training import checkpoint as ckpt, schedule
 from metricgold_core.training.config import ConfigError, load_config, stage_configs
 from metricgold_core.training.data import MixtureDataset, ResumableBatchSampler
 from metricgold_core.training.diffusion import (ddim_single_step, latent_valid_mask,
                                                 pyramid_noise)
-from metricgold_core.training.trainer import lr_at
+from metricgold_core.training.schedule import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'training' / 'configs'
@@ -83,8 +83,8 @@ def test_lr_schedule_warms_up_then_decays_to_the_final_ratio():
 
 def test_step_budget_plans_the_last_step_from_the_measured_speed(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(trainer.time, 'perf_counter', lambda: clock[0])
-    budget = trainer.StepBudget(60.0, first_step=5)
+    monkeypatch.setattr(schedule.time, 'perf_counter', lambda: clock[0])
+    budget = schedule.StepBudget(60.0, first_step=5)
     plans = []
     for step in range(6, 6 + budget.SKIP + budget.TIMED):
         # Slow first steps (start-up), then 0.1 s a step.
@@ -103,8 +103,8 @@ def test_step_budget_plans_the_last_step_from_the_measured_speed(monkeypatch):
 def test_a_shortened_stage_ends_its_lr_decay_at_its_last_step():
     cfg = {'max_steps': 1000, 'optim': {'lr': 1e-3, 'warmup_steps': 10, 'decay_steps': 1000,
                                         'final_lr_ratio': 0.1}}
-    assert trainer.shortened_schedule(cfg, 1000) == cfg['optim']
-    optim = trainer.shortened_schedule(cfg, 250)
+    assert schedule.shortened_schedule(cfg, 1000) == cfg['optim']
+    optim = schedule.shortened_schedule(cfg, 250)
     assert optim['decay_steps'] == 250 and cfg['optim']['decay_steps'] == 1000
     assert lr_at(10 + 250, optim) == pytest.approx(1e-4)
 
