@@ -9,8 +9,10 @@ model's depth (docs/NODE.md "Metric scale"). ROS-free: the node and the CLIs cal
     anchor = ScaleAnchor.resolve(model, 'odometry')  # the source of a run, checked once
     fit = anchor.fit(depth_m, camera, measurement, rgb)  # what the node and the CLIs call
 
-Modules (each imports only numpy / OpenCV, the core's camera package and the modules above it
-here; triangulation's tracking benchmark renders its frames with data.trajectory, on use):
+May import: numpy, OpenCV, and of the core camera (each module also the modules above it here)
+and data (triangulation's tracking benchmark renders its frames with data.trajectory, on use).
+
+Modules:
     sparse   which pixels are measurements; another grid; simulated sparse sensors
     lidar    a LiDAR cloud (mount, transform) projected into a sparse image, hidden points out
     fit      ScaleFit, the robust sparse fits (scale; scale + shift), ScaleFilter over frames
