@@ -144,3 +144,8 @@ def depth_to_mm_png(depth_m: np.ndarray) -> np.ndarray:
     """Metres -> uint16 millimetres (0 = invalid, saturates at 65.535 m)."""
     mm = np.where(np.isfinite(depth_m) & (depth_m > 0), np.round(depth_m * 1000.0), 0)
     return np.clip(mm, 0, 65535).astype(np.uint16)
+
+
+def file_stem(name: str) -> str:
+    """A frame name made safe as one file name."""
+    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name.replace('/', '__'))

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .geometry import as_camera, processing_focal_factor
+from .camera.geometry import as_camera, processing_focal_factor
 
 LOG = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def load_estimator(checkpoint=None, device: str = 'auto', dtype: str = 'auto',
 
     Raises CheckpointError / OSError / ValueError with a message a user can act on.
     """
-    from .model import load_default_or
-    from .pipeline import DepthEstimator
+    from .model.network import load_default_or
+    from .model.pipeline import DepthEstimator
 
     model = load_default_or(checkpoint or None)
     if model.meta.get('untrained'):

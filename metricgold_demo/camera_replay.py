@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
+from metricgold_core.camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from . import CAMERA_MOUNT, spin_for
 
 FRAME_ID = 'camera_optical_frame'
@@ -42,7 +42,7 @@ def procedural_frames(count: int, height: int, width: int, seed: int, hfov_deg: 
     """[(name, rgb, K, gt_depth_or_None, None)] of held-out procedural scenes, indoor/outdoor,
     all filmed by one camera of `hfov_deg` (a real camera's focal does not change per frame)."""
     from metricgold_core.data.procedural import render_scene
-    from metricgold_core.geometry import intrinsics_from_hfov
+    from metricgold_core.camera.geometry import intrinsics_from_hfov
     kinds = ('indoor', 'outdoor')
     K = intrinsics_from_hfov(width, height, hfov_deg)
     frames = []
@@ -58,7 +58,7 @@ def trajectory_frames(count: int, height: int, width: int, seed: int, kind: str,
     """[(name, rgb, K, gt_depth, {pose, sequence, kind})] of one procedural trajectory filmed
     at `rate_hz` by the same camera as the scenes (a robot's speed in real time)."""
     from metricgold_core.data.trajectory import render_trajectory
-    from metricgold_core.geometry import intrinsics_from_hfov
+    from metricgold_core.camera.geometry import intrinsics_from_hfov
     K = intrinsics_from_hfov(width, height, hfov_deg)
     seq = render_trajectory(seed, height, width, kind=kind, frames=count, fps=rate_hz, K=K,
                             motion=motion)
@@ -78,7 +78,7 @@ def with_odometry(frames: list) -> list:
 def base_pose(camera_pose) -> np.ndarray:
     """4x4 base_link -> odom pose of the robot whose camera optical frame is at `camera_pose`
     (camera -> trajectory world) and mounted at CAMERA_MOUNT: what its odometry publishes."""
-    from metricgold_core.poses import mount_matrix
+    from metricgold_core.camera.poses import mount_matrix
     mount = mount_matrix(CAMERA_MOUNT.split())
     return ODOM_FROM_WORLD @ np.asarray(camera_pose, np.float64) @ np.linalg.inv(mount)
 
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
 
     from metricgold_core.io_utils import save_text
     from metricgold_core.ros_format import stamp_ns
-    from metricgold_core.ros_format.camera_info import CameraModel
+    from metricgold_core.camera.geometry import CameraModel
     from metricgold_ros.outputs import array_to_image, scaled_camera_info
 
     argv = sys.argv[1:] if argv is None else list(argv)

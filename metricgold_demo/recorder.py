@@ -160,7 +160,7 @@ class Recorder:
             rec.update(name=name, write_ms=(time.perf_counter() - started) * 1e3)
 
     def _write_cloud(self, msg, rec: dict) -> None:
-        from metricgold_core.ply import write_ply
+        from metricgold_core.offline.ply import write_ply
         from metricgold_core.ros_format.clouds import unpack_rgb_float
         from metricgold_ros.outputs import unpack_cloud
 
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     # Import what the callbacks use now: an import inside the first callback would delay it by
     # seconds and show up as latency.
     import metricgold_core.io_utils  # noqa: F401
-    import metricgold_core.ply  # noqa: F401
+    import metricgold_core.offline.ply  # noqa: F401
     import metricgold_core.ros_format.clouds  # noqa: F401
     import metricgold_core.ros_format.images  # noqa: F401
     import metricgold_core.visualize  # noqa: F401

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metricgold_core.evaluation.metrics import aggregate, compute_metrics
 from metricgold_core.io_utils import save_png, save_text
-from metricgold_core.metrics import aggregate, compute_metrics
 from metricgold_core.visualize import comparison_panel
 
 MAX_DEPTH_M = 100.0   # the default codec's far end: ground truth beyond it is not scored
@@ -339,7 +339,7 @@ def sequence_report(out: Path, pairs: list, rows: list | None = None) -> dict | 
         return None
     result, scored = score_drive(out, posed, rows)
     if scored is not None and result['map']:
-        from metricgold_core.ply import write_ply
+        from metricgold_core.offline.ply import write_ply
         save_png(out / 'map.png', scored['picture'])
         write_ply(out / 'map_node_depth.ply', scored['map_points'].astype(np.float32))
     return result
@@ -367,8 +367,8 @@ def odometry_report(out: Path, camera: list, pairs: list, rows: list,
     without = [(f, rec) for f, rec in pairs
                if 'pose' in f and f.get('has_gt') and not f.get('odometry')]
     if scored is not None and result['map'] and len(without) >= 2:
-        from metricgold_core import mapping
-        from metricgold_core.ply import write_ply
+        from metricgold_core.evaluation import mapping
+        from metricgold_core.offline.ply import write_ply
         _, plain = score_drive(out, without, rows, picture=False)
         poses = np.array([f['pose'] for f, _ in without])
         picture = mapping.map_picture(
@@ -390,7 +390,7 @@ ODOMETRY_DIAGNOSTICS = ('scale_source', 'scale', 'odometry_received', 'odometry_
 def score_drive(out: Path, posed: list, rows: list | None, picture: bool = True) -> tuple:
     """(scores of one drive's (frame, record) pairs, score_sequence's output or None): AbsRel
     and delta1 over its frames, TAE, scale stability and, with Open3D, the fused map."""
-    from metricgold_core.sequences import score_sequence
+    from metricgold_core.evaluation.sequences import score_sequence
     frames = [f for f, _ in posed]
     preds = np.stack([np.load(out / 'depth' / f'{rec["name"]}.npy') for _, rec in posed])
     gts = np.stack([np.load(out / 'gt' / f'{f["index"]:04d}.npy') for f in frames])
@@ -409,7 +409,7 @@ def score_drive(out: Path, posed: list, rows: list | None, picture: bool = True)
         result['map_note'] = 'fewer than two trajectory frames reached the recorder'
         return result, None
     try:
-        from metricgold_core.mapping import require_open3d
+        from metricgold_core.evaluation.mapping import require_open3d
         require_open3d()
         maps = True
     except ImportError as exc:

@@ -27,10 +27,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from metricgold_core import rectify
+from metricgold_core.camera import rectify
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
-from metricgold_core.ros_format.camera_info import camera_model_from_info
+from metricgold_core.ros_format.camera_info import camera_model_from_info, check_camera_size
 from metricgold_core.ros_format.camera_info import fallback_camera_model
 from metricgold_core.ros_format.images import compressed_to_rgb8, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
@@ -273,7 +273,7 @@ class DepthNode(Node):
 
     def _project_cloud(self, entry, camera, cfg: dict):
         """A sparse_points cloud (CloudEntry) as a sparse depth image of `camera`."""
-        from metricgold_core.lidar import project_cloud
+        from metricgold_core.scale.lidar import project_cloud
 
         start = time.monotonic()
         projection = project_cloud(entry.points_cam, camera, entry.origin_cam,
@@ -569,7 +569,7 @@ class DepthNode(Node):
                                                              cfg['fallback_hfov_deg']))
             self.stats.set(camera_info_source='fallback_hfov')
             return None, self._fallback[1]
-        entry.camera.check_size(height, width)
+        check_camera_size(entry.camera, height, width)
         self.stats.set(camera_info_source='camera_info')
         return entry.info, entry.camera
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from metricgold_core.ros_format.camera_info import CameraModel
+from metricgold_core.camera.geometry import CameraModel
 
 
 @dataclass

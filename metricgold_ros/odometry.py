@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from metricgold_core.poses import parse_mount, pose_matrix, PoseBuffer
+from metricgold_core.camera.poses import parse_mount, pose_matrix, PoseBuffer
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 
 

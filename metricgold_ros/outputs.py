@@ -27,8 +27,8 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from metricgold_core import ros_format as topics
-from metricgold_core.geometry import nearest_indices, pixel_rays
-from metricgold_core.ros_format.camera_info import CameraModel, depth_camera_info_fields
+from metricgold_core.camera.geometry import CameraModel, nearest_indices, pixel_rays
+from metricgold_core.ros_format.camera_info import depth_camera_info_fields
 from metricgold_core.ros_format.clouds import CLOUD_FIELDS, CloudPlanes, colours_at, fill_cloud
 from metricgold_core.ros_format.clouds import POINT_STEP
 from metricgold_core.ros_format.images import ENCODINGS

@@ -3,7 +3,7 @@
 The table is plain data so tests (and the YAML check) can read it without starting ROS. It is
 the one place a parameter is described: config/depth.yaml and the table of docs/NODE.md are
 generated from it (`python -m metricgold_ros.param_docs`), and the texts of options the
-`metricgold` commands share come from metricgold_core.run_options.DESCRIPTIONS.
+`metricgold` commands share come from metricgold_core.model.run_options.DESCRIPTIONS.
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType
 
-from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
-from metricgold_core.rectify import RECTIFY_MODES
-from metricgold_core.run_options import check_device, COMPILE_MODES, DESCRIPTIONS, DTYPES, MODES
+from metricgold_core.camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
+from metricgold_core.camera.rectify import RECTIFY_MODES
+from metricgold_core.model.run_options import check_device, COMPILE_MODES, DESCRIPTIONS, DTYPES
+from metricgold_core.model.run_options import MODES
 from metricgold_core.scale import CORRECTIONS, GROUND_MAX_TILT_DEG, SOURCES
 
 CHOICES = {
@@ -188,7 +189,7 @@ def normalise(name: str, value):
     if choices and value not in choices:
         raise ParameterError(f'`{name}` must be one of {", ".join(choices)}, got {value!r}.')
     if name in ('camera_mount', 'sparse_points_mount'):
-        from metricgold_core.poses import parse_mount
+        from metricgold_core.camera.poses import parse_mount
 
         try:
             parse_mount(value)

@@ -4,7 +4,8 @@ points in the camera's optical frame out, kept by stamp with the `sparse_depth` 
 The cloud's frame is placed in the camera's optical frame (the image's frame_id) by TF at the
 cloud's stamp when tf2_ros is there and has the transform, else by the `sparse_points_mount`
 parameter; a cloud already in the image's frame needs neither. The points are projected when a
-frame is processed (metricgold_core.lidar.project_cloud), when the depth image's camera is known.
+frame is processed (metricgold_core.scale.lidar.project_cloud), when the depth image's camera
+is known.
 """
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metricgold_core.lidar import transform_points
-from metricgold_core.poses import parse_mount
+from metricgold_core.camera.poses import parse_mount
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format import stamp_ns as header_stamp_ns
 from metricgold_core.ros_format.clouds import cloud_to_xyz
+from metricgold_core.scale.lidar import transform_points
 
 
 @dataclass(frozen=True, eq=False)   # compared by identity: it holds an array
@@ -69,7 +70,7 @@ class PointsInput:
     def _tf_transform(self, camera_frame: str, cloud_frame: str, stamp_ns: int):
         from rclpy.time import Time
 
-        from metricgold_core.poses import pose_matrix
+        from metricgold_core.camera.poses import pose_matrix
 
         try:
             tf = self.tf.lookup_transform(camera_frame, cloud_frame,

@@ -314,7 +314,7 @@ def bench_colorize(outputs, header, depth, cfg, iterations: int) -> None:
 def bench_raw_camera(rgb: np.ndarray, iterations: int) -> None:
     """Added per-frame cost of a raw driver stream: decoding Bayer / YUV instead of rgb8, and
     rectifying (cv2.remap with cached maps, both map types) a plumb_bob / equidistant camera."""
-    from metricgold_core import rectify
+    from metricgold_core.camera import rectify
     from metricgold_core.ros_format.images import image_to_rgb8
 
     _, info = camera_messages(10 ** 9, rgb)
@@ -360,7 +360,7 @@ def bench_flood(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix='bench_node_'))
     checkpoint = args.checkpoint
     if not checkpoint:
-        from metricgold_core.model import MetricGoldModel
+        from metricgold_core.model.network import MetricGoldModel
         checkpoint = str(MetricGoldModel.from_preset('tiny', seed=0).save(tmp / 'tiny'))
     params = {'checkpoint': checkpoint, 'max_latency_ms': args.max_latency_ms,
               'max_frame_age_ms': args.max_latency_ms, 'steps': 'auto'}

@@ -71,7 +71,7 @@ def environment(device) -> dict:
     import diffusers
     import torch
 
-    from metricgold_core.run_options import cpu_bf16_flags
+    from metricgold_core.model.run_options import cpu_bf16_flags
     env = {'torch': torch.__version__, 'diffusers': diffusers.__version__,
            'python': platform.python_version(), 'device': str(device),
            'cpu': platform.processor() or platform.machine(), 'cpu_bf16': list(cpu_bf16_flags()),
@@ -93,8 +93,8 @@ def master_model(preset: str):
     """The preset's float32 model with an untrained light decoder head (times as a trained one)."""
     import torch
 
-    from metricgold_core.light_decoder import LightDecoderHead
-    from metricgold_core.model import MetricGoldModel
+    from metricgold_core.model.light_decoder import LightDecoderHead
+    from metricgold_core.model.network import MetricGoldModel
     model = MetricGoldModel.from_preset(preset, seed=0)
     torch.manual_seed(0)
     model.light_decoder = LightDecoderHead.for_vae(model.vae).eval()
@@ -106,7 +106,7 @@ def run_cases(report, master, device, configs, cases, modes, repeats, section):
     import torch
 
     from metricgold_core.commands.bench import bench_image, diffusers_pipeline, compare
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.pipeline import DepthEstimator
 
     pipe = diffusers_pipeline(copy.deepcopy(master), device, 'auto')
     for height, width, steps in cases:

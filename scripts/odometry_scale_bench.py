@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metricgold_core import scale  # noqa: E402
+from metricgold_core.camera.geometry import CameraModel  # noqa: E402
 from metricgold_core.data.trajectory import render_trajectory  # noqa: E402
-from metricgold_core.geometry import CameraModel  # noqa: E402
+from metricgold_core.evaluation.metrics import masked_abs_rel  # noqa: E402
+from metricgold_core.evaluation.sequences import frame_scales  # noqa: E402
 from metricgold_core.io_utils import save_text  # noqa: E402
 from metricgold_core.metric_depth import estimate_metric_depth  # noqa: E402
 from metricgold_core.metric_depth import load_estimator  # noqa: E402
-from metricgold_core.metrics import masked_abs_rel  # noqa: E402
-from metricgold_core.sequences import frame_scales  # noqa: E402
 
 
 class Source:

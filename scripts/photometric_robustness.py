@@ -49,7 +49,7 @@ def perturbations(seed: int) -> dict:
 
 def abs_rel(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:
     """AbsRel of `pred` against `ref` (metrics.masked_abs_rel; nan when nothing overlaps)."""
-    from metricgold_core.metrics import masked_abs_rel
+    from metricgold_core.evaluation.metrics import masked_abs_rel
     return masked_abs_rel(pred, ref, mask)[0]
 
 
@@ -102,7 +102,7 @@ def score_frame(estimator, sample, changes: dict, steps: int) -> dict:
 def close_range(estimator, args) -> dict:
     from metricgold_core.data.procedural import render_scene
     from metricgold_core.metric_depth import estimate_metric_depth
-    from metricgold_core.metrics import compute_metrics
+    from metricgold_core.evaluation.metrics import compute_metrics
 
     h, w = args.size
     rows = []

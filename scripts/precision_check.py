@@ -71,7 +71,7 @@ def relative_difference(depth: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def parse_variant(text: str) -> tuple:
     """'bfloat16' -> ('bfloat16', DEFAULT_PARTS); 'bfloat16:none' -> (.., ()); 'x:a+b'."""
-    from metricgold_core.precision import check_parts, DEFAULT_PARTS
+    from metricgold_core.model.precision import check_parts, DEFAULT_PARTS
 
     dtype, _, parts = text.partition(':')
     if not parts:
@@ -95,8 +95,8 @@ def main() -> None:
 
     import torch
 
-    from metricgold_core.model import load_default_or
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.network import load_default_or
+    from metricgold_core.model.pipeline import DepthEstimator
 
     torch.set_num_threads(args.threads)
     variants = ['float32'] + [v for v in args.variants.split(',') if v and v != 'float32']

@@ -180,7 +180,7 @@ SEQUENCE_METHODS = {
 
 
 def run_sequence(d, method: str) -> tuple:
-    from metricgold_core.geometry import as_camera
+    from metricgold_core.camera.geometry import as_camera
 
     pred, valid = d['pred'], d['valid'] & np.isfinite(d['depth']) & (d['depth'] > 0)
     spec = SEQUENCE_METHODS[method]
@@ -208,7 +208,7 @@ def run_sequence(d, method: str) -> tuple:
 
 
 def sequence_rows(seqs, maps: bool) -> dict:
-    from metricgold_core.sequences import score_sequence
+    from metricgold_core.evaluation.sequences import score_sequence
 
     rows = {}
     for kind, d in seqs:

@@ -26,7 +26,7 @@ SETTINGS = (('none', 0, 0.0), ('sparse 100', 100, 0.0), ('sparse 100, smoothing 
 
 def run_sequence(estimator, dataset, points: int, smoothing: float, seed: int = 0) -> dict:
     from metricgold_core.metric_depth import estimate_metric_depth
-    from metricgold_core.metrics import compute_metrics
+    from metricgold_core.evaluation.metrics import compute_metrics
     from metricgold_core.scale import ScaleAnchor, ScaleSession, sparse_sample
 
     anchor = ScaleAnchor.resolve(estimator.model, 'sparse_depth' if points else 'none',

@@ -66,7 +66,7 @@ def write_sample_sequence(folder: Path, frames: int = 5, seed: int = 3) -> Path:
     import numpy as np
 
     from metricgold_core.data.trajectory import render_trajectory
-    from metricgold_core.geometry import make_K
+    from metricgold_core.camera.geometry import make_K
     from metricgold_core.io_utils import save_png
     from PIL import Image as PILImage
 
@@ -100,7 +100,7 @@ def sample_frames(tmp_path_factory) -> Path:
 def tiny_model():
     """A deterministic, untrained tiny MetricGoldModel (same architecture as SD, ~5M params)."""
     import torch
-    from metricgold_core.model import MetricGoldModel
+    from metricgold_core.model.network import MetricGoldModel
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return MetricGoldModel.from_preset('tiny', seed=0)
 
@@ -136,7 +136,7 @@ def frames_K(sample_frames):
     import numpy as np
 
     from bag_frames import HW
-    from metricgold_core.geometry import make_K, scale_intrinsics
+    from metricgold_core.camera.geometry import make_K, scale_intrinsics
     from PIL import Image as PILImage
 
     intr = json.loads((sample_frames / 'intrinsics.json').read_text())

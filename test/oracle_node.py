@@ -19,7 +19,7 @@ def main() -> int:
              for rgb, depth in zip(oracle['rgb'], oracle['depth'])}
 
     from metricgold_core import metric_depth
-    from metricgold_core.pipeline import DepthPrediction
+    from metricgold_core.model.pipeline import DepthPrediction
 
     real_load = metric_depth.load_estimator
 

@@ -25,7 +25,7 @@ def test_the_packaged_model_agrees_with_diffusers_on_its_normalised_input(tmp_pa
     """The packaged model normalises its input's exposure, which diffusers' pipeline does not
     do: the bench gives diffusers the same normalised image, so exact float32 still agrees."""
     from metricgold_core.commands.bench import diffusers_input
-    from metricgold_core.model import load_default_or
+    from metricgold_core.model.network import load_default_or
     assert load_default_or(None).input_normalization   # else this test checks nothing new
     image = (50 + np.arange(24 * 32 * 3).reshape(24, 32, 3) % 51).astype(np.uint8)
     assert diffusers_input(image, None) is image

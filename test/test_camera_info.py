@@ -3,9 +3,10 @@ CameraInfo (metricgold_core.ros_format.camera_info, metricgold_ros.outputs)."""
 import numpy as np
 import pytest
 
-from metricgold_core.geometry import make_K
+from metricgold_core.camera.geometry import CameraModel, make_K
 from metricgold_core.ros_format import BadInput
-from metricgold_core.ros_format.camera_info import camera_model_from_info, CameraModel
+from metricgold_core.ros_format.camera_info import camera_model_from_info
+from metricgold_core.ros_format.camera_info import check_camera_size
 from metricgold_core.ros_format.camera_info import fallback_camera_model
 from metricgold_ros.outputs import scaled_camera_info
 from node_harness import camera_info_msg
@@ -69,7 +70,7 @@ def test_camera_model_from_k_round_trips_k():
 
 def test_a_camera_of_another_size_is_refused_with_its_counter():
     camera = CameraModel(10, 12, 9.0, 8.0, 4.6, 5.4)
-    camera.check_size(12, 10)
+    check_camera_size(camera, 12, 10)
     with pytest.raises(BadInput) as err:
-        camera.check_size(24, 20)
+        check_camera_size(camera, 24, 20)
     assert err.value.kind == 'camera_info_size' and '10x12' in str(err.value)

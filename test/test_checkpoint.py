@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.codec import LogDepthCodec
-from metricgold_core.model import CheckpointError, MetricGoldModel, widen_unet_conv_in
-from metricgold_core.pipeline import DepthEstimator
+from metricgold_core.model.codec import LogDepthCodec
+from metricgold_core.model.network import CheckpointError, MetricGoldModel, widen_unet_conv_in
+from metricgold_core.model.pipeline import DepthEstimator
 
 
 def _image():
@@ -190,7 +190,7 @@ def test_marigold_directory_loads_and_caches_embedding(ckpt_copy, tiny_model):
 
 def test_widened_conv_in_reproduces_the_four_channel_unet():
     from diffusers import UNet2DConditionModel
-    from metricgold_core.presets import get_preset
+    from metricgold_core.model.presets import get_preset
     config = get_preset('tiny')['unet']
     config['in_channels'] = 4
     torch.manual_seed(0)
@@ -209,7 +209,7 @@ def test_widened_conv_in_reproduces_the_four_channel_unet():
 def test_from_stable_diffusion_local_directory(tmp_path, tiny_model):
     pytest.importorskip('transformers')
     from diffusers import UNet2DConditionModel
-    from metricgold_core.presets import get_preset
+    from metricgold_core.model.presets import get_preset
     sd = tmp_path / 'sd'
     config = get_preset('tiny')['unet']
     config['in_channels'] = 4

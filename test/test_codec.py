@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.codec import LogDepthCodec
+from metricgold_core.model.codec import LogDepthCodec
 
 
 def test_defaults_are_the_code_release_range():

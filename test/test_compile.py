@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core import run_options
-from metricgold_core.light_decoder import LightDecoderHead
-from metricgold_core.model import MetricGoldModel
-from metricgold_core.pipeline import DepthEstimator, resolve_dtype
-from metricgold_core.run_options import cpu_bf16_flags
+from metricgold_core.model import run_options
+from metricgold_core.model.light_decoder import LightDecoderHead
+from metricgold_core.model.network import MetricGoldModel
+from metricgold_core.model.pipeline import DepthEstimator, resolve_dtype
+from metricgold_core.model.run_options import cpu_bf16_flags
 
 CPUINFO = """processor\t: 0
 flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni
@@ -52,7 +52,7 @@ def test_auto_dtype_is_float32_on_a_cpu_even_with_native_bf16(monkeypatch):
 
 def test_bfloat16_follows_float32():
     # the packaged (trained) model: a random-weights UNet amplifies any rounding
-    from metricgold_core.model import load_default_or
+    from metricgold_core.model.network import load_default_or
     image = _image(64, 96)
     ref, bf16 = (DepthEstimator(load_default_or(None), device='cpu', dtype=dtype)(
         image, processing_resolution=0, seed=0) for dtype in ('float32', 'bfloat16'))

@@ -10,16 +10,16 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from metricgold_core.ply import read_ply
+from metricgold_core.offline.ply import read_ply
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_packaged_model_loads_by_default_and_beats_the_prior():
     from metricgold_core.data.procedural import ProceduralScenes
-    from metricgold_core.metrics import compute_metrics
-    from metricgold_core.model import default_model_path, load_default_or
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.evaluation.metrics import compute_metrics
+    from metricgold_core.model.network import default_model_path, load_default_or
+    from metricgold_core.model.pipeline import DepthEstimator
 
     model = load_default_or(None)
     assert model.meta['preset'] == 'tiny' and not model.meta.get('untrained')
@@ -112,7 +112,7 @@ def test_report_metrics_recomputed_from_saved_files(demo_run):
 
 @pytest.mark.slow
 def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
-    from metricgold_core.sequences import scale_stability, temporal_alignment_error
+    from metricgold_core.evaluation.sequences import scale_stability, temporal_alignment_error
     out, _ = demo_run
     summary = json.loads((out / 'summary.json').read_text())
     seq = summary['sequence']
@@ -143,8 +143,8 @@ def test_trajectory_map_and_temporal_scores_come_from_the_saved_files(demo_run):
 
 @pytest.mark.slow
 def test_drive_with_odometry_is_anchored_and_fused_beside_the_drive_without(demo_run):
-    from metricgold_core.metrics import compute_metrics
-    from metricgold_core.poses import mount_matrix
+    from metricgold_core.evaluation.metrics import compute_metrics
+    from metricgold_core.camera.poses import mount_matrix
     from metricgold_demo import CAMERA_MOUNT
     from metricgold_demo.camera_replay import base_pose, ODOM_FROM_WORLD
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metricgold_core import rectify
+from metricgold_core.camera import rectify
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format.camera_info import camera_model_from_info
 from metricgold_core.ros_format.camera_info import depth_camera_info_fields
@@ -115,7 +115,7 @@ def test_bad_sizes_of_driver_encodings_raise_bad_input(camera_frame, encoding):
 
 @pytest.fixture(scope='module')
 def estimator(tiny_model):
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.pipeline import DepthEstimator
     return DepthEstimator(tiny_model, device='cpu', dtype='float32')
 
 

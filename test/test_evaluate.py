@@ -11,7 +11,7 @@ import pytest
 
 from metricgold_core.cli import main
 from metricgold_core.data.registry import make_dataset
-from metricgold_core.metrics import compute_metrics, METRICS
+from metricgold_core.evaluation.metrics import compute_metrics, METRICS
 
 
 def read_rows(path) -> list:

@@ -1,7 +1,7 @@
 """Pairing images with camera_info and sparse depth by stamp (metricgold_ros.frames.StampCache)."""
 import numpy as np
 
-from metricgold_core.ros_format.camera_info import CameraModel
+from metricgold_core.camera.geometry import CameraModel
 from metricgold_ros.frames import InfoEntry, SparseEntry, StampCache
 
 

@@ -6,11 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from metricgold_core import lidar, poses, scale
-from metricgold_core.geometry import CameraModel
-from metricgold_core.poses import matrix_quaternion
+from metricgold_core import scale
+from metricgold_core.camera import poses
+from metricgold_core.camera.geometry import CameraModel
+from metricgold_core.camera.poses import matrix_quaternion
 from metricgold_core.ros_format import BadInput
 from metricgold_core.ros_format.clouds import cloud_to_xyz
+from metricgold_core.scale import lidar
 from metricgold_ros.sparse_points import PointsInput
 from node_harness import cloud_msg
 
@@ -321,8 +323,8 @@ def test_a_zero_point_cloud_message_decodes_to_no_points():
 
 def test_100k_points_decode_transform_and_project_in_a_few_ms():
     """A 64-ring scan of the room (102,400 points, float32 on the wire) into a 640x480 image,
-    timed against a baseline in the same run: a plain copy decode and scale.project_points
-    (z-buffer only)."""
+    timed against a baseline in the same run: a plain copy decode and the z-buffer-only
+    projection (occlusion_gap=0)."""
     scan = lidar_scan(rings=64, azimuths=1600)
     n = len(scan)
     msg = cloud_msg(to_lidar_frame(scan))
@@ -335,7 +337,7 @@ def test_100k_points_decode_transform_and_project_in_a_few_ms():
 
     def baseline():
         xyz = np.frombuffer(bytes(msg.data), np.float32).reshape(n, 4)[:, 1:].astype(float)
-        return scale.project_points(lidar.transform_points(xyz, T), big.K, (480, 640))
+        return lidar.project_cloud(lidar.transform_points(xyz, T), big, occlusion_gap=0.0).depth_m
 
     times = {'ours': [], 'baseline': []}
     for _ in range(7):

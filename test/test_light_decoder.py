@@ -7,9 +7,9 @@ import torch
 
 from metricgold_core.cli import main
 from metricgold_core.data.procedural import ProceduralScenes
-from metricgold_core.light_decoder import LightDecoderHead, WEIGHTS_FILE
-from metricgold_core.model import CheckpointError, default_model_path, MetricGoldModel
-from metricgold_core.pipeline import DepthEstimator
+from metricgold_core.model.light_decoder import LightDecoderHead, WEIGHTS_FILE
+from metricgold_core.model.network import CheckpointError, default_model_path, MetricGoldModel
+from metricgold_core.model.pipeline import DepthEstimator
 
 
 @pytest.fixture(scope='module')

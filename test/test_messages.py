@@ -28,7 +28,7 @@ def test_depth_and_bgr_images_round_trip_with_header():
 def test_message_buffers_are_taken_without_a_copy():
     """The message's data is the reusable buffer itself (rosidl copies a `bytes` and walks a
     numpy array element by element): filling the buffer is the only write before publish()."""
-    from metricgold_core.geometry import CameraModel
+    from metricgold_core.camera.geometry import CameraModel
     from metricgold_ros.outputs import ByteBuffer, CloudPacker
 
     buffer = ByteBuffer()

@@ -20,8 +20,8 @@ def focal_checkpoint(checkpoint_with_meta):
 def reference(focal_checkpoint, sample_frames):
     """Core prediction x the focal factor computed here by hand (fx 525 at 640 px)."""
     from metricgold_core.io_utils import read_rgb
-    from metricgold_core.model import MetricGoldModel
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.network import MetricGoldModel
+    from metricgold_core.model.pipeline import DepthEstimator
 
     rgb = read_rgb(sample_frames / 'rgb/00000.jpg')
     est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
@@ -33,11 +33,11 @@ def reference(focal_checkpoint, sample_frames):
 
 def test_estimate_metric_depth_applies_the_focal_factor_once(focal_checkpoint, reference,
                                                              sample_frames):
-    from metricgold_core.geometry import make_K
+    from metricgold_core.camera.geometry import make_K
     from metricgold_core.io_utils import read_rgb
     from metricgold_core.metric_depth import estimate_metric_depth
-    from metricgold_core.model import MetricGoldModel
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.network import MetricGoldModel
+    from metricgold_core.model.pipeline import DepthEstimator
 
     est = DepthEstimator(MetricGoldModel.load(focal_checkpoint), device='cpu', dtype='float32')
     rgb = read_rgb(sample_frames / 'rgb/00000.jpg')
@@ -76,8 +76,8 @@ def test_infer_evaluate_and_process_give_the_same_metres(focal_checkpoint, refer
 
 
 def test_infer_hfov_and_the_stated_fallback(focal_checkpoint, sample_frames, tmp_path, capsys):
-    from metricgold_core.geometry import intrinsics_from_hfov
-    from metricgold_core.geometry import DEFAULT_FALLBACK_HFOV_DEG
+    from metricgold_core.camera.geometry import intrinsics_from_hfov
+    from metricgold_core.camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
 
     image = sample_frames / 'rgb/00000.jpg'
     common = ['--checkpoint', str(focal_checkpoint), '--processing-resolution', str(RES),

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from metricgold_core.metrics import aggregate, compute_metrics, markdown_table, METRICS
+from metricgold_core.evaluation.metrics import aggregate, compute_metrics, markdown_table, METRICS
 
 GT = np.array([[1.0, 2.0], [4.0, 8.0]])
 PRED = np.array([[1.0, 2.5], [3.0, 8.0]])
@@ -100,7 +100,7 @@ def _step_scene(edge_col: int = 8) -> np.ndarray:
 
 
 def test_boundary_f1_by_hand():
-    from metricgold_core.metrics import boundary_f1, occlusion_edges
+    from metricgold_core.evaluation.metrics import boundary_f1, occlusion_edges
     gt = _step_scene()
     valid = np.ones_like(gt, dtype=bool)
     right, left, down, up = occlusion_edges(gt, valid, 1.05)
@@ -121,7 +121,7 @@ def test_boundary_f1_by_hand():
 
 
 def test_boundary_f1_thresholds_and_masks():
-    from metricgold_core.metrics import boundary_f1
+    from metricgold_core.evaluation.metrics import boundary_f1
     gt = _step_scene()
     gt[:, 8:] = 1.15  # a 15 % step: an edge for ratios 1.05 .. 1.15, not for 1.1667 .. 1.25
     pred = _step_scene()  # a 3x step: an edge at every ratio

@@ -53,8 +53,8 @@ def test_every_output_carries_the_input_header_and_consistent_values(rig, tiny_c
     assert finite.size > 0.9 * depth.size and finite.min() >= 0.1 - 1e-4 and finite.max() <= 100.01
 
     # The node is a thin shell: same numbers as the core pipeline on the same image and seed.
-    from metricgold_core.model import MetricGoldModel
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.network import MetricGoldModel
+    from metricgold_core.model.pipeline import DepthEstimator
     est = DepthEstimator(MetricGoldModel.load(tiny_checkpoint), device='cpu', dtype='float32')
     pred = est(rig.rgbs[0], steps=2, processing_resolution=RES, seed=0, output_uncertainty=True)
     np.testing.assert_allclose(depth, pred.depth, rtol=1e-4, equal_nan=True)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image as PILImage
 import pytest
 
-from metricgold_core.geometry import focal_rescale_factor, intrinsics_from_hfov
+from metricgold_core.camera.geometry import focal_rescale_factor, intrinsics_from_hfov
 from metricgold_core.ros_format import set_stamp
 from metricgold_core.ros_format.images import image_to_array
 from node_harness import answering, Client, load_sequence, NodeProcess, pick_domain_id
@@ -74,8 +74,8 @@ def test_fallback_intrinsics_focal_rescale_and_processing_size(rig):
     assert info.p[2] == pytest.approx((K[0, 2] + 0.5) * 0.2 - 0.5)
 
     # depth = core prediction on the decoded JPEG x f(processing) / f(canonical).
-    from metricgold_core.model import MetricGoldModel
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.network import MetricGoldModel
+    from metricgold_core.model.pipeline import DepthEstimator
     est = DepthEstimator(MetricGoldModel.load(checkpoint), device='cpu', dtype='float32')
     decoded = np.asarray(PILImage.open(io.BytesIO(data)).convert('RGB'))
     pred = est(decoded, steps=1, processing_resolution=RES, seed=0,

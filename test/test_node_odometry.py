@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from metricgold_core.poses import interpolate_pose
+from metricgold_core.camera.poses import interpolate_pose
 from metricgold_core.ros_format.images import image_to_array
 from node_harness import answering, camera_info_msg, Client, image_msg, NodeProcess
 from node_harness import odometry_msg, pick_domain_id, ROOT, ros_env, write_params

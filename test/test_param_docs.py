@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from metricgold_core.cli import build_parser
-from metricgold_core.run_options import DESCRIPTIONS
+from metricgold_core.model.run_options import DESCRIPTIONS
 from metricgold_ros import param_docs
 from metricgold_ros.depth_node import NODE_NAME
 from metricgold_ros.params import check_consistency, normalise, PARAMETERS, Spec, SPECS

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.codec import LogDepthCodec
 from metricgold_core.data import photometric as ph
 from metricgold_core.data.procedural import render_scene
-from metricgold_core.image_processing import normalize_exposure, to_model_input
+from metricgold_core.model.codec import LogDepthCodec
+from metricgold_core.model.image_processing import normalize_exposure, to_model_input
 
 NORM = {'mean': 0.141}
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.pipeline import DepthEstimator
+from metricgold_core.model.pipeline import DepthEstimator
 
 
 @pytest.fixture(scope='module')
@@ -149,7 +149,7 @@ def test_concurrent_calls_and_estimators_sharing_a_model_do_not_interfere(tiny_m
 
 def test_guided_upsampling_puts_depth_edges_on_image_edges():
     import torch
-    from metricgold_core.image_processing import grey_guide, guided_upsample
+    from metricgold_core.model.image_processing import grey_guide, guided_upsample
     # Full resolution 64 x 80: dark box (near) left of column 37, bright wall (far) right.
     image = np.full((1, 64, 80, 3), 200, np.uint8)
     image[:, :, :37] = 40

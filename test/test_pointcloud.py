@@ -3,8 +3,8 @@ the node's in-place packer and its PointCloud2 (metricgold_ros.outputs), PLY out
 import numpy as np
 import pytest
 
-from metricgold_core.ply import read_ply, write_ply
-from metricgold_core.ros_format.camera_info import CameraModel
+from metricgold_core.camera.geometry import CameraModel
+from metricgold_core.offline.ply import read_ply, write_ply
 from metricgold_core.ros_format.clouds import cloud_xyz_rgb, organized_cloud, pack_rgb_float
 from metricgold_ros.outputs import CloudPacker, unpack_cloud
 from node_harness import image_msg

@@ -1,12 +1,13 @@
-"""Mixed precision (metricgold_core.precision): under bfloat16 / float16 the named parts run in
-float32 with their float32 weights, and the depth stays within the tolerance of float32's."""
+"""Mixed precision (metricgold_core.model.precision): under bfloat16 / float16 the named parts
+run in float32 with their float32 weights, and the depth stays within the tolerance of
+float32's."""
 import numpy as np
 import pytest
 import torch
 
-from metricgold_core import precision
-from metricgold_core.model import load_default_or, MetricGoldModel
-from metricgold_core.pipeline import DepthEstimator
+from metricgold_core.model import precision
+from metricgold_core.model.network import load_default_or, MetricGoldModel
+from metricgold_core.model.pipeline import DepthEstimator
 
 
 def _image(h=48, w=64):

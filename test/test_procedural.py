@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from metricgold_core.camera.geometry import intrinsics_from_hfov
 from metricgold_core.data.procedural import camera_rotation, ProceduralScenes, render_scene
 from metricgold_core.data.raycast import cast, rotation_y, Shape
-from metricgold_core.geometry import intrinsics_from_hfov
 
 
 def test_sample_format_and_determinism():

@@ -12,8 +12,9 @@ from PIL import Image as PILImage
 import pytest
 
 from bag_frames import FIRST_STAMP_NS, HW, PERIOD_NS, process, read_bag, write_bag
-from metricgold_core.geometry import backproject, intrinsics_from_hfov, make_K, scale_intrinsics
-from metricgold_core.ply import read_ply
+from metricgold_core.camera.geometry import backproject, intrinsics_from_hfov, make_K
+from metricgold_core.camera.geometry import scale_intrinsics
+from metricgold_core.offline.ply import read_ply
 from metricgold_core.ros_format import stamp_ns
 
 from rosbags.rosbag2 import Reader  # noqa: I100 (after bag_frames, which skips without it)
@@ -31,7 +32,7 @@ def one_torch_thread():
 
 
 def ply_points(path) -> np.ndarray:
-    """(N, 6) float64 x y z r g b of a PLY written by process (metricgold_core.ply)."""
+    """(N, 6) float64 x y z r g b of a PLY written by process (metricgold_core.offline.ply)."""
     vertices = read_ply(path)
     assert vertices.dtype.names == ('x', 'y', 'z', 'red', 'green', 'blue')
     return structured_to_unstructured(vertices, np.float64)
@@ -185,7 +186,7 @@ def test_image_folder_with_a_corrupt_file(tmp_path, tiny_checkpoint, sample_fram
 
 def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, tiny_checkpoint, frames_K,
                                                      monkeypatch):
-    from metricgold_core.pipeline import DepthEstimator
+    from metricgold_core.model.pipeline import DepthEstimator
 
     bag = write_bag(tmp_path / 'in', 'sqlite3', frames_K)
     reference = tmp_path / 'reference'

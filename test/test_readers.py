@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from metricgold_core.camera.geometry import backproject
 from metricgold_core.data.registry import dataset_class, make_dataset
-from metricgold_core.geometry import backproject
 
 
 def raw_png(path) -> np.ndarray:

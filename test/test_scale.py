@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from metricgold_core import scale
-from metricgold_core.geometry import backproject, make_K
+from metricgold_core.camera.geometry import backproject, make_K
 from metricgold_core.ros_format.images import sparse_to_metres
 
 
@@ -145,14 +145,17 @@ def test_evaluate_with_sparse_points_and_true_camera_height(tmp_path, tiny_check
         assert summary['scale_source'] in ('sparse_depth', 'ground_plane')
 
 
-def test_project_points_makes_a_sparse_image_that_back_projects_to_the_points():
-    from metricgold_core.geometry import make_K
-    K = make_K(100.0, 100.0, 63.5, 47.5)
+def test_project_cloud_makes_a_sparse_image_that_back_projects_to_the_points():
+    from metricgold_core.camera.geometry import CameraModel
+    from metricgold_core.scale.lidar import project_cloud
+    camera = CameraModel(128, 96, 100.0, 100.0, 63.5, 47.5)
     rng = np.random.default_rng(0)
     pts = np.stack([rng.uniform(-2, 2, 300), rng.uniform(-1.5, 1.5, 300),
                     rng.uniform(1, 10, 300)], axis=1)
     behind = np.array([[0.0, 0.0, -3.0], [np.nan, 0.0, 2.0], [50.0, 0.0, 1.0]])
-    sparse = scale.project_points(np.concatenate([pts, behind]), K, (96, 128))
+    projection = project_cloud(np.concatenate([pts, behind]), camera)
+    sparse = projection.depth_m
+    assert (projection.invalid, projection.behind) == (1, 1)
     assert sparse.shape == (96, 128) and sparse.dtype == np.float32
     v, u = np.nonzero(np.isfinite(sparse))
     assert 0 < len(u) <= 300

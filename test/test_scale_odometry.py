@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from metricgold_core import poses, scale
-from metricgold_core.geometry import CameraModel
+from metricgold_core import scale
+from metricgold_core.camera import poses
+from metricgold_core.camera.geometry import CameraModel
 from metricgold_core.scale import motion
 
 H, W = 120, 160
@@ -124,7 +125,7 @@ def test_tum_files_and_pose_interpolation(tmp_path, sequence):
     assert buffer.add(400, nan) != ''                   # not a finite pose: refused
     mid = buffer.at(200)
     np.testing.assert_allclose(mid[:3, 3], (a[:3, 3] + b[:3, 3]) / 2)
-    assert scale.valid_pose(mid) and buffer.at(50) is None and buffer.at(301) is None
+    assert poses.valid_pose(mid) and buffer.at(50) is None and buffer.at(301) is None
     mount = poses.mount_matrix([0.1, 0, 0.2, -0.5, 0.5, -0.5, 0.5])
     np.testing.assert_allclose(mount[:3, :3] @ [0, 0, 1], [1, 0, 0], atol=1e-12)   # z -> x
 

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from metricgold_core.camera.poses import quaternion_matrix
 from metricgold_core.cli import main
 from metricgold_core.data.poses import (PosedFrames, read_pose_txt, read_sequence_poses,
                                         read_trajectory_log)
 from metricgold_core.data.registry import make_dataset
 from metricgold_core.data.trajectory import render_trajectory
-from metricgold_core.mapping import PANEL_PX
-from metricgold_core.poses import quaternion_matrix
-from metricgold_core.sequences import score_sequence, temporal_alignment_error
+from metricgold_core.evaluation.mapping import PANEL_PX
+from metricgold_core.evaluation.sequences import score_sequence, temporal_alignment_error
 
 
 def needs_open3d():
@@ -92,7 +92,7 @@ def test_a_map_fused_from_ground_truth_scores_about_zero():
 
 def test_map_metrics_follow_the_reconstruction_protocol():
     needs_open3d()
-    from metricgold_core.mapping import map_metrics
+    from metricgold_core.evaluation.mapping import map_metrics
     g = np.stack(np.meshgrid(np.arange(0, 2, 0.01), np.arange(0, 2, 0.01)), -1).reshape(-1, 2)
     plane = np.column_stack([g, np.zeros(len(g))])
     same = map_metrics(plane, plane, 0.01)
@@ -148,7 +148,7 @@ def test_a_recording_without_poses_is_refused(shared_data, tmp_path, caplog):
 
 
 def test_maps_without_open3d_are_refused_with_the_way_out(tmp_path, caplog, monkeypatch):
-    import metricgold_core.mapping as mapping
+    import metricgold_core.evaluation.mapping as mapping
 
     def missing():
         raise ImportError('fused maps need Open3D: pip install "metricgold_ros[map]"')

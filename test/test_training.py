@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from metricgold_core.training import checkpoint as ckpt, trainer
+from metricgold_core.training import checkpoint as ckpt, schedule
 from metricgold_core.training.config import ConfigError, load_config, stage_configs
 from metricgold_core.training.data import MixtureDataset, ResumableBatchSampler
 from metricgold_core.training.diffusion import (ddim_single_step, latent_valid_mask,
                                                 pyramid_noise)
-from metricgold_core.training.trainer import lr_at
+from metricgold_core.training.schedule import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'training' / 'configs'
@@ -83,8 +83,8 @@ def test_lr_schedule_warms_up_then_decays_to_the_final_ratio():
 
 def test_step_budget_plans_the_last_step_from_the_measured_speed(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(trainer.time, 'perf_counter', lambda: clock[0])
-    budget = trainer.StepBudget(60.0, first_step=5)
+    monkeypatch.setattr(schedule.time, 'perf_counter', lambda: clock[0])
+    budget = schedule.StepBudget(60.0, first_step=5)
     plans = []
     for step in range(6, 6 + budget.SKIP + budget.TIMED):
         # Slow first steps (start-up), then 0.1 s a step.
@@ -103,8 +103,8 @@ def test_step_budget_plans_the_last_step_from_the_measured_speed(monkeypatch):
 def test_a_shortened_stage_ends_its_lr_decay_at_its_last_step():
     cfg = {'max_steps': 1000, 'optim': {'lr': 1e-3, 'warmup_steps': 10, 'decay_steps': 1000,
                                         'final_lr_ratio': 0.1}}
-    assert trainer.shortened_schedule(cfg, 1000) == cfg['optim']
-    optim = trainer.shortened_schedule(cfg, 250)
+    assert schedule.shortened_schedule(cfg, 1000) == cfg['optim']
+    optim = schedule.shortened_schedule(cfg, 250)
     assert optim['decay_steps'] == 250 and cfg['optim']['decay_steps'] == 1000
     assert lr_at(10 + 250, optim) == pytest.approx(1e-4)
 
@@ -164,7 +164,7 @@ class Items(torch.utils.data.Dataset):
 
 
 def test_mixture_is_deterministic_by_index_and_one_dataset_per_batch():
-    from metricgold_core.codec import LogDepthCodec
+    from metricgold_core.model.codec import LogDepthCodec
     mix = MixtureDataset([Items(10), Items(200)], [0.9, 0.1], [(8, 8), (8, 8)], LogDepthCodec(),
                          micro_batch=4, seed=5)
     again = MixtureDataset([Items(10), Items(200)], [0.9, 0.1], [(8, 8), (8, 8)],
@@ -259,7 +259,7 @@ def test_scene_cache_holds_the_rendered_scenes_and_is_reused(tmp_path):
 
 
 def test_canonical_focal_labels():
-    from metricgold_core.codec import LogDepthCodec
+    from metricgold_core.model.codec import LogDepthCodec
     from metricgold_core.training.data import canonical_label_factor, to_training_sample
     codec = LogDepthCodec(0.1, 100.0)
     depth = np.full((8, 16), 4.0, dtype=np.float32)
@@ -277,7 +277,7 @@ def test_canonical_focal_labels():
 
 def test_validation_of_a_canonical_focal_model_comes_out_in_metres():
     from metricgold_core.data.procedural import ProceduralScenes
-    from metricgold_core.model import MetricGoldModel
+    from metricgold_core.model.network import MetricGoldModel
     from metricgold_core.training.validation import eval_copy, predict_depth, run_validation
 
     model = MetricGoldModel.from_preset('tiny', seed=0)
@@ -297,7 +297,7 @@ def test_validation_of_a_canonical_focal_model_comes_out_in_metres():
 
 
 def test_clean_samples_are_the_unchanged_image_and_carry_the_teacher_flag():
-    from metricgold_core.codec import LogDepthCodec
+    from metricgold_core.model.codec import LogDepthCodec
 
     def mixture(photometric, clean):
         return MixtureDataset([Items(60), Items(140)], [0.5, 0.5], [(8, 8), (8, 8)],
@@ -400,7 +400,7 @@ def test_label_weight_zero_is_pure_consistency_distillation(tmp_path, tiny_model
 
 def test_the_teacher_normalises_as_the_starting_checkpoint_did(tiny_model):
     import copy
-    from metricgold_core.image_processing import normalize_exposure
+    from metricgold_core.model.image_processing import normalize_exposure
     from metricgold_core.training.config import DEFAULTS
     from metricgold_core.training.stages import build_stage
     cfg = copy.deepcopy(DEFAULTS)

@@ -17,8 +17,8 @@ import pytest
 from safetensors.torch import load_file
 import torch
 
-from metricgold_core.model import MetricGoldModel
-from metricgold_core.pipeline import DepthEstimator
+from metricgold_core.model.network import MetricGoldModel
+from metricgold_core.model.pipeline import DepthEstimator
 from metricgold_core.training.config import load_config
 from metricgold_core.training.trainer import run, TrainingInterrupted
 from training_fakes import recipe

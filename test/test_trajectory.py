@@ -4,11 +4,12 @@ import math
 import numpy as np
 import pytest
 
+from metricgold_core.camera.geometry import backproject
 from metricgold_core.data.procedural import build_scene, render_scene
 from metricgold_core.data.trajectory import (MOTIONS, obstacle_footprints, PLATFORMS,
                                              render_trajectory, trajectory_frames)
-from metricgold_core.geometry import backproject
-from metricgold_core.sequences import scale_stability, temporal_alignment_error, warp_depth
+from metricgold_core.evaluation.sequences import scale_stability, temporal_alignment_error
+from metricgold_core.evaluation.sequences import warp_depth
 
 
 def test_a_trajectory_is_deterministic_and_well_formed():

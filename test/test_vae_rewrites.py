@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metricgold_core.vae_rewrites import (encode_mean, pooled_attention, resnet_forward,
-                                          RewrittenVAEDecoder, upsample_conv_as_transposed)
+from metricgold_core.model.vae_rewrites import (encode_mean, pooled_attention, resnet_forward,
+                                                RewrittenVAEDecoder, upsample_conv_as_transposed)
 
 
 @pytest.mark.parametrize('shape', [(1, 8, 5, 7), (2, 16, 12, 10)])

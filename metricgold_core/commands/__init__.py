@@ -1,7 +1,11 @@
-"""`metricgold` subcommands: one module each, with add_parser(sub, name) and run(args)."""
+"""`metricgold` subcommands: one module each, with add_parser(sub, name) and run(args).
+
+The top of the core: may import any package of it (never metricgold_ros); nothing but cli.py
+imports it. Shared options live here, shared work in the packages below.
+"""
 import argparse
 
-from ..run_options import cli_help, MODES
+from ..model.run_options import cli_help, MODES
 from ..scale.ground import GROUND_MAX_TILT_DEG
 
 

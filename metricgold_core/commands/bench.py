@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from . import add_model_arguments
-from ..run_options import cli_help, COMPILE_MODES, cpu_bf16_flags, DTYPES, MODES
+from ..model.run_options import cli_help, COMPILE_MODES, cpu_bf16_flags, DTYPES, MODES
 
 LOG = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ def load_bench_model(args, mode: str):
     weights; for fast mode with an untrained light decoder head, which times the same)."""
     import torch
 
-    from ..model import load_default_or, MetricGoldModel
+    from ..model.network import load_default_or, MetricGoldModel
     if args.checkpoint:
         return MetricGoldModel.load(args.checkpoint)
     if args.preset == 'default':
         return load_default_or(None)
     model = MetricGoldModel.from_preset(args.preset, seed=0)
     if mode == 'fast':
-        from ..light_decoder import LightDecoderHead
+        from ..model.light_decoder import LightDecoderHead
         torch.manual_seed(0)
         model.light_decoder = LightDecoderHead.for_vae(model.vae).eval()
     return model
@@ -88,7 +88,7 @@ def run(args) -> int:
     import torch
 
     from ..io_utils import save_text
-    from ..pipeline import DepthEstimator
+    from ..model.pipeline import DepthEstimator
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,7 +181,7 @@ def diffusers_pipeline(model, device, dtype: str = 'auto'):
     import torch
     from diffusers import MarigoldDepthPipeline
 
-    from ..pipeline import resolve_dtype
+    from ..model.pipeline import resolve_dtype
     dtype = (torch.float16 if device.type == 'cuda' else torch.float32) if dtype == 'auto' \
         else resolve_dtype(dtype, device)
     # torch's to(): diffusers' warns of float32-only modules from an empty list of them
@@ -238,7 +238,7 @@ def diffusers_input(image: np.ndarray, normalization: dict | None) -> np.ndarray
         return image
     import torch
 
-    from ..image_processing import to_model_input
+    from ..model.image_processing import to_model_input
     x, _ = to_model_input(image[None], 0, 1, 'cpu', torch.float32, normalization)
     return ((x[0].permute(1, 2, 0) + 1.0) * 0.5).clamp(0.0, 1.0).numpy()
 

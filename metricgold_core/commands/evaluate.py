@@ -118,19 +118,14 @@ def open_dataset(args):
         args, make_dataset(args.dataset, args.root, split=args.split, **kwargs))
 
 
-def file_stem(name: str) -> str:
-    """A frame name made safe as one file name."""
-    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name.replace('/', '__'))
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..io_utils import save_npy, save_png, save_text
+    from ..io_utils import file_stem, save_npy, save_png, save_text
     from ..data.procedural import ProceduralScenes
     from ..metric_depth import estimate_metric_depth, load_estimator
     from ..scale import AnchorError
-    from ..metrics import aggregate, compute_metrics, markdown_table, METRICS
+    from ..evaluation.metrics import aggregate, compute_metrics, markdown_table, METRICS
     from ..visualize import comparison_panel
 
     try:

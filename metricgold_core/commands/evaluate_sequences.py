@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import ground_truth_mask
+from ..evaluation.metrics import ground_truth_mask
 
 LOG = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def open_recorder(args):
         return None
     maps = not args.no_map
     if maps:
-        from ..mapping import require_open3d
+        from ..evaluation.mapping import require_open3d
         try:
             require_open3d()
         except ImportError as exc:
@@ -103,9 +103,8 @@ class SequenceRecorder:
         frames, self._frames = self._frames, []
         if not frames:
             return
-        from ..io_utils import save_png
-        from ..sequences import score_sequence
-        from .evaluate import file_stem
+        from ..io_utils import file_stem, save_png
+        from ..evaluation.sequences import score_sequence
         name = self._current
         result = score_sequence(np.stack([f['pred'] for f in frames]),
                                 np.stack([f['gt'] for f in frames]),

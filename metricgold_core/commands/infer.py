@@ -13,8 +13,8 @@ import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, add_scale_session_arguments
 from . import chosen_anchor, scale_session
-from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
-from ..run_options import cli_help
+from ..camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
+from ..model.run_options import cli_help
 from ..scale import SOURCES
 
 LOG = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def run(args) -> int:
             return 2
     motion = None
     if args.poses is not None:
-        from ..poses import read_tum
+        from ..camera.poses import read_tum
 
         try:
             stamps, poses = read_tum(args.poses, len(args.images))

@@ -18,8 +18,8 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args) -> int:
-    from ..codec import LogDepthCodec
-    from ..model import MetricGoldModel
+    from ..model.codec import LogDepthCodec
+    from ..model.network import MetricGoldModel
 
     model = MetricGoldModel.from_preset(args.preset, seed=args.seed,
                                         codec=LogDepthCodec(args.d_min, args.d_max))

@@ -19,9 +19,9 @@ import numpy as np
 
 from . import add_ground_plane_arguments, add_model_arguments, add_scale_session_arguments
 from . import chosen_anchor, scale_session
-from ..geometry import DEFAULT_FALLBACK_HFOV_DEG
+from ..camera.geometry import DEFAULT_FALLBACK_HFOV_DEG
 from ..io_utils import remove_temporaries
-from ..run_options import cli_help
+from ..model.run_options import cli_help
 
 LOG = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def run(args) -> int:
                   'the camera sits in its child frame).')
         return 2
     if args.camera_mount is not None:
-        from ..poses import mount_matrix
+        from ..camera.poses import mount_matrix
         try:
             mount_matrix(args.camera_mount)
         except ValueError as exc:
@@ -251,7 +251,7 @@ class FrameRunner:
         self.rejects = {}       # odometry fits rejected, by reason
         self.mount = None       # 4x4 camera optical frame in the odometry child frame
         if args.camera_mount is not None:   # checked by run() before this runner is built
-            from ..poses import mount_matrix
+            from ..camera.poses import mount_matrix
             self.mount = mount_matrix(args.camera_mount)
 
     def scale_report(self, bag) -> dict:
@@ -300,7 +300,7 @@ class FrameRunner:
         """(depth (h, w) float32 metres, its 3x3 K) for a readable frame; files saved."""
         from ..metric_depth import estimate_metric_depth
         from ..io_utils import depth_to_mm_png, save_npy, save_png
-        from ..ply import write_ply
+        from ..offline.ply import write_ply
         from ..ros_format.clouds import cloud_xyz_rgb
 
         height, width = frame.rgb.shape[:2]

@@ -17,7 +17,7 @@ import re
 import numpy as np
 import torch
 
-from ..geometry import make_K
+from ..camera.geometry import make_K
 from ..io_utils import read_rgb
 
 LOG = logging.getLogger(__name__)

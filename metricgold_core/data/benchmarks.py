@@ -12,7 +12,7 @@ import numpy as np
 
 from .base import _existing, DepthDataset, load_npy, read_depth_png, scaled_depth
 from .transforms import kitti_benchmark_crop
-from ..geometry import make_K, scale_intrinsics
+from ..camera.geometry import make_K, scale_intrinsics
 
 LOG = logging.getLogger(__name__)
 

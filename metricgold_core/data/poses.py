@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..poses import pose_matrix
+from ..camera.poses import pose_matrix
 
 POSE_FILES = ('trajectory.log', 'pose.txt')
 

@@ -19,7 +19,7 @@ from .photometric import vignetting_falloff
 from .raycast import cast
 from .street import outdoor_layout
 from .textures import albedo, ValueNoise
-from ..geometry import intrinsics_from_hfov
+from ..camera.geometry import intrinsics_from_hfov
 
 KINDS = ('indoor', 'outdoor')
 

@@ -21,13 +21,6 @@ def rotation_y(yaw_rad: float) -> np.ndarray:
     return np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
 
 
-def rotation_x_then_y(tilt_rad: float, yaw_rad: float) -> np.ndarray:
-    """World -> local rotation of a shape whose local y axis is tilted about x, then yawed."""
-    c, s = np.cos(tilt_rad), np.sin(tilt_rad)
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
-    return rx @ rotation_y(yaw_rad)
-
-
 _CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
                          dtype=np.float64)
 

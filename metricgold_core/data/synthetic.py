@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import _existing, DepthDataset, load_npy, read_depth_png, scaled_depth
-from ..geometry import make_K
+from ..camera.geometry import make_K
 
 LOG = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .sources import Frame, frame_name
 from ..ros_format import stamp_ns
-from ..ros_format.camera_info import camera_model_from_info
+from ..ros_format.camera_info import camera_model_from_info, check_camera_size
 from ..ros_format.images import compressed_to_rgb8, image_to_rgb8
 
 IMAGE = 'sensor_msgs/msg/Image'
@@ -145,7 +145,7 @@ class BagInput:
 
     def _read_odometry(self, topic: str):
         """All nav_msgs/Odometry poses of `topic` (small), by stamp: a poses.PoseBuffer."""
-        from ..poses import pose_matrix, PoseBuffer
+        from ..camera.poses import pose_matrix, PoseBuffer
 
         conns = [c for c in self.reader.connections if c.topic == topic]
         if not conns or conns[0].msgtype != 'nav_msgs/msg/Odometry':
@@ -245,7 +245,7 @@ class BagInput:
             frame.camera_info = self.info_for(stamp)
             if frame.camera_info is not None:
                 frame.camera = camera_model_from_info(frame.camera_info)
-                frame.camera.check_size(*frame.rgb.shape[:2])
+                check_camera_size(frame.camera, *frame.rgb.shape[:2])
         except ValueError as exc:   # BadInput included
             frame.rgb, frame.error = None, f'{self.image_topic} message {index}: {exc}'
         return frame

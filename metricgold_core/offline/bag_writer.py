@@ -13,9 +13,10 @@ import sys
 
 import numpy as np
 
+from ..camera.geometry import CameraModel
 from ..io_utils import atomic_dir
 from ..ros_format import DEPTH_INFO_TOPIC, DEPTH_TOPIC, POINTS_TOPIC
-from ..ros_format.camera_info import CameraModel, depth_camera_info_fields
+from ..ros_format.camera_info import depth_camera_info_fields
 from ..ros_format.clouds import CLOUD_FIELDS, POINT_STEP
 
 

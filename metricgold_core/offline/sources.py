@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..geometry import as_camera, CameraModel, intrinsics_from_hfov, make_K
+from ..camera.geometry import as_camera, CameraModel, intrinsics_from_hfov, make_K
 from ..io_utils import read_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')

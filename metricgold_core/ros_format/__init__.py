@@ -6,6 +6,9 @@
     clouds       the organized x y z rgb PointCloud2 layout and the one depth back-projection
 
 Readers raise `BadInput` (a ValueError) whose `kind` names the node's diagnostics counter.
+
+May import: numpy, OpenCV, and of the core camera, scale (which pixels are measurements) and
+io_utils; never rclpy, a message package or torch.
 """
 
 

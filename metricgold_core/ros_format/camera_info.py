@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import BadInput
-from ..geometry import CameraModel, intrinsics_from_hfov  # noqa: F401 (CameraModel: re-exported)
+from ..camera.geometry import CameraModel, intrinsics_from_hfov
+
+
+def check_camera_size(camera: CameraModel, height: int, width: int) -> None:
+    """BadInput `camera_info_size` unless `camera` describes a (height, width) image."""
+    if (camera.height, camera.width) != (height, width):
+        raise BadInput('camera_info_size', f'camera_info describes a {camera.width}x'
+                       f'{camera.height} image, the image is {width}x{height}')
 
 
 def camera_model_from_info(info, matrix: str = 'p') -> CameraModel:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import BadInput
-from ..geometry import nearest_indices, pixel_rays
+from ..camera.geometry import nearest_indices, pixel_rays
 
 CLOUD_FIELDS = (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))
 POINT_STEP = 16

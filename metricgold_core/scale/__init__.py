@@ -9,14 +9,19 @@ model's depth (docs/NODE.md "Metric scale"). ROS-free: the node and the CLIs cal
     anchor = ScaleAnchor.resolve(model, 'odometry')  # the source of a run, checked once
     fit = anchor.fit(depth_m, camera, measurement, rgb)  # what the node and the CLIs call
 
-Modules (each imports only numpy / OpenCV, the core's geometry and the modules above it here):
-    sparse   which pixels are measurements; points -> sparse image; another grid; sampling
+May import: numpy, OpenCV, and of the core camera (each module also the modules above it here)
+and data (triangulation's tracking benchmark renders its frames with data.trajectory, on use).
+
+Modules:
+    sparse   which pixels are measurements; another grid; simulated sparse sensors
+    lidar    a LiDAR cloud (mount, transform) projected into a sparse image, hidden points out
     fit      ScaleFit, the robust sparse fits (scale; scale + shift), ScaleFilter over frames
     ground   fit_ground_plane: the known camera height over a floor plane
     motion   fit_motion, MotionHistory, Motion: the scale from odometry
     anchor   ScaleAnchor: a run's source, resolved against the model once
     local    correct_locally: metric points bend the depth where they are (per pixel)
     session  ScaleSession: a run's anchor + filter + odometry history + wait rule + correction
+    multiview, triangulation  features tracked over frames, triangulated with the poses
 """
 from .anchor import AnchorError, camera_height_problem, METRIC_ONLY, RELATIVE_UNANCHORED
 from .anchor import ScaleAnchor, SOURCES
@@ -24,9 +29,9 @@ from .fit import fit_sparse, MAX_LOG_RESIDUAL, MIN_POINTS, ScaleFilter, ScaleFit
 from .ground import fit_ground_plane, GROUND_MAX_TILT_DEG
 from .local import correct_locally, LocalCorrection
 from .motion import fit_motion, Motion, motion_grey, motion_grid_hw, MotionFrame
-from .motion import MotionHistory, valid_pose
+from .motion import MotionHistory
 from .session import CORRECTIONS, Scaled, ScaleSession
-from .sparse import MAX_SPARSE_DEPTH_M, project_points, register_to, sparse_sample
+from .sparse import MAX_SPARSE_DEPTH_M, register_to, sparse_sample
 from .sparse import valid_sparse
 
 __all__ = [
@@ -34,6 +39,6 @@ __all__ = [
     'fit_ground_plane', 'fit_motion', 'fit_sparse',
     'GROUND_MAX_TILT_DEG', 'MAX_LOG_RESIDUAL', 'MAX_SPARSE_DEPTH_M', 'METRIC_ONLY',
     'MIN_POINTS', 'Motion', 'motion_grey', 'motion_grid_hw', 'MotionFrame', 'MotionHistory',
-    'project_points', 'register_to', 'RELATIVE_UNANCHORED', 'ScaleAnchor', 'Scaled', 'ScaleFilter',
-    'ScaleFit', 'ScaleSession', 'SOURCES', 'sparse_sample', 'valid_pose', 'valid_sparse',
+    'register_to', 'RELATIVE_UNANCHORED', 'ScaleAnchor', 'Scaled', 'ScaleFilter',
+    'ScaleFit', 'ScaleSession', 'SOURCES', 'sparse_sample', 'valid_sparse',
 ]

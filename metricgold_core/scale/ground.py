@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .fit import _checked, MIN_POINTS, ScaleFit
-from ..geometry import backproject, crop_intrinsics
+from ..camera.geometry import backproject, crop_intrinsics
 
 GROUND_MAX_TILT_DEG = 15.0   # the floor's normal within this of the camera's down direction
 

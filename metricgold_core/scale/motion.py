@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .fit import MIN_POINTS, ScaleFit
+from ..camera.poses import valid_pose
 
 MOTION_FIT_WIDTH = 320        # the fit's grid: the depth resized to at most this width
 MOTION_HIGHPASS_SIGMA = 6.0   # px at MOTION_FIT_WIDTH: grey minus this blur (lighting-free)
@@ -81,15 +82,6 @@ def motion_grey(rgb: np.ndarray, shape_hw: tuple) -> np.ndarray:
     grey = grey.astype(np.float32) / 255.0
     sigma = MOTION_HIGHPASS_SIGMA * shape_hw[1] / MOTION_FIT_WIDTH
     return grey - cv2.GaussianBlur(grey, (0, 0), sigma)
-
-
-def valid_pose(pose) -> bool:
-    """A finite 4x4 rigid transform (rotation orthonormal to 1e-3)."""
-    pose = np.asarray(pose, dtype=np.float64)
-    if pose.shape != (4, 4) or not np.isfinite(pose).all():
-        return False
-    R = pose[:3, :3]
-    return bool(np.abs(R @ R.T - np.eye(3)).max() < 1e-3 and np.linalg.det(R) > 0)
 
 
 def _rotation_deg(R: np.ndarray) -> float:
@@ -284,7 +276,7 @@ def fit_motion(depth: np.ndarray, camera, grey: np.ndarray, pose: np.ndarray,
     `prior_scale` (the last good scale) picks the earlier frames; the caller adds this frame
     to `history` afterwards.
     """
-    from ..geometry import as_camera, pixel_rays
+    from ..camera.geometry import as_camera, pixel_rays
 
     if not valid_pose(pose):
         return _rejected('pose', 'the pose is not a finite rigid transform')

@@ -29,10 +29,11 @@ import time
 
 import numpy as np
 
-from .motion import MAX_POSE_STEP_M, valid_pose
+from .motion import MAX_POSE_STEP_M
 from .multiview import (log_depth_sigma, midpoint, parallax_deg, predict_pixels, refine_points,
                         to_cameras, world_rays)
-from ..geometry import scale_intrinsics
+from ..camera.geometry import scale_intrinsics
+from ..camera.poses import valid_pose
 
 REJECTIONS = ('fb-check', 'parallax', 'cheirality', 'reprojection', 'uncertainty')
 

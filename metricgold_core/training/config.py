@@ -31,7 +31,7 @@ DEFAULTS = {
     'max_steps': 1000,           # optimizer steps of this stage
     # Wall-clock budget of this stage's steps (s); 0 = none. The stage then ends at max_steps
     # or at the step the measured speed reaches within the budget, whichever is first, with
-    # the LR decay shortened to end there (see trainer.StepBudget).
+    # the LR decay shortened to end there (see schedule.StepBudget).
     'max_seconds': 0.0,
     'model': {
         # preset:NAME (random init) | stable_diffusion:DIR_OR_HUB_ID | checkpoint:DIR;

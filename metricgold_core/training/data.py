@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import DATASET_DEFAULTS
-from ..codec import LogDepthCodec
-from ..image_processing import normalize_exposure
+from ..model.codec import LogDepthCodec
+from ..model.image_processing import normalize_exposure
 
 
 class MixtureDataset(torch.utils.data.Dataset):

@@ -5,6 +5,7 @@ it was trained with), so training and inference can never disagree about it.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +68,10 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `values` [B, C, h, w] over mask [B, 1, h, w] (broadcast over channels)."""
     mask = mask.to(values.dtype).expand_as(values)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def noise_generator(seed: int, micro_batch: int) -> torch.Generator:
+    """The generator of a micro-batch's noise and timesteps: a function of its global index
+    only, so it is the same whichever process, accumulation slot or resumed run draws it."""
+    state = np.random.SeedSequence([seed, 2, micro_batch]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))

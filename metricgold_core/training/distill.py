@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint_format import META_FILE
 from ..data.procedural import ProceduralScenes
-from ..image_processing import to_model_input
+from ..evaluation.metrics import compute_metrics
 from ..io_utils import atomic_dir, save_text
-from ..light_decoder import LightDecoderHead
-from ..metrics import compute_metrics
-from ..model import MetricGoldModel
-from ..pipeline import DepthEstimator, FAST_KV_POOL
+from ..model.checkpoint_format import META_FILE
+from ..model.image_processing import to_model_input
+from ..model.light_decoder import LightDecoderHead
+from ..model.network import MetricGoldModel
+from ..model.pipeline import DepthEstimator, FAST_KV_POOL
 
 LOG = logging.getLogger(__name__)
 TRAIN_SEED = 0            # procedural seed streams of the distillation scenes

@@ -20,7 +20,7 @@ import torch
 
 from .diffusion import (add_noise, ddim_single_step, latent_valid_mask, masked_mean,
                         pyramid_noise, v_target)
-from ..image_processing import normalize_exposure
+from ..model.image_processing import normalize_exposure
 
 NUM_TRAIN_TIMESTEPS = 1000
 

@@ -9,6 +9,8 @@ and counters of one stage), `restore` loads the latest checkpoint into it,
 `train_step`, `log`, `validate` and `save` as they fall due; `export` writes the EMA weights
 as an inference checkpoint at the end.
 
+Schedules and budgets: schedule.py; logs, progress and signals: monitor.py.
+
 The trainer state is one plain dict (see `trainer_state`), saved and restored whole, so a run
 killed at any moment and resumed with `resume='auto'` ends with the same weights, bit for bit on
 CPU, as one that was never interrupted. `accelerate` provides DDP and mixed precision; run under
@@ -16,9 +18,9 @@ CPU, as one that was never interrupted. `accelerate` provides DDP and mixed prec
 plainly for CPU / one GPU.
 
 Several processes split one global stream of micro-batches: micro-batch g of the run is the data
-of `ResumableBatchSampler` index g and the noise of `noise_generator(seed, g)`; at each step
-rank r takes g = consumed + i * world + r for its accumulation slot i. So N processes with
-`grad_accum` A train on exactly the micro-batches, and the noise, of one process with
+of `ResumableBatchSampler` index g and the noise of `diffusion.noise_generator(seed, g)`; at
+each step rank r takes g = consumed + i * world + r for its accumulation slot i. So N processes
+with `grad_accum` A train on exactly the micro-batches, and the noise, of one process with
 `grad_accum` N * A, and DDP's gradient mean equals that process's accumulated mean: the
 weights agree within float rounding, and a checkpoint resumes with any number of processes.
 """
@@ -28,23 +30,24 @@ import contextlib
 from dataclasses import dataclass, field
 import json
 import logging
-import math
 from pathlib import Path
 import signal
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from .checkpoint import EMA, load_latest, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, stage_configs, to_yaml
 from .data import build_loader, build_train_dataset, to_training_sample, validation_samples
+from .diffusion import noise_generator
+from .monitor import format_values, open_progress, open_tensorboard, record, SignalFlag
+from .schedule import lr_at, shortened_schedule, StepBudget
 from .stages import build_stage
 from .validation import eval_copy, EXPORTED_MODEL_KEYS, run_validation
-from ..codec import LogDepthCodec
 from ..io_utils import save_text
-from ..model import MetricGoldModel
+from ..model.codec import LogDepthCodec
+from ..model.network import MetricGoldModel
 
 LOG = logging.getLogger(__name__)
 DONE_FILE = 'DONE.json'
@@ -70,14 +73,6 @@ def run(cfg: dict, resume: str = 'auto', only: str | None = None) -> list[Path]:
     if only is not None and not exported:
         raise ConfigError(f'`--only {only}` matches no stage name.')
     return exported
-
-
-def lr_at(step: int, optim: dict) -> float:
-    """Linear warm-up, then exponential decay to lr * final_lr_ratio over decay_steps."""
-    warm = min(1.0, (step + 1) / optim['warmup_steps']) if optim['warmup_steps'] > 0 else 1.0
-    decay_steps = max(1, optim['decay_steps'])
-    done = min(max(step - optim['warmup_steps'], 0), decay_steps) / decay_steps
-    return optim['lr'] * warm * optim['final_lr_ratio'] ** done
 
 
 def build_model(cfg: dict, previous: Path | None) -> MetricGoldModel:
@@ -190,7 +185,7 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
               if cfg['max_seconds'] > 0 and run.planned_steps is None else None)
     run.stage.train()
     run.t_last = time.perf_counter()
-    with _SignalFlag() as stop:
+    with SignalFlag() as stop:
         while run.step < max_steps:
             lr = lr_at(run.step, optim)
             for group in run.optimizer.param_groups:
@@ -236,44 +231,6 @@ def train(cfg: dict, resume: str = 'auto', previous: Path | None = None) -> Path
     return run.export_dir
 
 
-class StepBudget:
-    """`max_seconds`: the step at which a stage's wall-clock budget runs out.
-
-    The first `SKIP` steps (allocation, autotuning, worker start) are not timed; the next
-    `TIMED` give the seconds per step, and `plan` then returns the last step that fits in what
-    is left of the budget (3 % kept for validation and the export), never beyond max_steps.
-    Until then it returns None, or the current step if the budget is already spent."""
-
-    SKIP, TIMED = 10, 40
-
-    def __init__(self, seconds: float, first_step: int):
-        self.seconds, self.first = float(seconds), first_step
-        self.t0 = time.perf_counter()
-        self.t_mark = None
-
-    def plan(self, step: int, max_steps: int) -> int | None:
-        now = time.perf_counter()
-        done = step - self.first
-        if now - self.t0 >= self.seconds:
-            return step
-        if done == self.SKIP:
-            self.t_mark = now
-        if self.t_mark is None or done < self.SKIP + self.TIMED:
-            return None
-        per_step = (now - self.t_mark) / (done - self.SKIP)
-        left = 0.97 * self.seconds - (now - self.t0)
-        return max(step, min(max_steps, step + int(left / per_step)))
-
-
-def shortened_schedule(cfg: dict, last_step: int) -> dict:
-    """The optim section with the LR decay scaled to a stage that ends at `last_step` instead
-    of max_steps (unchanged when they are equal)."""
-    optim = dict(cfg['optim'])
-    if last_step != cfg['max_steps']:
-        optim['decay_steps'] = max(1, round(optim['decay_steps'] * last_step / cfg['max_steps']))
-    return optim
-
-
 def agree_on_last_step(run: Run, planned: int) -> int:
     """The smallest of the processes' planned last steps (every rank must stop together)."""
     if run.world == 1:
@@ -300,13 +257,6 @@ def build_run(cfg: dict, previous: Path | None) -> Run:
                                   weight_decay=optim['weight_decay'])
     ema = EMA(named, optim['ema_decay']) if optim['ema_decay'] > 0 else None
     return Run(cfg, accelerator, model, stage, named, optimizer, ema)
-
-
-def noise_generator(seed: int, micro_batch: int) -> torch.Generator:
-    """The generator of a micro-batch's noise and timesteps: a function of its global index
-    only, so it is the same whichever process, accumulation slot or resumed run draws it."""
-    state = np.random.SeedSequence([seed, 2, micro_batch]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 def restore(run: Run, resume: str) -> None:
@@ -356,7 +306,7 @@ def open_data_and_logs(run: Run) -> None:
     dataset = build_train_dataset(cfg)
     run.loader = iter(build_loader(dataset, cfg, run.micro_batches, run.rank, run.world))
     run.val_samples = validation_samples(cfg) if main and cfg['data']['val_count'] > 0 else []
-    run.writer = _tensorboard(cfg, out) if main else None
+    run.writer = open_tensorboard(cfg, out) if main else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_text(out / 'config.yaml', to_yaml(cfg))
@@ -365,7 +315,7 @@ def open_data_and_logs(run: Run) -> None:
                  cfg['data']['micro_batch'], cfg['optim']['grad_accum'], run.world,
                  run.effective_batch)
         run.metrics_log = open(out / 'metrics.jsonl', 'a', encoding='utf-8')
-    run.progress = _progress(cfg, run.step, main)
+    run.progress = open_progress(cfg, run.step, main)
 
 
 def train_step(run: Run):
@@ -411,7 +361,7 @@ def log(run: Run, lr: float, grad_norm) -> None:
     if grad_norm is not None:
         scalars['train/grad_norm'] = float(grad_norm)
     run.history.append([run.step, mean_loss])
-    _record(run.metrics_log, run.writer, run.step, scalars)
+    record(run.metrics_log, run.writer, run.step, scalars)
     if run.progress is not None:
         run.progress.set_postfix(loss=f'{mean_loss:.4f}', lr=f'{lr:.2e}')
     run.t_last, run.loss_sum, run.logs_sum, run.n_logged = now, 0.0, {}, 0
@@ -424,10 +374,10 @@ def validate(run: Run, step: int) -> None:
     model = eval_copy(run.model, weights, cfg['model'])
     values, panel = run_validation(model, cfg['stage'], run.val_samples, run.accelerator.device,
                                    cfg['val']['images'])
-    _record(run.metrics_log, run.writer, step, {f'val/{k}': v for k, v in values.items()})
+    record(run.metrics_log, run.writer, step, {f'val/{k}': v for k, v in values.items()})
     if run.writer is not None and panel is not None:
         run.writer.add_image('val/rgb_pred_truth', panel, step, dataformats='HWC')
-    LOG.info('step %d validation: %s', step, _fmt(values))
+    LOG.info('step %d validation: %s', step, format_values(values))
 
 
 def trainer_state(run: Run) -> dict:
@@ -484,30 +434,6 @@ def export(run: Run) -> None:
 # ---------------------------------------------------------------- small helpers
 
 
-class _SignalFlag:
-    """Within `with`, SIGTERM/SIGINT only set `signum`; the loop saves and stops at step end."""
-
-    def __init__(self):
-        self.signum, self._old = None, {}
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:  # second signal: the user insists
-            raise KeyboardInterrupt
-        self.signum = signum
-        LOG.warning('signal %d: saving a checkpoint at the end of this step', signum)
-
-    def __enter__(self):
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        return False
-
-
 def _to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
             for k, v in batch.items()}
@@ -516,35 +442,3 @@ def _to_device(batch: dict, device) -> dict:
 def _collate(samples: list[dict], device) -> dict:
     keys = ('rgb', 'depth_code', 'valid')
     return {k: torch.stack([s[k] for s in samples]).to(device) for k in keys}
-
-
-def _tensorboard(cfg, out: Path):
-    if not cfg['log']['tensorboard']:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        LOG.warning('tensorboard is not installed: no TensorBoard logs (pip install tensorboard)')
-        return None
-    return SummaryWriter(str(out / 'tensorboard'))
-
-
-def _progress(cfg, start: int, main: bool):
-    if not (main and cfg['log']['progress']):
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=cfg['max_steps'], initial=start, desc=cfg['name'], dynamic_ncols=True)
-
-
-def _record(metrics_log, writer, step: int, scalars: dict) -> None:
-    if metrics_log is not None:
-        metrics_log.write(json.dumps({'step': step, **scalars}) + '\n')
-        metrics_log.flush()
-    if writer is not None:
-        for key, value in scalars.items():
-            if math.isfinite(value):
-                writer.add_scalar(key, value, step)
-
-
-def _fmt(values: dict) -> str:
-    return ', '.join(f'{k} {v:.4f}' for k, v in values.items())

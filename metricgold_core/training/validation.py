@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import torch
 
-from ..metrics import compute_metrics
+from ..evaluation.metrics import compute_metrics
 from ..visualize import comparison_panel
 
 
@@ -56,7 +56,7 @@ def predict_depth(model, stage_name: str, samples: list[dict], device) -> np.nda
     canonical-focal model included), or the VAE's reconstruction of the true depth."""
     if stage_name in ('depth', 'single_step'):
         from ..metric_depth import estimate_metric_depth
-        from ..pipeline import DepthEstimator
+        from ..model.pipeline import DepthEstimator
         # float32: validation figures stay comparable across machines and earlier logs
         estimator = DepthEstimator(model, device=device, dtype='float32')
         return np.stack([estimate_metric_depth(estimator, s['rgb'], s['K'], steps=1,

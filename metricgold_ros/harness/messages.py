@@ -124,7 +124,7 @@ def odometry_msg(pose: np.ndarray, stamp_ns: int, frame_id: str = 'odom',
     """A nav_msgs/Odometry whose pose is the 4x4 `pose` (child -> frame_id)."""
     from nav_msgs.msg import Odometry
 
-    from metricgold_core.poses import matrix_quaternion
+    from metricgold_core.camera.poses import matrix_quaternion
 
     msg = Odometry()
     set_stamp(msg.header, stamp_ns)

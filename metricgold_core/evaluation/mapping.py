@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import backproject
+from ..camera.geometry import backproject
 
 # per scene kind: voxel edge, depth integrated up to, TSDF truncation in voxels
 MAP_SETTINGS = {'indoor': {'voxel_m': 0.04, 'depth_max_m': 8.0, 'trunc_voxels': 4.0},
@@ -199,7 +199,7 @@ def map_picture(maps: dict, poses, up: np.ndarray | None = None, cut_above_m: fl
     """
     import cv2
 
-    from .visualize import TURBO_LUT
+    from ..visualize import TURBO_LUT
 
     poses = np.asarray(poses, np.float64)
     up = up_direction(poses) if up is None else np.asarray(up, np.float64)

@@ -22,9 +22,9 @@ from .checkpoint_format import CheckpointError, EMBEDDING_FILE, FORMAT_VERSION  
 from .checkpoint_format import META_FILE, PICKLE_SUFFIXES, read_json
 from .checkpoint_format import WEIGHTS_FILE, write_json
 from .codec import LogDepthCodec
-from .io_utils import atomic_dir, atomic_path
 from .light_decoder import LightDecoderHead
 from .presets import get_preset, SCHEDULER_CONFIG
+from ..io_utils import atomic_dir, atomic_path
 
 LOG = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def _cache_embedding(emb_path: Path, embedding: torch.Tensor) -> None:
 
 # -------------------------------------------------------------------- default model
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / 'default_model'
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / 'default_model'
 
 
 def default_model_path() -> Path:

@@ -136,13 +136,22 @@ def read_tum(path, count: int | None = None) -> tuple:
 
 def write_tum(path, stamps, poses) -> None:
     """A TUM trajectory file of (timestamps, 4x4 poses), written atomically."""
-    from .io_utils import save_text
+    from ..io_utils import save_text
 
     lines = []
     for t, T in zip(stamps, poses):
         q = matrix_quaternion(T[:3, :3])
         lines.append(' '.join(f'{v:.9g}' for v in (t, *T[:3, 3], *q)))
     save_text(path, '\n'.join(lines) + '\n')
+
+
+def valid_pose(pose) -> bool:
+    """A finite 4x4 rigid transform (rotation orthonormal to 1e-3)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        return False
+    R = pose[:3, :3]
+    return bool(np.abs(R @ R.T - np.eye(3)).max() < 1e-3 and np.linalg.det(R) > 0)
 
 
 class PoseBuffer:
@@ -157,8 +166,6 @@ class PoseBuffer:
 
     def add(self, stamp_ns: int, pose: np.ndarray) -> str:
         """'' or why this pose was refused."""
-        from .scale import valid_pose
-
         if not valid_pose(pose):
             return 'not a finite rigid pose'
         if self.stamps and stamp_ns <= self.stamps[-1]:

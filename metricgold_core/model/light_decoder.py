@@ -52,7 +52,7 @@ class LightDecoderHead(torch.nn.Module):
         import json
 
         from safetensors.torch import save_file
-        from .io_utils import atomic_path
+        from ..io_utils import atomic_path
         with atomic_path(Path(folder) / WEIGHTS_FILE) as tmp:
             save_file({k: v.detach().float().cpu().contiguous()
                        for k, v in self.state_dict().items()}, str(tmp),

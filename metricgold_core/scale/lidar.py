@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .geometry import CameraModel
+from ..camera.geometry import CameraModel
 
 OCCLUSION_GAP = 0.1          # a point this much (relative) nearer can hide another
 MIN_POINT_DEPTH_M = 1e-3     # points nearer the camera plane than this are behind it

@@ -42,7 +42,7 @@ import torch
 from . import precision
 from .image_processing import (check_rgb, from_model_output, processing_size, to_model_input,
                                UPSAMPLING)
-from .model import MetricGoldModel
+from .network import MetricGoldModel
 from .precision import check_parts, DEFAULT_PARTS
 from .run_options import check_compile, check_device, MODES
 from .vae_rewrites import encode_mean, RewrittenVAEDecoder

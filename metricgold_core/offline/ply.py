@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io_utils import atomic_path
+from ..io_utils import atomic_path
 
 
 def write_ply(path, xyz: np.ndarray, rgb: np.ndarray | None = None) -> int:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import backproject
 from .metrics import masked_abs_rel
+from ..camera.geometry import backproject
 
 SAMPLE_PER_VOXEL = 0.375   # map scoring samples surfaces every 3/8 voxel (1.5 cm indoors)
 

@@ -50,13 +50,6 @@ def crop_intrinsics(K: np.ndarray, top: int, left: int) -> np.ndarray:
     return K
 
 
-def flip_intrinsics_horizontal(K: np.ndarray, width: int) -> np.ndarray:
-    """K of the horizontally mirrored image of the given width."""
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[0, 2] = (width - 1) - K[0, 2]
-    return K
-
-
 @dataclass(frozen=True)
 class CameraModel:
     """The one camera type: image size and the pinhole parameters (P, or K) of that image.
@@ -80,14 +73,6 @@ class CameraModel:
     @property
     def K(self) -> np.ndarray:
         return make_K(self.fx, self.fy, self.cx, self.cy)
-
-    def check_size(self, height: int, width: int) -> None:
-        """BadInput `camera_info_size` unless this camera describes a (height, width) image."""
-        from .ros_format import BadInput
-
-        if (self.height, self.width) != (height, width):
-            raise BadInput('camera_info_size', f'camera_info describes a {self.width}x'
-                           f'{self.height} image, the image is {width}x{height}')
 
     def scaled(self, height: int, width: int) -> 'CameraModel':
         """The model of this image resized to (height, width), pixel centres at integers."""
@@ -149,12 +134,6 @@ def backproject(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
     rx, ry = pixel_rays(K, depth_m.shape[0], depth_m.shape[1], dtype=np.float64)
     d = depth_m.astype(np.float64)
     return np.stack([d * rx, d * ry, d], axis=-1)
-
-
-def distance_to_z_depth(distance_m: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Distance to the camera centre (e.g. Hypersim) -> z-depth, per pixel ray of K."""
-    rx, ry = pixel_rays(K, distance_m.shape[0], distance_m.shape[1], dtype=np.float64)
-    return (distance_m / np.sqrt(1.0 + rx * rx + ry * ry)).astype(np.float32)
 
 
 def focal_rescale_factor(fx_px: float, canonical_focal_px: float | None) -> float:
