@@ -22,6 +22,8 @@ def generate_launch_description():
     image = LaunchConfiguration('image')
     camera_info = LaunchConfiguration('camera_info')
     sparse_depth = LaunchConfiguration('sparse_depth')
+    sparse_points = LaunchConfiguration('sparse_points')
+    odom = LaunchConfiguration('odom')
     return LaunchDescription([
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
                               description='Camera image topic (sensor_msgs/Image).'),
@@ -30,6 +32,13 @@ def generate_launch_description():
         DeclareLaunchArgument('sparse_depth', default_value='sparse_depth',
                               description='Sparse metric depth registered to the image '
                               '(sensor_msgs/Image), used when scale_source is sparse_depth.'),
+        DeclareLaunchArgument('sparse_points', default_value='sparse_points',
+                              description='LiDAR cloud (sensor_msgs/PointCloud2) used as sparse '
+                              'metric depth when scale_source is sparse_depth (placed by TF or '
+                              'sparse_points_mount).'),
+        DeclareLaunchArgument('odom', default_value='odom',
+                              description='Odometry (nav_msgs/Odometry) used when scale_source '
+                              'is odometry.'),
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='Node parameters (YAML).'),
         DeclareLaunchArgument('namespace', default_value='',
@@ -43,7 +52,8 @@ def generate_launch_description():
             # image/compressed follows image, as image_transport names it.
             remappings=[('image', image), ('camera_info', camera_info),
                         ('image/compressed', [image, '/compressed']),
-                        ('sparse_depth', sparse_depth)],
+                        ('sparse_depth', sparse_depth), ('sparse_points', sparse_points),
+                        ('odom', odom)],
             output='screen',
             emulate_tty=True,
         ),

@@ -36,7 +36,8 @@ def launch_calls():
 
 def test_launch_file_declares_the_documented_arguments():
     declared = {args[0] for args, _ in launch_calls()['DeclareLaunchArgument']}
-    assert declared == {'image', 'camera_info', 'sparse_depth', 'params_file', 'namespace'}
+    assert declared == {'image', 'camera_info', 'sparse_depth', 'sparse_points', 'odom',
+                        'params_file', 'namespace'}
 
 
 def test_launch_file_names_an_installed_executable_package_and_node():
