@@ -34,7 +34,7 @@ from metricgold_core.ros_format.camera_info import camera_model_from_info, check
 from metricgold_core.ros_format.camera_info import fallback_camera_model
 from metricgold_core.ros_format.images import compressed_to_rgb8, image_to_rgb8
 from .diagnostics import build_diagnostics, NodeStats, Throttle
-from .frames import InfoEntry, Mailbox, ReceivedFrame, SparseEntry, StampCache
+from .frames import InfoEntry, Mailbox, ReceivedFrame, StampCache
 from .latency import LatencyPlanner
 from .params import check_consistency, descriptor, normalise, ParameterError, PARAMETERS, SPECS
 
@@ -75,20 +75,15 @@ class DepthNode(Node):
             'image/compressed' if compressed else 'image':
                 (CompressedImage if compressed else Image, self._on_image, 2),
             'camera_info': (CameraInfo, self._on_camera_info, 10),
-            'sparse_depth': (Image, self._on_sparse_depth, 5),
-            'sparse_points': (PointCloud2, self._on_sparse_points, 5),
         }
-        from .odometry import OdometryInput, odometry_type
-        from .sparse_points import PointsInput
-        self.odometry = OdometryInput(self)   # scale_source odometry
-        self.points_input = PointsInput(self.odometry.tf_buffer)   # sparse_points clouds
-        self._camera_frame = ''   # frame_id of the newest image: where clouds are placed
+        from .odometry import odometry_type
+        from .scale_inputs import ScaleInputs
+        self.scale = ScaleInputs(self)   # sparse_depth, sparse_points, odom; the session
+        self._inputs.update({'sparse_depth': (Image, self.scale.on_sparse_depth, 5),
+                             'sparse_points': (PointCloud2, self.scale.on_sparse_points, 5)})
         odometry_msg = odometry_type()
         if odometry_msg is not None:
-            self._inputs['odom'] = (odometry_msg, self._on_odometry, 50)
-        # sparse_depth images (SparseEntry) and sparse_points clouds (CloudEntry) by stamp
-        self.sparse = StampCache(10)
-        self._scale = None   # (key, scale.ScaleSession): worker only
+            self._inputs['odom'] = (odometry_msg, self.scale.on_odometry, 50)
         self._subscriptions_by_topic = {}   # topic -> (subscription, reliability name)
         self._last_stamp_ns = None
         self._fallback = None
@@ -107,7 +102,7 @@ class DepthNode(Node):
             f'ready: model {self.model_facts["model"]} on {self.model_facts["device"]} '
             f'({self.model_facts["dtype"]}, {self.model_facts["mode"]} mode), listening on '
             f'{", ".join(self.resolve_topic_name(t) for t in self._inputs)}')
-        self._say_scale_source(self.cfg)
+        self.scale.say_source(self.cfg)
 
     # ------------------------------------------------------------------ set-up
 
@@ -198,7 +193,7 @@ class DepthNode(Node):
                                 f'({self._last_stamp_ns / 1e9:.3f} s -> {stamp_ns / 1e9:.3f} s);'
                                 ' camera_info history cleared')
         self._last_stamp_ns = stamp_ns
-        self._camera_frame = msg.header.frame_id
+        self.scale.camera_frame = msg.header.frame_id
         try:
             rgb = compressed_to_rgb8(msg) if isinstance(msg, CompressedImage) \
                 else image_to_rgb8(msg)
@@ -221,105 +216,6 @@ class DepthNode(Node):
         self.infos.add(stamp_ns, InfoEntry(msg, camera))
         self.stats.count('camera_info_received')
 
-    def _on_sparse_depth(self, msg: Image) -> None:
-        from metricgold_core.ros_format.images import sparse_depth_to_metres
-
-        try:
-            metres = sparse_depth_to_metres(msg)
-        except BadInput as exc:   # never fatal: dropped and counted
-            self._bad_input(exc)
-            return
-        stamp_ns = header_stamp_ns(msg.header)
-        self.sparse.add(stamp_ns, SparseEntry(metres))
-        self.stats.count('sparse_depth_received')
-
-    def _on_sparse_points(self, msg: PointCloud2) -> None:
-        try:
-            stamp_ns, entry = self.points_input.to_camera(msg, self._camera_frame, self.cfg)
-        except BadInput as exc:   # malformed, or a frame nothing places: dropped and counted
-            self._bad_input(exc)
-            if exc.kind == 'sparse_points_frame':
-                self.stats.set(sparse_points_transform='unknown frame', sparse_points_warning=(
-                    f'sparse_points clouds dropped: frame {msg.header.frame_id!r} unknown (no TF '
-                    'to the image frame, no sparse_points_mount)'))
-            return
-        self.sparse.add(stamp_ns, entry)
-        self.stats.count('sparse_points_received')
-        self.stats.set(sparse_points_transform=entry.how, sparse_points_warning='')
-
-    def _on_odometry(self, msg) -> None:
-        why = self.odometry.on_odometry(msg)
-        self.stats.count('odometry_refused' if why else 'odometry_received')
-        if why:
-            self._log_throttled('odometry', f'dropped an odometry message: {why}')
-
-    def _sparse_for(self, frame: ReceivedFrame, cfg: dict, depth_camera):
-        """Sparse metres paired with this frame (exact stamp, bounded wait, then the newest):
-        a sparse_depth image, or a sparse_points cloud projected into `depth_camera` (the
-        CameraModel of the depth image this frame will have)."""
-        entry = self.sparse.wait_for(frame.stamp_ns, cfg['sparse_depth_wait_ms'] / 1e3)
-        if entry is None:
-            entry = self.sparse.latest
-            if entry is None:
-                self.stats.count('sparse_depth_missing')
-                self._log_throttled('sparse_missing', 'scale_source is sparse_depth but no '
-                                    'sparse_depth image or sparse_points cloud has arrived: '
-                                    'keeping the last good scale')
-                return None
-            self.stats.count('sparse_depth_unmatched')
-        if isinstance(entry, SparseEntry):
-            return entry.metres
-        return self._project_cloud(entry, depth_camera, cfg)
-
-    def _project_cloud(self, entry, camera, cfg: dict):
-        """A sparse_points cloud (CloudEntry) as a sparse depth image of `camera`."""
-        from metricgold_core.scale.lidar import project_cloud
-
-        start = time.monotonic()
-        projection = project_cloud(entry.points_cam, camera, entry.origin_cam,
-                                   cfg['sparse_points_occlusion_gap'])
-        self.stats.set(sparse_points_kept=projection.kept,
-                       sparse_points_in_cloud=projection.points,
-                       sparse_points_occluded=projection.occluded,
-                       sparse_points_project_ms=round((time.monotonic() - start) * 1e3, 2))
-        if projection.kept == 0:
-            self.stats.count('sparse_points_none_in_view')
-            self._log_throttled('sparse_points_view', 'no point of the sparse_points cloud is '
-                                f'in view: {projection.summary()}; keeping the last good '
-                                'scale')
-        return projection.depth_m
-
-    def _resolve_anchor(self, cfg: dict):
-        """The scale.ScaleAnchor of these parameters (its `note`: why no metres)."""
-        from metricgold_core.scale import ScaleAnchor
-
-        return ScaleAnchor.resolve(self.estimator.model, cfg['scale_source'],
-                                   camera_height_m=cfg['camera_height_m'],
-                                   ground_max_tilt_deg=cfg['ground_max_tilt_deg'],
-                                   smoothing=cfg['scale_smoothing'], strict=False)
-
-    def _new_session(self, cfg: dict):
-        """The scale.ScaleSession of these parameters (its `note`: why no metres)."""
-        from metricgold_core.scale import ScaleSession
-
-        return ScaleSession(self._resolve_anchor(cfg), cfg['scale_correction'],
-                            cfg['wait_for_scale'])
-
-    def _say_scale_source(self, cfg: dict) -> None:
-        """Log (and keep for diagnostics) why the outputs are what they are."""
-        session = self._new_session(cfg)
-        anchor = session.anchor
-        warning = anchor.note
-        if warning and anchor.relative_model:
-            warning += ': publishing depth/relative only, no depth or points'
-        elif warning:
-            warning += ': using the model scale'
-        else:
-            warning = session.note
-        self.stats.set(scale_warning=warning, scale_source=anchor.source)
-        if warning:
-            self.get_logger().warning(warning)
-
     def _on_set_parameters(self, params) -> SetParametersResult:
         config = dict(self.cfg)
         try:
@@ -333,7 +229,7 @@ class DepthNode(Node):
                       for k in ('scale_source', 'camera_height_m', 'scale_correction'))
         self.cfg = config   # one assignment: the worker sees the old or the new set, never half
         if changed:
-            self._say_scale_source(config)
+            self.scale.say_source(config)
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
@@ -402,9 +298,8 @@ class DepthNode(Node):
 
         depth_hw = (height, width) if cfg['depth_resolution'] == 'input' else \
             self.estimator.processing_hw(height, width, plan.processing_resolution)
-        session, measurement = self._anchor(frame, cfg, camera, depth_hw)
-        scale_filter = session.filter
-        rejected_before = scale_filter.rejected if scale_filter is not None else 0
+        session, measurement = self.scale.session_for(frame, cfg, camera, depth_hw)
+        rejected_before = session.filter.rejected if session.filter is not None else 0
         out = estimate_metric_depth(
             self.estimator, rgb, camera, steps=plan.steps,
             processing_resolution=plan.processing_resolution, seed=cfg['seed'],
@@ -413,24 +308,8 @@ class DepthNode(Node):
             session=session, measurement=measurement)
         pred, factor = out.prediction, out.focal_factor
         self.planner.observe(pred.timings, plan.steps, pred.processing_hw)
-        fit_ms = getattr(measurement, 'fit_ms', None)   # odometry: the fit, inside the budget
-        if fit_ms is not None:
-            self.stats.set(scale_fit_ms=round(fit_ms, 1))
-        else:
-            fit_ms = 0.0
-        self._scale_stats(out, cfg, scale_filter, rejected_before, measurement)
-        holding = session.holding(out.relative)
-        self.stats.set(holding_for_scale=holding, waiting_for=(
-            f'a first accepted {cfg["scale_source"]} scale fit'
-            + ('' if out.fit is None or out.fit.ok else f' (last: {out.fit.reason})')
-            + ('' if out.fit is not None else ' (no measurement for this frame)'))
-            if holding else '')
-        if holding:
-            self.stats.count('waiting_for_scale')
-            self._log_throttled('wait_for_scale', 'no accepted scale fit yet: holding the '
-                                "depth back (wait_for_scale), the model's own scale would "
-                                'not match what follows')
-        else:
+        holding, fit_ms = self.scale.observe(out, cfg, session, measurement, rejected_before)
+        if not holding:
             self._hand_over(frame, out, source_info, rgb, cfg,
                             frame.convert_ms + rectify_ms + fit_ms)
         self.stats.set(steps=plan.steps, processing_resolution=plan.processing_resolution,
@@ -473,63 +352,6 @@ class DepthNode(Node):
         self.stats.count('dropped_publish')
         self._log_throttled('publish_drop', 'publishing is slower than inference (a slow '
                             'subscriber?): dropped a finished frame')
-
-    def _anchor(self, frame: ReceivedFrame, cfg: dict, camera, depth_hw: tuple):
-        """(scale.ScaleSession, this frame's measurement) for this frame, whose image has the
-        CameraModel `camera` and whose depth will be (height, width) depth_hw. A change of the
-        source's parameters starts a new session; the correction level and the wait rule apply
-        to the running one."""
-        key = tuple(cfg[k] for k in ('scale_source', 'scale_smoothing', 'camera_height_m',
-                                     'ground_max_tilt_deg'))
-        if self._scale is None or self._scale[0] != key:
-            self._scale = (key, self._new_session(cfg))
-        session = self._scale[1]
-        session.correction, session.wait_for_scale = cfg['scale_correction'], \
-            cfg['wait_for_scale']
-        anchor = session.anchor
-        measurement = None
-        if anchor.active and anchor.source == 'sparse_depth':
-            depth_camera = camera if (camera.height, camera.width) == tuple(depth_hw) else \
-                camera.scaled(*depth_hw)
-            measurement = self._sparse_for(frame, cfg, depth_camera)
-        elif anchor.active and anchor.source == 'odometry':
-            pose, how = self.odometry.camera_pose(frame.stamp_ns, frame.header.frame_id, cfg)
-            if pose is None:
-                self._log_throttled('odometry_pose', f'no camera pose for a frame ({how}): '
-                                    'keeping the last good scale')
-            measurement = session.motion(pose, frame.stamp_ns)
-        return session, measurement
-
-    def _scale_stats(self, out, cfg: dict, scale_filter, rejected_before: int,
-                     measurement=None) -> None:
-        fit = out.fit
-        if fit is not None and not fit.ok:
-            self._log_throttled('scale_fit', f'scale fit rejected ({fit.reason}): keeping the '
-                                'last good scale')
-        if scale_filter is not None and scale_filter.rejected > rejected_before:
-            # a bad fit or an outlier the filter rejected this frame
-            self.stats.count('scale_rejected', scale_filter.rejected - rejected_before)
-        if fit is not None and cfg['scale_source'] == 'odometry':
-            self.stats.count('odometry_fits_tried')
-            self.stats.count('odometry_fits_accepted' if fit.ok else
-                             f'odometry_rejected_{fit.reject or "other"}')
-            points = getattr(measurement, 'point_stats', {}) or {}
-            self.stats.set(odometry_parallax_px=fit.parallax_px, odometry_fit=fit.method,
-                           odometry_points=int(points.get('triangulated', 0)),
-                           odometry_points_ms=round(float(points.get('ms', 0.0)), 2))
-        local = out.local
-        if local is not None:
-            self.stats.count('local_corrections' if local.ok else 'local_fallbacks')
-            if not local.ok:
-                self._log_throttled('local', f'local scale correction not applied '
-                                    f'({local.reason}): global scale only')
-            self.stats.set(local_points=local.points, local_outliers=local.outliers,
-                           local_ms=round(local.ms, 2), local_fallback=local.reason)
-        self.stats.set(scale_source=cfg['scale_source'], scale=out.scale, shift=out.shift,
-                       scale_correction=cfg['scale_correction'],
-                       scale_points=0 if fit is None else fit.points,
-                       scale_residual=float('nan') if fit is None else fit.residual,
-                       output='depth/relative' if out.relative else 'depth')
 
     def _rectify(self, rgb, source_info, cfg: dict):
         """(image, camera_info) in the rectified geometry of P when the input needs it.
