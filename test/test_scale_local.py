@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from metricgold_core.evaluation.metrics import masked_abs_rel
 from metricgold_core.scale import correct_locally, ScaleAnchor, ScaleSession, sparse_sample
 from metricgold_core.scale import local
 
@@ -13,8 +14,7 @@ H, W = 120, 160
 
 
 def abs_rel(pred, truth, valid):
-    m = valid & np.isfinite(pred)
-    return float(np.mean(np.abs(pred[m] - truth[m]) / truth[m]))
+    return masked_abs_rel(pred, truth, valid)[0]
 
 
 @pytest.fixture(scope='module', params=['indoor', 'outdoor'])

@@ -95,13 +95,12 @@ class ScaleAnchor:
     def new_filter(self) -> 'ScaleFilter | None':
         return ScaleFilter(self.smoothing) if self.active else None
 
-    def waiting(self, scale_filter: 'ScaleFilter | None', relative: bool = False) -> bool:
+    def waiting(self, scale: float | None, relative: bool = False) -> bool:
         """True while a frame's metric depth is still at the model's own scale although a
-        source is set: no good fit in `scale_filter` yet (a source that cannot work here has no
-        filter and never fits). wait_for_scale holds such frames back; `relative` output
-        (unitless, on its own topic) is never held."""
-        return self.source != 'none' and not relative and (
-            scale_filter is None or scale_filter.scale is None)
+        source is set: no good fit has given a `scale` yet (a source that cannot work here
+        never fits). wait_for_scale holds such frames back; `relative` output (unitless, on its
+        own topic) is never held."""
+        return self.source != 'none' and not relative and scale is None
 
     def fit(self, depth: np.ndarray, camera, measurement=None, rgb=None,
             prior_scale: float | None = None) -> ScaleFit | None:
@@ -134,10 +133,8 @@ class ScaleAnchor:
             fit.method = 'photometric'
             if fit.ok:
                 return fit
-            points_fit, why = self._fit_points(depth, motion.points)
-            if points_fit is None:
-                return fit
-            return points_fit
+            points_fit, _ = self._fit_points(depth, motion.points)
+            return fit if points_fit is None else points_fit
         motion.record(depth.shape, rgb)
         points_fit, why = self._fit_points(depth, motion.points)
         if points_fit is not None:

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .fit import _tukey
 from .sparse import valid_sparse
 
 MIN_LOCAL_POINTS = 12       # fewer points: the global fit only
@@ -43,7 +44,6 @@ OUTLIER_MAD = 4.0           # ... and above this many robust spreads of all miss
 MIN_SUPPORT = 0.3           # leave-one-out weight a point needs before it can be judged
 MIN_SIGMA_LOG = 0.02        # floor of the per-pixel uncertainty (log depth)
 GUIDE_WEIGHT = 1.0          # brightness's share of the grid's depth axis (log depth units)
-TREND = True
 MIN_TREND_LOG = 0.3         # the points span at least this much log depth for a trend
 MAX_TREND_SLOPE = 0.8       # |d r / d log z| at most this
 TREND_FADE_LOG = 0.3        # beyond the points' depths the line fades over this log depth
@@ -96,7 +96,7 @@ def _reject_outliers(k: np.ndarray, r: np.ndarray) -> np.ndarray:
     leave-one-out correction misses by much (and by much more than the others' misses) is
     dropped."""
     keep = np.ones(r.shape, bool)
-    if keep.sum() < 3:
+    if r.size < 3:
         return keep
     for _ in range(2):
         kk = k[:, keep]
@@ -158,7 +158,7 @@ def _trend(log_z: np.ndarray, r: np.ndarray) -> tuple:
     model's depth-dependent error (near too far, far too near), or (median r, 0) when the
     points span too little depth to tell."""
     lo, hi = float(np.min(log_z)), float(np.max(log_z))
-    if not TREND or hi - lo < MIN_TREND_LOG:
+    if hi - lo < MIN_TREND_LOG:
         return float(np.median(r)), 0.0, lo, hi
     x = log_z - lo
     w = np.ones_like(r)
@@ -168,9 +168,7 @@ def _trend(log_z: np.ndarray, r: np.ndarray) -> tuple:
         A = np.stack([sw, sw * x], axis=1)
         (a, b), *_ = np.linalg.lstsq(A, sw * r, rcond=None)
         e = r - a - b * x
-        sigma = max(1.4826 * float(np.median(np.abs(e))), 1e-3)
-        uu = e / (4.685 * sigma)
-        w = np.where(np.abs(uu) < 1.0, (1.0 - uu * uu) ** 2, 0.0)
+        w = _tukey(e, max(1.4826 * float(np.median(np.abs(e))), 1e-3))
     b = float(np.clip(b, -MAX_TREND_SLOPE, MAX_TREND_SLOPE))
     return float(a), b, lo, hi
 

@@ -61,6 +61,7 @@ class ScaleSession:
         self.triangulate = bool(triangulate)
         self.tracks = None             # odometry: triangulation.FeatureTracks, made on first use
         self.held = 0                  # frames holding() kept back
+        self._last_scale = None        # without a filter: this frame's good scale, or None
 
     @property
     def note(self) -> str:
@@ -78,16 +79,14 @@ class ScaleSession:
 
     def waiting(self, relative: bool = False) -> bool:
         """True while no good fit has anchored the stream although a source is set."""
-        return self.anchor.waiting(self.filter if self.filter is not None else self._last,
-                                   relative)
+        scale = self._last_scale if self.filter is None else self.filter.scale
+        return self.anchor.waiting(scale, relative)
 
     def holding(self, relative: bool = False) -> bool:
         """True when this frame must be held back (wait_for_scale and still waiting); counted."""
         hold = self.wait_for_scale and self.waiting(relative)
         self.held += int(hold)
         return hold
-
-    _last = None    # without a filter: a stand-in with this frame's good scale (or None)
 
     def apply(self, depth: np.ndarray, camera, measurement=None, rgb=None,
               uncertainty: np.ndarray | None = None, relative: bool = False) -> Scaled:
@@ -106,7 +105,7 @@ class ScaleSession:
             accepted = accepted and self.filter.rejected == rejected
         else:
             s, t = (fit.scale, fit.shift) if fit is not None and fit.ok else (None, 0.0)
-            self._last = _Good(s)
+            self._last_scale = s
         out = Scaled(depth=depth, uncertainty=uncertainty, relative=relative, fit=fit)
         if s is None:     # no good fit yet: the model's own scale (relative stays relative)
             return out
@@ -160,13 +159,6 @@ class ScaleSession:
         if self.anchor.source == 'sparse_depth':
             return register_to(np.asarray(measurement, np.float32), shape_hw)
         return getattr(measurement, 'points', None)    # odometry: triangulated points
-
-
-class _Good:
-    """What ScaleAnchor.waiting reads of a filter: the scale of the last good fit or None."""
-
-    def __init__(self, scale):
-        self.scale = scale
 
 
 def _finite_or_none(x):
